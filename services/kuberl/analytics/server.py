@@ -1,0 +1,49 @@
+"""gRPC front of the analytics role."""
+
+from __future__ import annotations
+
+import grpc
+
+from kuberl.analytics.core import MetricsStore, Point, Query, open_store
+from kuberl.rpc import Server, require_experiment_id, rpc_errors
+from kuberl.v1 import analytics_service_pb2 as pb
+from kuberl.v1 import analytics_service_pb2_grpc as pb_grpc
+
+
+class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
+    def __init__(self, store: MetricsStore):
+        self.store = store
+
+    @rpc_errors
+    def ReportMetrics(self, request: pb.ReportMetricsRequest, context: grpc.ServicerContext
+                      ) -> pb.ReportMetricsResponse:
+        if not request.node_name:
+            raise ValueError("node_name: required")
+        points = [Point(p.experiment_id, p.metric, p.value, p.step, p.timestamp) for p in request.points]
+        self.store.write(request.node_name, request.node_type or "unknown", points)
+        return pb.ReportMetricsResponse(accepted=len(points))
+
+    @rpc_errors
+    def QueryMetrics(self, request: pb.QueryMetricsRequest, context: grpc.ServicerContext
+                     ) -> pb.QueryMetricsResponse:
+        require_experiment_id(request.experiment_id)
+        if not request.metric:
+            raise ValueError("metric: required")
+        if request.limit < 0:
+            raise ValueError(f"limit: must be >= 0, got {request.limit}")
+        points, total = self.store.query(Query(
+            experiment_id=request.experiment_id, metric=request.metric, node_name=request.node_name,
+            min_step=request.min_step if request.HasField("min_step") else None,
+            max_step=request.max_step if request.HasField("max_step") else None,
+            limit=request.limit, newest_first=request.newest_first))
+        return pb.QueryMetricsResponse(total=total, points=[
+            pb.MetricPoint(experiment_id=p.experiment_id, metric=p.metric, value=p.value, step=p.step,
+                           timestamp=p.timestamp, node_name=p.node_name) for p in points])
+
+
+def create_server(port: int, database_url: str, host: str = "[::]") -> tuple[Server, MetricsStore]:
+    store = open_store(database_url)
+    server = Server([pb.DESCRIPTOR.services_by_name["AnalyticsService"].full_name],
+                    [lambda s: pb_grpc.add_AnalyticsServiceServicer_to_server(AnalyticsServicer(store), s)],
+                    port, host)
+    return server, store

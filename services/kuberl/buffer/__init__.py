@@ -1,0 +1,1 @@
+"""N3, the buffer role: one replay shard serving many experiments."""

@@ -1,0 +1,142 @@
+"""A shard's experiments: one ring buffer and one rate limiter each, snapshotted to a directory."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from kuberl.config import ExperimentConfig
+from kuberl.replay import ReplayBuffer, SamplesPerInsertLimiter
+from kuberl.rpc import Exhausted, NotFound
+from kuberl.tensors import Transitions
+
+log = logging.getLogger(__name__)
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def snapshot_name(experiment_id: str) -> str:
+    """A file name for an experiment id; ids are user strings, so anything odd is escaped."""
+    return _SAFE_NAME.sub(lambda m: f"%{ord(m.group()):02x}", experiment_id) + ".npz"
+
+
+def experiment_from_snapshot_name(name: str) -> str:
+    return re.sub(r"%([0-9a-f]{2,})", lambda m: chr(int(m.group(1), 16)), name[: -len(".npz")])
+
+
+@dataclass
+class ReplayTable:
+    buffer: ReplayBuffer
+    limiter: SamplesPerInsertLimiter
+    snapshot_interval: float
+    last_snapshot: float = 0.0
+    snapshotted_inserts: int = 0
+    restored: bool = False
+
+
+class Shard:
+    """Every experiment's replay on this replica."""
+
+    def __init__(self, data_dir: Path | None, insert_wait_seconds: float = 2.0):
+        self.data_dir = data_dir
+        self.insert_wait_seconds = insert_wait_seconds
+        self._tables: dict[str, ReplayTable] = {}
+        self._lock = threading.Lock()
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            for path in sorted(data_dir.glob("*.npz")):
+                self._restore(path)
+
+    def _restore(self, path: Path) -> None:
+        experiment_id = experiment_from_snapshot_name(path.name)
+        try:
+            buffer = ReplayBuffer.load(path)
+        except (OSError, ValueError, KeyError) as err:
+            log.error("snapshot %s unreadable, ignored: %s", path, err)
+            return
+        log.info("restored %d transitions of %s from %s", buffer.size, experiment_id, path)
+        # A restored experiment is servable at once (sampling and stats); OpenReplay later
+        # brings the rate limiter's settings, so until then inserts are not held back.
+        self._tables[experiment_id] = ReplayTable(buffer, SamplesPerInsertLimiter(1.0, 0, 2**62), 10.0,
+                                                  time.monotonic(), buffer.total_inserted, restored=True)
+
+    def open(self, experiment_id: str, config: ExperimentConfig) -> ReplayTable:
+        """Creates the experiment's table, or re-opens it with new settings (idempotent)."""
+        learner = config.learner
+        shard_count = config.buffer.replicas
+        # Per-shard warm-up and slack: inserts are spread over the experiment's shards.
+        limiter = SamplesPerInsertLimiter(
+            learner.samples_per_insert,
+            min_inserts=max(learner.learning_starts, learner.batch_size) // max(shard_count, 1) + 1,
+            tolerance=max(4 * config.environment.push_batch_size, learner.learning_starts // max(shard_count, 1)))
+        with self._lock:
+            table = self._tables.get(experiment_id)
+            if table is None:
+                buffer = ReplayBuffer(config.buffer.capacity, seed=config.seed)
+                table = self._tables[experiment_id] = ReplayTable(buffer, limiter,
+                                                                  config.buffer.snapshot_interval_seconds,
+                                                                  time.monotonic())
+            else:
+                old = table.limiter
+                table.limiter = limiter
+                table.snapshot_interval = config.buffer.snapshot_interval_seconds
+                old.close()
+        return table
+
+    def table(self, experiment_id: str) -> ReplayTable:
+        with self._lock:
+            table = self._tables.get(experiment_id)
+        if table is None:
+            raise NotFound(f"experiment {experiment_id!r} has no replay on this shard (call OpenReplay first)")
+        return table
+
+    def push(self, experiment_id: str, batch: Transitions) -> ReplayBuffer:
+        table = self.table(experiment_id)
+        if not table.limiter.wait_for_insert(table.buffer, self.insert_wait_seconds):
+            raise Exhausted(f"experiment {experiment_id!r}: inserts are ahead of sampling by more than the "
+                            f"samples-per-insert limit allows (is the learner running?)")
+        table.buffer.add(batch)
+        return table.buffer
+
+    def sample(self, experiment_id: str, count: int) -> tuple[Transitions, ReplayBuffer]:
+        if count < 1:
+            raise ValueError(f"count: must be >= 1, got {count}")
+        table = self.table(experiment_id)
+        try:
+            rows = table.buffer.sample(count)
+        except LookupError as err:
+            raise NotFound(f"experiment {experiment_id!r}: {err}") from None
+        table.limiter.notify()
+        return rows, table.buffer
+
+    def snapshot_due(self, now: float | None = None, force: bool = False) -> int:
+        """Snapshots every table whose interval has passed and that changed; returns how many."""
+        if self.data_dir is None:
+            return 0
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tables = list(self._tables.items())
+        written = 0
+        for experiment_id, table in tables:
+            changed = table.buffer.total_inserted != table.snapshotted_inserts
+            due = force or (table.snapshot_interval > 0 and now - table.last_snapshot >= table.snapshot_interval)
+            if changed and due:
+                inserted = table.buffer.total_inserted
+                table.buffer.save(self.data_dir / snapshot_name(experiment_id))
+                table.last_snapshot, table.snapshotted_inserts = now, inserted
+                written += 1
+        return written
+
+    def experiments(self) -> dict[str, ReplayBuffer]:
+        with self._lock:
+            return {eid: t.buffer for eid, t in self._tables.items()}
+
+    def close(self) -> None:
+        with self._lock:
+            tables = list(self._tables.values())
+        for table in tables:
+            table.limiter.close()

@@ -1,0 +1,100 @@
+"""gRPC front of a replay shard, plus its snapshot and metrics loop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import grpc
+
+from kuberl.buffer.core import Shard
+from kuberl.config import from_proto
+from kuberl.metrics import MetricsReporter
+from kuberl.replay import ReplayBuffer
+from kuberl.rpc import Server, require_experiment_id, rpc_errors
+from kuberl.tensors import pack_transitions, unpack_transitions
+from kuberl.v1 import buffer_service_pb2 as pb
+from kuberl.v1 import buffer_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_SAMPLE_ROWS = 1 << 20
+
+
+def _stats(buffer: ReplayBuffer) -> pb.ReplayStats:
+    return pb.ReplayStats(size=buffer.size, capacity=buffer.capacity, total_inserted=buffer.total_inserted,
+                          total_sampled=buffer.total_sampled)
+
+
+class BufferServicer(pb_grpc.BufferServiceServicer):
+    def __init__(self, shard: Shard):
+        self.shard = shard
+
+    @rpc_errors
+    def OpenReplay(self, request: pb.OpenReplayRequest, context: grpc.ServicerContext) -> pb.OpenReplayResponse:
+        experiment_id = require_experiment_id(request.experiment_id)
+        table = self.shard.open(experiment_id, from_proto(request.config))
+        return pb.OpenReplayResponse(stats=_stats(table.buffer), restored=table.restored)
+
+    @rpc_errors
+    def PushTransitions(self, request: pb.PushTransitionsRequest, context: grpc.ServicerContext
+                        ) -> pb.PushTransitionsResponse:
+        experiment_id = require_experiment_id(request.experiment_id)
+        buffer = self.shard.push(experiment_id, unpack_transitions(request.batch))
+        return pb.PushTransitionsResponse(stats=_stats(buffer))
+
+    @rpc_errors
+    def SampleBatch(self, request: pb.SampleBatchRequest, context: grpc.ServicerContext) -> pb.SampleBatchResponse:
+        experiment_id = require_experiment_id(request.experiment_id)
+        if request.count > MAX_SAMPLE_ROWS:
+            raise ValueError(f"count: at most {MAX_SAMPLE_ROWS}, got {request.count}")
+        rows, buffer = self.shard.sample(experiment_id, request.count)
+        return pb.SampleBatchResponse(batch=pack_transitions(rows), stats=_stats(buffer))
+
+    @rpc_errors
+    def GetStats(self, request: pb.GetStatsRequest, context: grpc.ServicerContext) -> pb.GetStatsResponse:
+        experiment_id = require_experiment_id(request.experiment_id)
+        return pb.GetStatsResponse(stats=_stats(self.shard.table(experiment_id).buffer))
+
+
+class BufferRole:
+    """The shard plus its housekeeping thread (snapshots, buffer-size metrics)."""
+
+    def __init__(self, data_dir: Path | None, metrics: MetricsReporter | None, tick_seconds: float = 1.0):
+        self.shard = Shard(data_dir)
+        self.metrics = metrics
+        self._stop = threading.Event()
+        self._tick = tick_seconds
+        self._thread = threading.Thread(target=self._housekeeping, name="buffer-housekeeping", daemon=True)
+        self._thread.start()
+
+    def _housekeeping(self) -> None:
+        while not self._stop.wait(self._tick):
+            try:
+                self.shard.snapshot_due()
+            except OSError as err:
+                log.error("snapshot failed: %s", err)
+            if self.metrics is not None:
+                for experiment_id, buffer in self.shard.experiments().items():
+                    self.metrics.record(experiment_id, "buffer/size", buffer.size, buffer.total_inserted)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.shard.close()
+        try:
+            self.shard.snapshot_due(force=True)
+        except OSError as err:
+            log.error("final snapshot failed: %s", err)
+        if self.metrics is not None:
+            self.metrics.close()
+
+
+def create_server(port: int, data_dir: Path | None, metrics: MetricsReporter | None, host: str = "[::]"
+                  ) -> tuple[Server, BufferRole]:
+    role = BufferRole(data_dir, metrics)
+    server = Server([pb.DESCRIPTOR.services_by_name["BufferService"].full_name],
+                    [lambda s: pb_grpc.add_BufferServiceServicer_to_server(BufferServicer(role.shard), s)],
+                    port, host)
+    return server, role

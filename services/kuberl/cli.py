@@ -1,0 +1,110 @@
+"""`kuberl serve ROLE` runs one role; `kuberl run FILE.yaml` runs a whole experiment locally."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+ROLES = ("experiment", "environment", "buffer", "learner", "policy", "analytics")
+DEFAULT_PORTS = {"environment": 50050, "buffer": 50051, "analytics": 50052, "experiment": 50053,
+                 "learner": 50054, "policy": 50056}
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"KUBERL_{name}", default)
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run one role as a gRPC server",
+                       description="Run one role. Peer addresses are host:port lists; a DNS name stands for every "
+                                   "replica it resolves to (a headless Service). Each flag also reads KUBERL_<NAME>.")
+    p.add_argument("role", choices=ROLES)
+    p.add_argument("--port", type=int, default=None, help="listen port (default: the role's seed port; 0 = any)")
+    p.add_argument("--host", default=_env("HOST", "[::]"), help="listen address")
+    for role in ("environment", "buffer", "analytics", "learner", "policy"):
+        p.add_argument(f"--{role}", default=_env(f"{role.upper()}_ADDRESS", f"localhost:{DEFAULT_PORTS[role]}"),
+                       help=f"{role} replicas (env KUBERL_{role.upper()}_ADDRESS)")
+    p.add_argument("--data-dir", type=Path, default=Path(_env("DATA_DIR", "kuberl-data")),
+                   help="buffer snapshots go here")
+    p.add_argument("--database", default=_env("DATABASE_URL", "sqlite:///kuberl-data/analytics.db"),
+                   help="analytics store, sqlite:///PATH")
+    p.add_argument("--node-name", default=_env("NODE_NAME", ""), help="name this replica reports metrics as")
+    p.add_argument("--port-file", type=Path, help="write the bound port here once serving (for launchers)")
+    p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+
+
+def _run_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run an RLExperiment manifest locally, every role its own process",
+                       description="Start every role on loopback as the manifest's spec says, drive the experiment, "
+                                   "show progress, print a summary and write the learning curve.")
+    p.add_argument("manifest", type=Path)
+    p.add_argument("--output", type=Path, default=None,
+                   help="directory for logs, snapshots, the metrics database and the curve (default: kuberl-runs/NAME)")
+    p.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
+    p.add_argument("--no-progress", action="store_true", help="print a status line every few seconds instead of a bar")
+
+
+def serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format=f"%(asctime)s {args.role} %(levelname)s %(name)s: %(message)s")
+    port = DEFAULT_PORTS[args.role] if args.port is None else args.port
+    node_name = args.node_name or f"{args.role}-{socket.gethostname()}-{port}"
+    from kuberl.metrics import MetricsReporter
+    from kuberl.rpc import serve_until_signalled
+
+    def reporter() -> MetricsReporter:
+        return MetricsReporter(args.analytics, node_name, args.role)
+
+    if args.role == "policy":
+        from kuberl.policy.server import create_server
+        server, role = create_server(port, args.host)
+        stop = lambda: None  # noqa: E731 - nothing to flush
+    elif args.role == "analytics":
+        from kuberl.analytics.server import create_server
+        server, role = create_server(port, args.database, args.host)
+        stop = role.close
+    elif args.role == "buffer":
+        from kuberl.buffer.server import create_server
+        server, role = create_server(port, args.data_dir, reporter(), args.host)
+        stop = role.stop
+    elif args.role == "environment":
+        from kuberl.environment.server import create_server
+        server, role = create_server(port, args.buffer, args.policy, reporter(), args.host)
+        stop = role.stop
+    elif args.role == "learner":
+        from kuberl.learner.server import create_server
+        server, role = create_server(port, args.buffer, args.policy, reporter(), args.host)
+        stop = role.stop
+    else:
+        from kuberl.experiment.server import create_server
+        server, role = create_server(port, args.environment, args.learner, args.analytics, args.host)
+        stop = role.close
+    server.start()
+    server.set_serving()
+    logging.getLogger("kuberl").info("%s serving on port %d as %s", args.role, server.port, node_name)
+    if args.port_file:
+        tmp = args.port_file.with_suffix(".tmp")
+        tmp.write_text(str(server.port))
+        tmp.replace(args.port_file)
+    serve_until_signalled(server, stop)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kuberl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _run_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    from kuberl.local import run_manifest
+    return run_manifest(args.manifest, args.output, timeout=args.timeout, progress=not args.no_progress)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

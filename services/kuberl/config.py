@@ -1,0 +1,328 @@
+"""The one typed experiment config, shared by the CLI, the RLExperiment spec and every role.
+
+Each knob is a dataclass field with its default, bounds and a docstring in its metadata, so
+that one description serves every reader: `from_spec` (manifest camelCase dict -> config,
+refusing bad input with the field's path) and the protobuf `ExperimentConfig` message
+(`to_proto` / `from_proto`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from kuberl.v1 import common_pb2
+
+API_GROUP = "kuberl.dev"
+API_VERSION = f"{API_GROUP}/v1alpha1"
+KIND = "RLExperiment"
+
+
+class ConfigError(ValueError):
+    """A config or manifest value that cannot be used; the message starts with the field's path."""
+
+    def __init__(self, path: str, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+def knob(default: Any, doc: str, *, minimum: float | None = None, maximum: float | None = None,
+         exclusive_minimum: bool = False) -> Any:
+    """A config field: its default, its documentation and its bounds."""
+    meta = {"doc": doc, "minimum": minimum, "maximum": maximum, "exclusive_minimum": exclusive_minimum}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """The actors (N2)."""
+
+    replicas: int = knob(1, "Environment (actor) replicas.", minimum=0, maximum=256)
+    envs_per_replica: int = knob(8, "Vectorised environments each actor steps at once.", minimum=1, maximum=4096)
+    max_episode_steps: int = knob(500, "Steps after which an episode is truncated.", minimum=1, maximum=1_000_000)
+    step_delay_seconds: float = knob(0.0, "Artificial delay per vector step (the seed's 5 ms); 0 for none.",
+                                     minimum=0.0, maximum=10.0)
+    policy_refresh_steps: int = knob(50, "Vector steps between checks for newer policy weights.",
+                                     minimum=1, maximum=1_000_000)
+    push_batch_size: int = knob(256, "Transitions per TransitionBatch pushed to a buffer shard.",
+                                minimum=1, maximum=65_536)
+
+
+@dataclass(frozen=True)
+class ExplorationSpec:
+    """Epsilon-greedy exploration; epsilon decays once per finished episode."""
+
+    epsilon_start: float = knob(1.0, "Initial probability of a random action.", minimum=0.0, maximum=1.0)
+    epsilon_end: float = knob(0.05, "Floor of the exploration probability.", minimum=0.0, maximum=1.0)
+    epsilon_decay: float = knob(0.995, "Multiplier applied to epsilon after each episode.",
+                                minimum=0.0, maximum=1.0, exclusive_minimum=True)
+
+
+@dataclass(frozen=True)
+class BufferSpec:
+    """The replay shards (N3)."""
+
+    replicas: int = knob(1, "Replay buffer shards.", minimum=1, maximum=256)
+    capacity: int = knob(10_000, "Transitions each shard keeps (FIFO).", minimum=1, maximum=100_000_000)
+    snapshot_interval_seconds: float = knob(10.0, "Seconds between .npz snapshots of a shard; 0 disables them.",
+                                            minimum=0.0, maximum=86_400.0)
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """Double DQN (N4)."""
+
+    batch_size: int = knob(32, "Transitions per gradient update, merged from every shard.", minimum=1, maximum=65_536)
+    learning_rate: float = knob(1e-3, "Adam step size.", minimum=0.0, maximum=1.0, exclusive_minimum=True)
+    gamma: float = knob(0.99, "Discount factor.", minimum=0.0, maximum=1.0)
+    hidden_sizes: list[int] = knob([64, 64], "Widths of the Q-network's two hidden layers.", minimum=1, maximum=4096)
+    target_update_interval: int = knob(250, "Updates between copies of the online network into the target.",
+                                       minimum=1, maximum=10_000_000)
+    samples_per_insert: float = knob(8.0, "Sampled transitions per inserted transition (Reverb's rate limit).",
+                                     minimum=0.0, maximum=1024.0, exclusive_minimum=True)
+    learning_starts: int = knob(1_000, "Transitions inserted before the first update.", minimum=0,
+                                maximum=100_000_000)
+    max_grad_norm: float = knob(10.0, "Global gradient-norm clip.", minimum=0.0, maximum=1e6, exclusive_minimum=True)
+    policy_push_interval: int = knob(50, "Updates between weight pushes to the policy role.",
+                                     minimum=1, maximum=1_000_000)
+    batches_per_sample: int = knob(8, "Batches fetched per SampleBatch round trip (one RPC per shard).",
+                                   minimum=1, maximum=1024)
+
+
+@dataclass(frozen=True)
+class StopSpec:
+    """When an experiment ends."""
+
+    target_return: float | None = knob(None, "Greedy evaluation mean return that solves the task "
+                                             "(default: the environment's reward threshold, 475 for CartPole-v1).")
+    eval_episodes: int = knob(10, "Episodes per greedy evaluation.", minimum=1, maximum=1000)
+    max_env_steps: int = knob(500_000, "Environment steps after which the experiment ends unsolved.",
+                              minimum=1, maximum=10_000_000_000)
+    eval_interval_updates: int = knob(1_000, "Updates between greedy evaluations.", minimum=1, maximum=10_000_000)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Every knob of an experiment; an RLExperiment's spec in camelCase."""
+
+    env_id: str = knob("CartPole-v1", "Gymnasium environment id; its action space must be Discrete.")
+    seed: int = knob(0, "Seed for networks, environments and sampling.", minimum=0, maximum=2**32 - 1)
+    environment: EnvironmentSpec = field(default_factory=EnvironmentSpec)
+    exploration: ExplorationSpec = field(default_factory=ExplorationSpec)
+    buffer: BufferSpec = field(default_factory=BufferSpec)
+    learner: LearnerSpec = field(default_factory=LearnerSpec)
+    stop: StopSpec = field(default_factory=StopSpec)
+
+    def replace(self, **sections: Any) -> ExperimentConfig:
+        """A copy with some knobs changed: `cfg.replace(learner={"batch_size": 64})`."""
+        changes = {}
+        for name, value in sections.items():
+            current = getattr(self, name)
+            changes[name] = dataclasses.replace(current, **value) if isinstance(value, dict) else value
+        return dataclasses.replace(self, **changes)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _check_number(value: Any, kind: type, meta: dict, path: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(path, f"must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    if kind is int:
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ConfigError(path, f"must be an integer, got {value!r}")
+            value = int(value)
+    else:
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(path, f"must be a finite number, got {value!r}")
+    low, high = meta.get("minimum"), meta.get("maximum")
+    if low is not None:
+        if meta.get("exclusive_minimum") and value <= low:
+            raise ConfigError(path, f"must be > {low}, got {value!r}")
+        if value < low:
+            raise ConfigError(path, f"must be >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ConfigError(path, f"must be <= {high}, got {value!r}")
+    return value
+
+
+def _convert(value: Any, hint: Any, meta: dict, path: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _from_dict(hint, value, path)
+    if get_origin(hint) is list:
+        if not isinstance(value, list):
+            raise ConfigError(path, f"must be a list, got {value!r}")
+        (item,) = get_args(hint)
+        if not value:
+            raise ConfigError(path, "must not be empty")
+        return [_convert(v, item, meta, f"{path}[{i}]") for i, v in enumerate(value)]
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if args:  # Optional[X]
+        return None if value is None else _convert(value, args[0], meta, path)
+    if hint is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(path, f"must be a non-empty string, got {value!r}")
+        return value
+    return _check_number(value, hint, meta, path)
+
+
+def _from_dict(cls: type, data: Any, path: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(path, f"must be a mapping, got {data!r}")
+    hints = _hints(cls)
+    by_camel = {_camel(f.name): f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(by_camel))
+    if unknown:
+        raise ConfigError(f"{path}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(by_camel))})")
+    values = {}
+    for key, f in by_camel.items():
+        if key in data:
+            values[f.name] = _convert(data[key], hints[f.name], dict(f.metadata), f"{path}.{key}")
+    return cls(**values)
+
+
+def _cross_field_checks(cfg: ExperimentConfig, path: str) -> None:
+    if cfg.exploration.epsilon_end > cfg.exploration.epsilon_start:
+        raise ConfigError(f"{path}.exploration.epsilonEnd",
+                          f"must be <= epsilonStart ({cfg.exploration.epsilon_start}), got {cfg.exploration.epsilon_end}")
+    if cfg.learner.batch_size > cfg.buffer.capacity:
+        raise ConfigError(f"{path}.learner.batchSize",
+                          f"must be <= buffer.capacity ({cfg.buffer.capacity}), got {cfg.learner.batch_size}")
+    if len(cfg.learner.hidden_sizes) != 2:
+        raise ConfigError(f"{path}.learner.hiddenSizes",
+                          f"must name exactly two hidden layers, got {cfg.learner.hidden_sizes}")
+
+
+def from_spec(spec: Any, path: str = "spec") -> ExperimentConfig:
+    """Builds a config from a manifest's spec (camelCase); unset fields take defaults."""
+    cfg = _from_dict(ExperimentConfig, spec, path)
+    _cross_field_checks(cfg, path)
+    return cfg
+
+
+def to_spec(cfg: Any) -> dict[str, Any]:
+    """The camelCase dict form of a config (or of one of its sections), None values left out."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if value is None:
+            continue
+        out[_camel(f.name)] = to_spec(value) if dataclasses.is_dataclass(value) else (
+            list(value) if isinstance(value, list) else value)
+    return out
+
+
+def to_proto(cfg: ExperimentConfig) -> common_pb2.ExperimentConfig:
+    msg = common_pb2.ExperimentConfig()
+    _fill_proto(cfg, msg)
+    return msg
+
+
+def _fill_proto(obj: Any, msg: Any) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if value is None:
+            continue
+        if dataclasses.is_dataclass(value):
+            _fill_proto(value, getattr(msg, f.name))
+        elif isinstance(value, list):
+            getattr(msg, f.name).extend(value)
+        else:
+            setattr(msg, f.name, value)
+
+
+def from_proto(msg: common_pb2.ExperimentConfig, path: str = "config") -> ExperimentConfig:
+    """The config a message carries; unset fields take defaults, bad values raise ConfigError."""
+    return from_spec(_proto_to_spec(ExperimentConfig, msg), path)
+
+
+def _proto_to_spec(cls: type, msg: Any) -> dict[str, Any]:
+    hints = _hints(cls)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            if msg.HasField(f.name):
+                out[_camel(f.name)] = _proto_to_spec(hint, getattr(msg, f.name))
+        elif get_origin(hint) is list:
+            if len(getattr(msg, f.name)):
+                out[_camel(f.name)] = list(getattr(msg, f.name))
+        elif msg.HasField(f.name):
+            out[_camel(f.name)] = getattr(msg, f.name)
+    return out
+
+
+# --- manifests -----------------------------------------------------------------------------
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An RLExperiment manifest, validated."""
+
+    name: str
+    namespace: str
+    config: ExperimentConfig
+
+
+def parse_manifest(doc: Any) -> Experiment:
+    """Validates an RLExperiment object (as loaded from YAML) and returns its name and config."""
+    if not isinstance(doc, dict):
+        raise ConfigError("(document)", "must be a mapping with apiVersion, kind, metadata and spec")
+    if doc.get("apiVersion") != API_VERSION:
+        raise ConfigError("apiVersion", f"must be {API_VERSION!r}, got {doc.get('apiVersion')!r}")
+    if doc.get("kind") != KIND:
+        raise ConfigError("kind", f"must be {KIND!r}, got {doc.get('kind')!r}")
+    metadata = doc.get("metadata")
+    if not isinstance(metadata, dict):
+        raise ConfigError("metadata", "must be a mapping with a name")
+    name = metadata.get("name")
+    if not isinstance(name, str) or not _DNS_LABEL.match(name):
+        raise ConfigError("metadata.name", f"must be a DNS label (lower-case letters, digits, '-'), got {name!r}")
+    namespace = metadata.get("namespace", "default")
+    if not isinstance(namespace, str) or not _DNS_LABEL.match(namespace):
+        raise ConfigError("metadata.namespace", f"must be a DNS label, got {namespace!r}")
+    unknown = sorted(set(doc) - {"apiVersion", "kind", "metadata", "spec", "status"})
+    if unknown:
+        raise ConfigError(unknown[0], "unknown top-level field")
+    if "spec" not in doc:
+        raise ConfigError("spec", "is required")
+    spec = dict(doc["spec"] or {})
+    # Cluster-only knobs that a local run has no use for.
+    for key in ("suspend", "ttlSecondsAfterFinished"):
+        spec.pop(key, None)
+    return Experiment(name=name, namespace=namespace, config=from_spec(spec))
+
+
+def load_manifest(path: str | Path) -> Experiment:
+    """Reads and validates an RLExperiment YAML file."""
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ConfigError(str(path), f"cannot read: {err.strerror}") from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as err:
+        raise ConfigError(str(path), f"not valid YAML: {err}") from None
+    if len(docs) != 1:
+        raise ConfigError(str(path), f"must hold exactly one RLExperiment, found {len(docs)} documents")
+    return parse_manifest(docs[0])

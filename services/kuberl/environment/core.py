@@ -1,0 +1,55 @@
+"""An actor: epsilon-greedy over a Q-network, K environments stepped at once."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kuberl.config import ExperimentConfig
+from kuberl.envs import EnvShape, StepResult, VectorStepper, describe, make_vector_env
+from kuberl.nets import Params, check_params, init_params, q_values
+
+
+class Actor:
+    """Chooses actions for K envs and returns the real transitions of each vector step.
+
+    Epsilon decays once per finished episode (the seed's rule): eps = max(end, start * decay**episodes).
+    """
+
+    def __init__(self, config: ExperimentConfig, actor_index: int = 0):
+        self.config = config
+        self.shape: EnvShape = describe(config.env_id)
+        seed = config.seed * 1_000 + actor_index
+        self.rng = np.random.default_rng(seed)
+        env = make_vector_env(config.env_id, config.environment.envs_per_replica,
+                              config.environment.max_episode_steps)
+        self.stepper = VectorStepper(env, seed=seed)
+        # Until the policy role has weights, act with a network seeded like the learner's.
+        self.params: Params = init_params([self.shape.obs_size, *config.learner.hidden_sizes, self.shape.num_actions],
+                                          np.random.default_rng(config.seed))
+        self.policy_version = -1
+        self.episodes = 0
+        self.env_steps = 0
+
+    @property
+    def epsilon(self) -> float:
+        x = self.config.exploration
+        return max(x.epsilon_end, x.epsilon_start * x.epsilon_decay**self.episodes)
+
+    def load_policy(self, params: Params, version: int) -> None:
+        check_params(params, self.shape.obs_size, self.shape.num_actions)
+        self.params = params
+        self.policy_version = version
+
+    def step(self) -> StepResult:
+        obs = self.stepper.obs
+        actions = np.argmax(q_values(self.params, obs), axis=1)
+        explore = self.rng.random(len(actions)) < self.epsilon
+        if explore.any():
+            actions = np.where(explore, self.rng.integers(0, self.shape.num_actions, len(actions)), actions)
+        result = self.stepper.step(actions)
+        self.env_steps += len(result.rewards)
+        self.episodes += len(result.episode_returns)
+        return result
+
+    def close(self) -> None:
+        self.stepper.close()

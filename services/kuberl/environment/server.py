@@ -1,0 +1,261 @@
+"""gRPC front of the environment role: one rollout thread and one sender thread per experiment."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+import grpc
+
+from kuberl.config import ExperimentConfig, from_proto, to_proto
+from kuberl.discovery import Discovery
+from kuberl.environment.core import Actor
+from kuberl.metrics import MetricsReporter
+from kuberl.rpc import NotFound, Server, require_experiment_id, rpc_errors, stub
+from kuberl.tensors import Transitions, pack_transitions, unpack_weights
+from kuberl.v1 import buffer_service_pb2 as buffer_pb
+from kuberl.v1 import buffer_service_pb2_grpc as buffer_grpc
+from kuberl.v1 import environment_service_pb2 as pb
+from kuberl.v1 import environment_service_pb2_grpc as pb_grpc
+from kuberl.v1 import policy_service_pb2 as policy_pb
+from kuberl.v1 import policy_service_pb2_grpc as policy_grpc
+
+log = logging.getLogger(__name__)
+
+QUEUE_BATCHES = 8
+PUSH_TIMEOUT_SECONDS = 10.0
+
+
+def _wait_unless_stopping(call: grpc.Future, stopping: threading.Event) -> bool:
+    """Waits for an RPC; cancels it and returns False if `stopping` is set first. A push can
+    wait seconds on a shard's rate limiter, and StopRollout must not wait for that."""
+    done = threading.Event()
+    call.add_done_callback(lambda _: done.set())
+    while not done.wait(0.1):
+        if stopping.is_set():
+            call.cancel()
+            return False
+    return True
+
+
+class ShardWriter:
+    """Pushes transition batches round-robin, one batch per shard in turn, over every shard the
+    discovery knows now. A shard that fails is skipped for that batch (the batch goes to the
+    next one, so nothing is lost while any shard is up)."""
+
+    def __init__(self, experiment_id: str, config: ExperimentConfig, shards: Discovery):
+        self.experiment_id = experiment_id
+        self.config_msg = to_proto(config)
+        self.shards = shards
+        self._opened: set[str] = set()
+        self._turn = 0
+        self.pushed_per_shard: dict[str, int] = {}
+
+    def _open(self, address: str) -> None:
+        if address not in self._opened:
+            stub(buffer_grpc.BufferServiceStub, address).OpenReplay(
+                buffer_pb.OpenReplayRequest(experiment_id=self.experiment_id, config=self.config_msg), timeout=10.0)
+            self._opened.add(address)
+
+    def push(self, batch: Transitions, stopping: threading.Event) -> bool:
+        """Delivers one batch; retries until a shard takes it or `stopping` is set."""
+        request = buffer_pb.PushTransitionsRequest(experiment_id=self.experiment_id, batch=pack_transitions(batch))
+        while not stopping.is_set():
+            addresses = self.shards.addresses()
+            if not addresses:
+                stopping.wait(0.5)
+                continue
+            for _ in range(len(addresses)):
+                address = addresses[self._turn % len(addresses)]
+                self._turn += 1
+                try:
+                    self._open(address)
+                    call = stub(buffer_grpc.BufferServiceStub, address).PushTransitions.future(
+                        request, timeout=PUSH_TIMEOUT_SECONDS)
+                    if not _wait_unless_stopping(call, stopping):
+                        return False
+                    call.result()
+                except grpc.RpcError as err:
+                    if err.code() == grpc.StatusCode.NOT_FOUND:
+                        self._opened.discard(address)  # the shard restarted without our table
+                    if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        log.warning("%s: push to %s failed: %s", self.experiment_id, address, err.code().name)
+                    continue
+                self.pushed_per_shard[address] = self.pushed_per_shard.get(address, 0) + len(batch)
+                return True
+            stopping.wait(0.2)  # every shard refused: back off, keep the batch
+        return False
+
+
+class Rollout:
+    """An experiment's actor on this replica."""
+
+    def __init__(self, experiment_id: str, config: ExperimentConfig, actor_index: int, shards: Discovery,
+                 policy_address: str, metrics: MetricsReporter | None):
+        self.experiment_id = experiment_id
+        self.config = config
+        self.actor = Actor(config, actor_index)
+        self.writer = ShardWriter(experiment_id, config, shards)
+        self.policy_address = policy_address
+        self.metrics = metrics
+        self.stopping = threading.Event()
+        self.error: str = ""
+        self._queue: queue.Queue[Transitions] = queue.Queue(maxsize=QUEUE_BATCHES)
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        if self._threads:
+            return
+        self._threads = [threading.Thread(target=self._act, name=f"act-{self.experiment_id}", daemon=True),
+                         threading.Thread(target=self._send, name=f"send-{self.experiment_id}", daemon=True)]
+        for thread in self._threads:
+            thread.start()
+        log.info("%s: rollout started (%d envs of %s)", self.experiment_id,
+                 self.config.environment.envs_per_replica, self.config.env_id)
+
+    def _refresh_policy(self) -> None:
+        try:
+            reply = stub(policy_grpc.PolicyServiceStub, self.policy_address).GetPolicy(
+                policy_pb.GetPolicyRequest(experiment_id=self.experiment_id,
+                                           newer_than_version=self.actor.policy_version), timeout=5.0)
+        except grpc.RpcError as err:
+            log.warning("%s: policy refresh failed: %s", self.experiment_id, err.code().name)
+            return
+        if reply.updated:
+            self.actor.load_policy(unpack_weights(reply.weights), reply.weights.version)
+
+    def _act(self) -> None:
+        env_cfg = self.config.environment
+        pending: list[Transitions] = []
+        pending_rows = 0
+        vector_steps = 0
+        try:
+            while not self.stopping.is_set():
+                if vector_steps % env_cfg.policy_refresh_steps == 0:
+                    self._refresh_policy()
+                result = self.actor.step()
+                vector_steps += 1
+                rows = Transitions(result.obs, result.actions, result.rewards, result.next_obs,
+                                   result.terminated, result.truncated)
+                pending.append(rows)
+                pending_rows += len(rows)
+                if pending_rows >= env_cfg.push_batch_size:
+                    self._enqueue(Transitions.concatenate(pending))
+                    pending, pending_rows = [], 0
+                if self.metrics is not None:
+                    for ret, length in zip(result.episode_returns, result.episode_lengths):
+                        self.metrics.record(self.experiment_id, "charts/episodic_return", ret, self.actor.env_steps)
+                        self.metrics.record(self.experiment_id, "charts/episodic_length", length,
+                                            self.actor.env_steps)
+                if env_cfg.step_delay_seconds:
+                    time.sleep(env_cfg.step_delay_seconds)
+        except Exception as err:  # a crashed actor must say why, not vanish
+            log.exception("%s: rollout failed", self.experiment_id)
+            self.error = str(err)
+            self.stopping.set()
+
+    def _enqueue(self, batch: Transitions) -> None:
+        # Bounded: when shards hold pushes back (learner behind, or gone) the actor stops here.
+        while not self.stopping.is_set():
+            try:
+                self._queue.put(batch, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _send(self) -> None:
+        while not (self.stopping.is_set() and self._queue.empty()):
+            try:
+                batch = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if not self.writer.push(batch, self.stopping):
+                return
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for thread in self._threads:
+            thread.join(timeout=PUSH_TIMEOUT_SECONDS + 5)
+        self.actor.close()
+        log.info("%s: rollout stopped after %d env steps, %d episodes", self.experiment_id,
+                 self.actor.env_steps, self.actor.episodes)
+
+
+class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
+    def __init__(self, role: EnvironmentRole):
+        self.role = role
+
+    @rpc_errors
+    def Initialize(self, request: pb.InitializeRequest, context: grpc.ServicerContext) -> pb.InitializeResponse:
+        if request.actor_index < 0:
+            raise ValueError(f"actor_index: must be >= 0, got {request.actor_index}")
+        rollout = self.role.initialize(require_experiment_id(request.experiment_id), from_proto(request.config),
+                                       request.actor_index)
+        shape = rollout.actor.shape
+        return pb.InitializeResponse(observation_size=shape.obs_size, num_actions=shape.num_actions)
+
+    @rpc_errors
+    def StartRollout(self, request: pb.StartRolloutRequest, context: grpc.ServicerContext
+                     ) -> pb.StartRolloutResponse:
+        self.role.get(require_experiment_id(request.experiment_id)).start()
+        return pb.StartRolloutResponse()
+
+    @rpc_errors
+    def StopRollout(self, request: pb.StopRolloutRequest, context: grpc.ServicerContext) -> pb.StopRolloutResponse:
+        rollout = self.role.remove(require_experiment_id(request.experiment_id))
+        rollout.stop()
+        return pb.StopRolloutResponse(env_steps=rollout.actor.env_steps, episodes=rollout.actor.episodes)
+
+
+class EnvironmentRole:
+    """The rollouts on this replica, one per experiment."""
+
+    def __init__(self, buffer_target: str, policy_address: str, metrics: MetricsReporter | None):
+        self.buffer_target = buffer_target
+        self.policy_address = policy_address
+        self.metrics = metrics
+        self._rollouts: dict[str, Rollout] = {}
+        self._lock = threading.Lock()
+
+    def initialize(self, experiment_id: str, config: ExperimentConfig, actor_index: int) -> Rollout:
+        with self._lock:
+            existing = self._rollouts.get(experiment_id)
+            if existing is not None:
+                return existing
+        rollout = Rollout(experiment_id, config, actor_index, Discovery(self.buffer_target),
+                          self.policy_address, self.metrics)
+        with self._lock:
+            return self._rollouts.setdefault(experiment_id, rollout)
+
+    def get(self, experiment_id: str) -> Rollout:
+        with self._lock:
+            rollout = self._rollouts.get(experiment_id)
+        if rollout is None:
+            raise NotFound(f"experiment {experiment_id!r} is not initialised on this replica")
+        return rollout
+
+    def remove(self, experiment_id: str) -> Rollout:
+        rollout = self.get(experiment_id)
+        with self._lock:
+            self._rollouts.pop(experiment_id, None)
+        return rollout
+
+    def stop(self) -> None:
+        with self._lock:
+            rollouts = list(self._rollouts.values())
+            self._rollouts.clear()
+        for rollout in rollouts:
+            rollout.stop()
+        if self.metrics is not None:
+            self.metrics.close()
+
+
+def create_server(port: int, buffer_target: str, policy_address: str, metrics: MetricsReporter | None,
+                  host: str = "[::]") -> tuple[Server, EnvironmentRole]:
+    role = EnvironmentRole(buffer_target, policy_address, metrics)
+    server = Server([pb.DESCRIPTOR.services_by_name["EnvironmentService"].full_name],
+                    [lambda s: pb_grpc.add_EnvironmentServiceServicer_to_server(EnvironmentServicer(role), s)],
+                    port, host)
+    return server, role

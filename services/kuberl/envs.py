@@ -1,0 +1,96 @@
+"""Gymnasium environments as kuberl uses them: vectorised, discrete actions, flat observations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EnvShape:
+    obs_size: int
+    num_actions: int
+    reward_threshold: float | None
+
+
+def describe(env_id: str) -> EnvShape:
+    """Checks that env_id exists with a Discrete action space and a 1-D Box observation.
+
+    Raises ValueError naming `env_id` otherwise, so a bad experiment is refused up front.
+    """
+    try:
+        spec = gym.spec(env_id)
+        env = gym.make(env_id)
+    except gym.error.Error as err:
+        raise ValueError(f"env_id: {err}") from None
+    try:
+        action_space, obs_space = env.action_space, env.observation_space
+    finally:
+        env.close()
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise ValueError(f"env_id: {env_id} has a {type(action_space).__name__} action space; "
+                         "kuberl's DQN needs a Discrete one")
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        raise ValueError(f"env_id: {env_id} observations are {obs_space}; kuberl needs a 1-D Box")
+    return EnvShape(int(obs_space.shape[0]), int(action_space.n), spec.reward_threshold)
+
+
+def make_vector_env(env_id: str, num_envs: int, max_episode_steps: int) -> gym.vector.VectorEnv:
+    """K copies stepped together: the env's native vector implementation where it has one
+    (CartPole's is ~40x faster than stepping copies one by one), a sync wrapper otherwise.
+    Both use NEXT_STEP autoreset, which `VectorStepper` relies on."""
+    mode = "vector_entry_point" if gym.spec(env_id).vector_entry_point else "sync"
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, max_episode_steps=max_episode_steps)
+
+
+@dataclass
+class StepResult:
+    """One vector step: the real transitions in it (reset steps masked out), finished episodes."""
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_obs: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    episode_returns: np.ndarray
+    episode_lengths: np.ndarray
+    finished_envs: np.ndarray  # which envs the episode_returns belong to
+
+
+class VectorStepper:
+    """Steps a NEXT_STEP-autoreset vector env and keeps per-env episode bookkeeping.
+
+    Under NEXT_STEP autoreset the step after an episode's end only resets that env; its
+    (obs, action, next_obs) is not a transition, so it is masked out.
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, seed: int):
+        self.env = env
+        self.num_envs = env.num_envs
+        self.obs, _ = env.reset(seed=seed)
+        self.obs = self.obs.astype(np.float32)
+        self._resetting = np.zeros(self.num_envs, dtype=bool)
+        self._returns = np.zeros(self.num_envs, dtype=np.float64)
+        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        next_obs, rewards, terminated, truncated, _ = self.env.step(actions)
+        next_obs = next_obs.astype(np.float32)
+        real = ~self._resetting
+        done = (terminated | truncated) & real
+        self._returns += np.where(real, rewards, 0.0)
+        self._lengths += real
+        result = StepResult(self.obs[real], actions[real].astype(np.int64), rewards[real].astype(np.float32),
+                            next_obs[real], terminated[real].astype(bool), truncated[real].astype(bool),
+                            self._returns[done].copy(), self._lengths[done].copy(), np.flatnonzero(done))
+        self._returns[done] = 0.0
+        self._lengths[done] = 0
+        self._resetting = done
+        self.obs = next_obs
+        return result
+
+    def close(self) -> None:
+        self.env.close()

@@ -1,0 +1,220 @@
+"""gRPC front of the experiment role: starts experiments on environment replicas (round-robin),
+starts the learner, watches the stop rule, and answers status from the learner and analytics."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import grpc
+
+from kuberl.config import ExperimentConfig, from_proto, to_proto
+from kuberl.discovery import Discovery
+from kuberl.envs import describe
+from kuberl.experiment.core import ReplicaAssigner
+from kuberl.rpc import Exhausted, NotFound, Server, rpc_errors, stub
+from kuberl.v1 import analytics_service_pb2 as analytics_pb
+from kuberl.v1 import analytics_service_pb2_grpc as analytics_grpc
+from kuberl.v1 import environment_service_pb2 as env_pb
+from kuberl.v1 import environment_service_pb2_grpc as env_grpc
+from kuberl.v1 import experiment_service_pb2 as pb
+from kuberl.v1 import experiment_service_pb2_grpc as pb_grpc
+from kuberl.v1 import learner_service_pb2 as learner_pb
+from kuberl.v1 import learner_service_pb2_grpc as learner_grpc
+
+log = logging.getLogger(__name__)
+
+RPC_TIMEOUT = 30.0
+MEAN_RETURN_WINDOW = 100
+FINISHED = (pb.EXPERIMENT_PHASE_SUCCEEDED, pb.EXPERIMENT_PHASE_FAILED, pb.EXPERIMENT_PHASE_STOPPED)
+
+
+@dataclass
+class Record:
+    experiment_id: str
+    config: ExperimentConfig
+    replicas: list[str]
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    phase: int = pb.EXPERIMENT_PHASE_PENDING
+    message: str = ""
+    learner: learner_pb.LearnerStats = field(default_factory=learner_pb.LearnerStats)
+
+
+class ExperimentRole:
+    def __init__(self, environment_target: str, learner_address: str, analytics_address: str,
+                 poll_seconds: float = 0.25):
+        self.environments = Discovery(environment_target)
+        self.learner_address = learner_address
+        self.analytics_address = analytics_address
+        self.poll_seconds = poll_seconds
+        self.assigner = ReplicaAssigner()
+        self._records: dict[str, Record] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._monitor = threading.Thread(target=self._watch, name="experiment-monitor", daemon=True)
+        self._monitor.start()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, experiment_id: str, config: ExperimentConfig) -> Record:
+        describe(config.env_id)  # refuse an unknown or continuous-action env before touching replicas
+        experiment_id = experiment_id or f"exp-{uuid.uuid4().hex[:8]}"
+        if len(experiment_id) > 128:
+            raise ValueError("experiment_id: at most 128 characters")
+        with self._lock:
+            existing = self._records.get(experiment_id)
+            if existing is not None and existing.phase not in FINISHED:
+                raise ValueError(f"experiment_id: {experiment_id!r} is already running")
+        try:
+            replicas = self.assigner.assign(self.environments.addresses(), config.environment.replicas)
+        except LookupError as err:
+            raise Exhausted(str(err)) from None
+        record = Record(experiment_id, config, replicas)
+        with self._lock:
+            self._records[experiment_id] = record
+        config_msg = to_proto(config)
+        try:
+            for index, address in enumerate(replicas):
+                stub(env_grpc.EnvironmentServiceStub, address).Initialize(
+                    env_pb.InitializeRequest(experiment_id=experiment_id, config=config_msg, actor_index=index),
+                    timeout=RPC_TIMEOUT)
+            stub(learner_grpc.LearnerServiceStub, self.learner_address).StartTraining(
+                learner_pb.StartTrainingRequest(experiment_id=experiment_id, config=config_msg), timeout=RPC_TIMEOUT)
+            for address in replicas:
+                stub(env_grpc.EnvironmentServiceStub, address).StartRollout(
+                    env_pb.StartRolloutRequest(experiment_id=experiment_id), timeout=RPC_TIMEOUT)
+        except grpc.RpcError as err:
+            record.phase, record.finished = pb.EXPERIMENT_PHASE_FAILED, time.monotonic()
+            record.message = f"start failed: {err.code().name}: {err.details()}"
+            raise
+        record.phase = pb.EXPERIMENT_PHASE_RUNNING
+        log.info("%s: started %s on %s", experiment_id, config.env_id, ", ".join(replicas))
+        return record
+
+    def stop(self, experiment_id: str, phase: int = pb.EXPERIMENT_PHASE_STOPPED, message: str = "stopped on request"
+             ) -> Record:
+        record = self.get(experiment_id)
+        if record.phase in FINISHED:
+            return record
+        # The owners, not whichever replica a fresh round-robin would pick.
+        for address in record.replicas:
+            try:
+                stub(env_grpc.EnvironmentServiceStub, address).StopRollout(
+                    env_pb.StopRolloutRequest(experiment_id=experiment_id), timeout=RPC_TIMEOUT)
+            except grpc.RpcError as err:
+                log.warning("%s: StopRollout on %s: %s", experiment_id, address, err.code().name)
+        try:
+            record.learner = stub(learner_grpc.LearnerServiceStub, self.learner_address).StopTraining(
+                learner_pb.StopTrainingRequest(experiment_id=experiment_id), timeout=RPC_TIMEOUT).stats
+        except grpc.RpcError as err:
+            log.warning("%s: StopTraining: %s", experiment_id, err.code().name)
+        record.phase, record.message, record.finished = phase, message, time.monotonic()
+        log.info("%s: %s (%s)", experiment_id, pb.ExperimentPhase.Name(phase), message)
+        return record
+
+    def get(self, experiment_id: str) -> Record:
+        with self._lock:
+            record = self._records.get(experiment_id)
+        if record is None:
+            raise NotFound(f"no experiment {experiment_id!r}")
+        return record
+
+    def records(self) -> list[Record]:
+        with self._lock:
+            return list(self._records.values())
+
+    # --- the stop rule -----------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            for record in self.records():
+                if record.phase == pb.EXPERIMENT_PHASE_RUNNING:
+                    self._observe(record)
+
+    def _observe(self, record: Record) -> None:
+        try:
+            record.learner = stub(learner_grpc.LearnerServiceStub, self.learner_address).GetLearnerStats(
+                learner_pb.GetLearnerStatsRequest(experiment_id=record.experiment_id), timeout=5.0).stats
+        except grpc.RpcError as err:
+            record.message = f"learner unreachable: {err.code().name}"
+            return
+        state = record.learner.state
+        if state == learner_pb.TRAINING_STATE_SOLVED:
+            self.stop(record.experiment_id, pb.EXPERIMENT_PHASE_SUCCEEDED, record.learner.message)
+        elif state == learner_pb.TRAINING_STATE_BUDGET_EXHAUSTED:
+            # Without a target return, spending the budget is the whole job.
+            solved_by_budget = record.config.stop.target_return is None and describe(
+                record.config.env_id).reward_threshold is None
+            phase = pb.EXPERIMENT_PHASE_SUCCEEDED if solved_by_budget else pb.EXPERIMENT_PHASE_FAILED
+            self.stop(record.experiment_id, phase, record.learner.message)
+        elif state == learner_pb.TRAINING_STATE_FAILED:
+            self.stop(record.experiment_id, pb.EXPERIMENT_PHASE_FAILED, record.learner.message)
+
+    # --- status ------------------------------------------------------------------------------
+
+    def status(self, record: Record) -> pb.ExperimentStatus:
+        episodes, mean_return = 0, math.nan
+        try:
+            reply = stub(analytics_grpc.AnalyticsServiceStub, self.analytics_address).QueryMetrics(
+                analytics_pb.QueryMetricsRequest(experiment_id=record.experiment_id, metric="charts/episodic_return",
+                                                 limit=MEAN_RETURN_WINDOW, newest_first=True), timeout=5.0)
+            episodes = reply.total
+            if reply.points:
+                mean_return = sum(p.value for p in reply.points) / len(reply.points)
+        except grpc.RpcError as err:
+            log.warning("%s: analytics unreachable: %s", record.experiment_id, err.code().name)
+        end = record.finished if record.finished is not None else time.monotonic()
+        learner = record.learner
+        return pb.ExperimentStatus(
+            experiment_id=record.experiment_id, phase=record.phase, message=record.message or learner.message,
+            env_id=record.config.env_id, env_steps=learner.env_steps, episodes=episodes, mean_return=mean_return,
+            eval_return=learner.eval_return if learner.updates else math.nan, policy_version=learner.policy_version,
+            updates=learner.updates, elapsed_seconds=end - record.started, environment_replicas=record.replicas,
+            buffer_size=learner.buffer_size)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._monitor.join()
+        for record in self.records():
+            if record.phase not in FINISHED:
+                self.stop(record.experiment_id, message="experiment service shut down")
+
+
+class ExperimentServicer(pb_grpc.ExperimentServiceServicer):
+    def __init__(self, role: ExperimentRole):
+        self.role = role
+
+    @rpc_errors
+    def StartExperiment(self, request: pb.StartExperimentRequest, context: grpc.ServicerContext
+                        ) -> pb.StartExperimentResponse:
+        record = self.role.start(request.experiment_id, from_proto(request.config))
+        return pb.StartExperimentResponse(experiment_id=record.experiment_id, environment_replicas=record.replicas)
+
+    @rpc_errors
+    def StopExperiment(self, request: pb.StopExperimentRequest, context: grpc.ServicerContext
+                       ) -> pb.StopExperimentResponse:
+        return pb.StopExperimentResponse(status=self.role.status(self.role.stop(request.experiment_id)))
+
+    @rpc_errors
+    def GetExperimentStatus(self, request: pb.GetExperimentStatusRequest, context: grpc.ServicerContext
+                            ) -> pb.GetExperimentStatusResponse:
+        return pb.GetExperimentStatusResponse(status=self.role.status(self.role.get(request.experiment_id)))
+
+    @rpc_errors
+    def ListExperiments(self, request: pb.ListExperimentsRequest, context: grpc.ServicerContext
+                        ) -> pb.ListExperimentsResponse:
+        return pb.ListExperimentsResponse(experiments=[self.role.status(r) for r in self.role.records()])
+
+
+def create_server(port: int, environment_target: str, learner_address: str, analytics_address: str,
+                  host: str = "[::]") -> tuple[Server, ExperimentRole]:
+    role = ExperimentRole(environment_target, learner_address, analytics_address)
+    server = Server([pb.DESCRIPTOR.services_by_name["ExperimentService"].full_name],
+                    [lambda s: pb_grpc.add_ExperimentServiceServicer_to_server(ExperimentServicer(role), s)],
+                    port, host)
+    return server, role

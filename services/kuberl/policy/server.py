@@ -1,0 +1,38 @@
+"""gRPC front of the policy role."""
+
+from __future__ import annotations
+
+import grpc
+
+from kuberl.policy.core import PolicyStore
+from kuberl.rpc import Server, require_experiment_id, rpc_errors
+from kuberl.tensors import pack_weights, unpack_weights
+from kuberl.v1 import policy_service_pb2 as pb
+from kuberl.v1 import policy_service_pb2_grpc as pb_grpc
+
+
+class PolicyServicer(pb_grpc.PolicyServiceServicer):
+    def __init__(self, store: PolicyStore):
+        self.store = store
+
+    @rpc_errors
+    def GetPolicy(self, request: pb.GetPolicyRequest, context: grpc.ServicerContext) -> pb.GetPolicyResponse:
+        experiment_id = require_experiment_id(request.experiment_id)
+        latest, weights = self.store.newer_than(experiment_id, request.newer_than_version)
+        if weights is None:
+            return pb.GetPolicyResponse(updated=False, latest_version=latest)
+        return pb.GetPolicyResponse(updated=True, latest_version=latest, weights=pack_weights(weights, latest))
+
+    @rpc_errors
+    def UpdatePolicy(self, request: pb.UpdatePolicyRequest, context: grpc.ServicerContext
+                     ) -> pb.UpdatePolicyResponse:
+        experiment_id = require_experiment_id(request.experiment_id)
+        version = self.store.update(experiment_id, request.weights.version, unpack_weights(request.weights))
+        return pb.UpdatePolicyResponse(version=version)
+
+
+def create_server(port: int, host: str = "[::]") -> tuple[Server, PolicyStore]:
+    store = PolicyStore()
+    server = Server([pb.DESCRIPTOR.services_by_name["PolicyService"].full_name],
+                    [lambda s: pb_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(store), s)], port, host)
+    return server, store

@@ -1,0 +1,152 @@
+"""A replay shard's core: a fixed-capacity FIFO ring buffer on preallocated numpy arrays.
+
+Thread-safe: inserts, samples and snapshots take one lock each for a bounded copy only, so a
+snapshot never holds up inserts or sampling for longer than a memcpy. Snapshots are `.npz`
+written to a temporary file and renamed into place, so a crash never leaves a torn file.
+A samples-per-insert rate limiter (DeepMind Reverb's SampleToInsertRatio) lets an insert wait
+while the learner lags behind, which is what keeps actors from outrunning it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from kuberl.tensors import Transitions
+
+SNAPSHOT_FORMAT = 1
+
+
+class ReplayBuffer:
+    """Uniform-sampling FIFO of transitions; shapes and dtypes are fixed by the first insert."""
+
+    def __init__(self, capacity: int, seed: int = 0):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._columns: Transitions | None = None
+        self._next = 0  # the slot the next row goes to
+        self._size = 0
+        self.total_inserted = 0
+        self.total_sampled = 0
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def _allocate(self, batch: Transitions) -> Transitions:
+        return Transitions(*(np.zeros((self.capacity, *col.shape[1:]), dtype=col.dtype) for col in batch))
+
+    def _check_layout(self, batch: Transitions) -> None:
+        assert self._columns is not None
+        for name, stored, new in zip(Transitions._fields, self._columns, batch):
+            if stored.shape[1:] != new.shape[1:] or stored.dtype != new.dtype:
+                raise ValueError(f"batch.{name}: {new.dtype}{list(new.shape[1:])} rows do not match this "
+                                 f"replay's {stored.dtype}{list(stored.shape[1:])}")
+
+    def add(self, batch: Transitions) -> None:
+        n = len(batch)
+        if n == 0:
+            return
+        with self._lock:
+            if self._columns is None:
+                self._columns = self._allocate(batch)
+            self._check_layout(batch)
+            kept = min(n, self.capacity)  # a batch larger than the buffer keeps its newest rows
+            slots = (self._next + np.arange(kept)) % self.capacity
+            for stored, new in zip(self._columns, batch):
+                stored[slots] = new[n - kept:]
+            self._next = int((self._next + kept) % self.capacity)
+            self._size = min(self._size + kept, self.capacity)
+            self.total_inserted += n
+
+    def sample(self, count: int) -> Transitions:
+        """count rows drawn uniformly with replacement."""
+        with self._lock:
+            if self._size == 0 or self._columns is None:
+                raise LookupError("the replay is empty")
+            idx = self._rng.integers(0, self._size, size=count)
+            self.total_sampled += count
+            return Transitions(*(col[idx] for col in self._columns))
+
+    def _ordered(self) -> Transitions | None:
+        if self._columns is None:
+            return None
+        start = (self._next - self._size) % self.capacity
+        order = (start + np.arange(self._size)) % self.capacity
+        return Transitions(*(col[order] for col in self._columns))
+
+    def ordered(self) -> Transitions | None:
+        """Every stored row, oldest first (a copy)."""
+        with self._lock:
+            return self._ordered()
+
+    def save(self, path: Path) -> None:
+        """Writes an atomic .npz snapshot (never pickled: allow_pickle stays off on load)."""
+        with self._lock:  # only the copy happens under the lock; the disk write does not
+            rows = self._ordered()
+            counters = np.array([SNAPSHOT_FORMAT, self.capacity, self.total_inserted, self.total_sampled], np.int64)
+        if rows is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, counters=counters, **rows._asdict())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path, capacity: int | None = None, seed: int = 0) -> ReplayBuffer:
+        """A buffer holding a snapshot's rows and counters; with a smaller `capacity`, the newest rows."""
+        with np.load(path, allow_pickle=False) as data:
+            counters = data["counters"]
+            if int(counters[0]) != SNAPSHOT_FORMAT:
+                raise ValueError(f"{path}: snapshot format {int(counters[0])}, expected {SNAPSHOT_FORMAT}")
+            rows = Transitions(*(data[name] for name in Transitions._fields))
+        buffer = cls(int(counters[1]) if capacity is None else capacity, seed)
+        buffer.add(rows)
+        buffer.total_inserted = int(counters[2])
+        buffer.total_sampled = int(counters[3])
+        return buffer
+
+
+class SamplesPerInsertLimiter:
+    """Holds inserts back while they run ahead of sampling by more than `tolerance` inserts.
+
+    With ratio r, after I inserts and S sampled rows an insert may proceed while
+    I - S / r <= tolerance, or while fewer than `min_inserts` have arrived (warm-up).
+    """
+
+    def __init__(self, samples_per_insert: float, min_inserts: int, tolerance: int):
+        self.samples_per_insert = samples_per_insert
+        self.min_inserts = min_inserts
+        self.tolerance = tolerance
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def _insert_allowed(self, buffer: ReplayBuffer) -> bool:
+        inserted = buffer.total_inserted
+        return (self._closed or inserted < self.min_inserts
+                or inserted - buffer.total_sampled / self.samples_per_insert <= self.tolerance)
+
+    def wait_for_insert(self, buffer: ReplayBuffer, timeout: float) -> bool:
+        """Blocks until an insert may proceed; False if `timeout` passed first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._insert_allowed(buffer), timeout=timeout)
+
+    def notify(self) -> None:
+        """Called after a sample: waiting inserts re-check."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Releases every waiter for good (shutdown)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()

@@ -1,0 +1,146 @@
+"""gRPC plumbing shared by every role: servers with health and reflection, error mapping,
+cached client channels, and a SIGTERM-aware serve loop."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent import futures
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # Reconnect quickly to a replica that restarted (the default backoff grows to 120 s).
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
+class NotFound(LookupError):
+    """An RPC named something (usually an experiment) this replica does not hold."""
+
+
+class Exhausted(RuntimeError):
+    """A bounded resource (queue, rate limit) is full; the caller should retry later."""
+
+
+def rpc_errors(method: Callable) -> Callable:
+    """Maps a servicer method's exceptions to status codes: bad input -> INVALID_ARGUMENT,
+    unknown names -> NOT_FOUND, full queues -> RESOURCE_EXHAUSTED, a failed call to another
+    role -> UNAVAILABLE; anything else is answered UNKNOWN by grpc. The server keeps serving."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except NotFound as err:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+        except ValueError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except Exhausted as err:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+        except grpc.RpcError as err:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"a call to another role failed: {err.code().name}: "
+                                                       f"{err.details()}")
+
+    return wrapper
+
+
+def require_experiment_id(experiment_id: str) -> str:
+    if not experiment_id:
+        raise ValueError("experiment_id: required")
+    if len(experiment_id) > 128:
+        raise ValueError("experiment_id: at most 128 characters")
+    return experiment_id
+
+
+class Server:
+    """A gRPC server with the standard health service (NOT_SERVING until `set_serving`)."""
+
+    def __init__(self, service_names: Iterable[str], registrars: Iterable[Callable[[grpc.Server], None]],
+                 port: int, host: str = "[::]", max_workers: int = 32):
+        self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=CHANNEL_OPTIONS)
+        for register in registrars:
+            register(self.grpc_server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
+        self.service_names = list(service_names)
+        reflection.enable_server_reflection([*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME],
+                                            self.grpc_server)
+        self.port = self.grpc_server.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise OSError(f"cannot bind {host}:{port}")
+        self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def _set_all(self, status: int) -> None:
+        for name in ["", *self.service_names]:
+            self.health.set(name, status)
+
+    def start(self) -> None:
+        self.grpc_server.start()
+
+    def set_serving(self) -> None:
+        self._set_all(health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace: float) -> None:
+        self.health.enter_graceful_shutdown()
+        self.grpc_server.stop(grace).wait()
+
+
+def serve_until_signalled(server: Server, on_stop: Callable[[], None], grace: float = 5.0) -> None:
+    """Serves until SIGTERM or SIGINT, then stops the role (on_stop) and drains RPCs within grace."""
+    stopping = threading.Event()
+
+    def handle(signum: int, _frame: Any) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    stopping.wait()
+    on_stop()
+    server.stop(grace)
+    log.info("stopped")
+
+
+_channels: dict[str, grpc.Channel] = {}
+_channels_lock = threading.Lock()
+
+Stub = TypeVar("Stub")
+
+
+def stub(stub_class: Callable[[grpc.Channel], Stub], address: str) -> Stub:
+    """A stub on a process-wide cached channel to `address` (channels are costly, stubs cheap)."""
+    with _channels_lock:
+        channel = _channels.get(address)
+        if channel is None:
+            channel = _channels[address] = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+    return stub_class(channel)
+
+
+def wait_until_serving(address: str, timeout: float) -> None:
+    """Blocks until the health service at address answers SERVING; TimeoutError otherwise."""
+    deadline = time.monotonic() + timeout
+    health_stub = stub(health_pb2_grpc.HealthStub, address)
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            reply = health_stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+        except grpc.RpcError as err:
+            last = err
+        time.sleep(0.05)
+    raise TimeoutError(f"{address} not serving after {timeout:.0f}s ({last})")

@@ -1,0 +1,77 @@
+from kuberl.v1 import common_pb2 as _common_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ReplayStats(_message.Message):
+    __slots__ = ("size", "capacity", "total_inserted", "total_sampled")
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_INSERTED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SAMPLED_FIELD_NUMBER: _ClassVar[int]
+    size: int
+    capacity: int
+    total_inserted: int
+    total_sampled: int
+    def __init__(self, size: _Optional[int] = ..., capacity: _Optional[int] = ..., total_inserted: _Optional[int] = ..., total_sampled: _Optional[int] = ...) -> None: ...
+
+class OpenReplayRequest(_message.Message):
+    __slots__ = ("experiment_id", "config")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    config: _common_pb2.ExperimentConfig
+    def __init__(self, experiment_id: _Optional[str] = ..., config: _Optional[_Union[_common_pb2.ExperimentConfig, _Mapping]] = ...) -> None: ...
+
+class OpenReplayResponse(_message.Message):
+    __slots__ = ("stats", "restored")
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    RESTORED_FIELD_NUMBER: _ClassVar[int]
+    stats: ReplayStats
+    restored: bool
+    def __init__(self, stats: _Optional[_Union[ReplayStats, _Mapping]] = ..., restored: _Optional[bool] = ...) -> None: ...
+
+class PushTransitionsRequest(_message.Message):
+    __slots__ = ("experiment_id", "batch")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    batch: _common_pb2.TransitionBatch
+    def __init__(self, experiment_id: _Optional[str] = ..., batch: _Optional[_Union[_common_pb2.TransitionBatch, _Mapping]] = ...) -> None: ...
+
+class PushTransitionsResponse(_message.Message):
+    __slots__ = ("stats",)
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    stats: ReplayStats
+    def __init__(self, stats: _Optional[_Union[ReplayStats, _Mapping]] = ...) -> None: ...
+
+class SampleBatchRequest(_message.Message):
+    __slots__ = ("experiment_id", "count")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    count: int
+    def __init__(self, experiment_id: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class SampleBatchResponse(_message.Message):
+    __slots__ = ("batch", "stats")
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    batch: _common_pb2.TransitionBatch
+    stats: ReplayStats
+    def __init__(self, batch: _Optional[_Union[_common_pb2.TransitionBatch, _Mapping]] = ..., stats: _Optional[_Union[ReplayStats, _Mapping]] = ...) -> None: ...
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ("experiment_id",)
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    def __init__(self, experiment_id: _Optional[str] = ...) -> None: ...
+
+class GetStatsResponse(_message.Message):
+    __slots__ = ("stats",)
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    stats: ReplayStats
+    def __init__(self, stats: _Optional[_Union[ReplayStats, _Mapping]] = ...) -> None: ...
