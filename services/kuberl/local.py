@@ -241,6 +241,8 @@ def run_manifest(path: Path, output: Path | None, timeout: float, progress: bool
             describe(experiment.config.env_id)
         except ValueError as err:
             raise ConfigError("spec.envId", str(err).removeprefix("env_id: ")) from None
+        if experiment.config.environment.replicas < 1:
+            raise ConfigError("spec.environment.replicas", "must be >= 1 to run locally (0 suspends in a cluster)")
     except ConfigError as err:
         print(f"kuberl: {path}: invalid manifest: {err}", file=sys.stderr)
         return 2

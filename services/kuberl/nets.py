@@ -57,7 +57,7 @@ def huber_loss_and_grads(params: Params, target_params: Params, batch: Transitio
     Returns the loss, its gradient with respect to `params`, and the mean Q(s, a).
     """
     w1, b1, w2, b2, w3, b3 = params
-    n = len(batch)
+    n = batch.rows
     x = np.concatenate([batch.obs, batch.next_obs]).astype(np.float32, copy=False)
     z1 = x @ w1 + b1
     h1 = np.maximum(z1, 0.0)

@@ -50,7 +50,7 @@ class ReplayBuffer:
                                  f"replay's {stored.dtype}{list(stored.shape[1:])}")
 
     def add(self, batch: Transitions) -> None:
-        n = len(batch)
+        n = batch.rows
         if n == 0:
             return
         with self._lock:

@@ -32,13 +32,17 @@ class NotFound(LookupError):
     """An RPC named something (usually an experiment) this replica does not hold."""
 
 
+class AlreadyExists(ValueError):
+    """An RPC would create something that exists (and is still live)."""
+
+
 class Exhausted(RuntimeError):
     """A bounded resource (queue, rate limit) is full; the caller should retry later."""
 
 
 def rpc_errors(method: Callable) -> Callable:
     """Maps a servicer method's exceptions to status codes: bad input -> INVALID_ARGUMENT,
-    unknown names -> NOT_FOUND, full queues -> RESOURCE_EXHAUSTED, a failed call to another
+    unknown names -> NOT_FOUND, live duplicates -> ALREADY_EXISTS, full queues -> RESOURCE_EXHAUSTED, a failed call to another
     role -> UNAVAILABLE; anything else is answered UNKNOWN by grpc. The server keeps serving."""
 
     @functools.wraps(method)
@@ -47,6 +51,8 @@ def rpc_errors(method: Callable) -> Callable:
             return method(self, request, context)
         except NotFound as err:
             context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+        except AlreadyExists as err:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, str(err))
         except ValueError as err:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         except Exhausted as err:

@@ -56,7 +56,9 @@ class Transitions(NamedTuple):
     terminated: np.ndarray
     truncated: np.ndarray
 
-    def __len__(self) -> int:  # type: ignore[override]
+    @property
+    def rows(self) -> int:
+        # Not __len__: a NamedTuple's own machinery (_replace, _make) relies on len() being 6.
         return int(self.rewards.shape[0])
 
     @staticmethod

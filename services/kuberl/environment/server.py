@@ -83,7 +83,7 @@ class ShardWriter:
                     if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
                         log.warning("%s: push to %s failed: %s", self.experiment_id, address, err.code().name)
                     continue
-                self.pushed_per_shard[address] = self.pushed_per_shard.get(address, 0) + len(batch)
+                self.pushed_per_shard[address] = self.pushed_per_shard.get(address, 0) + batch.rows
                 return True
             stopping.wait(0.2)  # every shard refused: back off, keep the batch
         return False
@@ -140,7 +140,7 @@ class Rollout:
                 rows = Transitions(result.obs, result.actions, result.rewards, result.next_obs,
                                    result.terminated, result.truncated)
                 pending.append(rows)
-                pending_rows += len(rows)
+                pending_rows += rows.rows
                 if pending_rows >= env_cfg.push_batch_size:
                     self._enqueue(Transitions.concatenate(pending))
                     pending, pending_rows = [], 0

@@ -16,7 +16,7 @@ from kuberl.config import ExperimentConfig, from_proto, to_proto
 from kuberl.discovery import Discovery
 from kuberl.envs import describe
 from kuberl.experiment.core import ReplicaAssigner
-from kuberl.rpc import Exhausted, NotFound, Server, rpc_errors, stub
+from kuberl.rpc import AlreadyExists, Exhausted, NotFound, Server, rpc_errors, stub
 from kuberl.v1 import analytics_service_pb2 as analytics_pb
 from kuberl.v1 import analytics_service_pb2_grpc as analytics_grpc
 from kuberl.v1 import environment_service_pb2 as env_pb
@@ -69,7 +69,7 @@ class ExperimentRole:
         with self._lock:
             existing = self._records.get(experiment_id)
             if existing is not None and existing.phase not in FINISHED:
-                raise ValueError(f"experiment_id: {experiment_id!r} is already running")
+                raise AlreadyExists(f"experiment_id: {experiment_id!r} is already running")
         try:
             replicas = self.assigner.assign(self.environments.addresses(), config.environment.replicas)
         except LookupError as err:

@@ -1,0 +1,557 @@
+#!/usr/bin/env python
+"""kuberl throughput and time-to-solve benchmark: measures, prints a table, judges nothing.
+
+Rows (select with --only):
+  env      env steps/s of one Actor core (epsilon-greedy + MLP forward + vector env step), in-process
+  buffer   transitions/s one real buffer process accepts over loopback (2 client threads)
+  learner  Double DQN updates/s, in-process core and through a real learner process (TrainStep)
+  solve    time to solve CartPole-v1 with `kuberl run examples/cartpole.yaml`
+  sb3      Stable-Baselines3 DQN with rl-zoo CartPole-v1 hyperparameters (only if installed)
+
+    cd /work/main && python bench/run_bench.py [--quick] [--only buffer,learner] [--solve-runs 3]
+"""
+
+from __future__ import annotations
+
+import os
+
+# The roles run with one BLAS thread (LocalCluster sets it); the in-process rows do the same.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import re  # noqa: E402
+import signal  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kuberl.config import ExperimentConfig, load_manifest, to_proto  # noqa: E402
+from kuberl.environment.core import Actor  # noqa: E402
+from kuberl.envs import describe  # noqa: E402
+from kuberl.local import LOOPBACK, free_port  # noqa: E402
+from kuberl.nets import DoubleDQN  # noqa: E402
+from kuberl.rpc import CHANNEL_OPTIONS, stub, wait_until_serving  # noqa: E402
+from kuberl.tensors import Transitions, pack_transitions  # noqa: E402
+from kuberl.v1 import buffer_service_pb2 as buffer_pb  # noqa: E402
+from kuberl.v1 import buffer_service_pb2_grpc as buffer_grpc  # noqa: E402
+from kuberl.v1 import learner_service_pb2 as learner_pb  # noqa: E402
+from kuberl.v1 import learner_service_pb2_grpc as learner_grpc  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = ROOT / "examples" / "cartpole.yaml"
+ROWS = ("env", "buffer", "learner", "solve", "sb3")
+# The largest learningStarts the config accepts (LearnerSpec.learning_starts maximum); on one
+# shard it makes the limiter's warm-up (min_inserts) and tolerance 1e8 inserts, i.e. no hold-back.
+NO_HOLDBACK_LEARNING_STARTS = 100_000_000
+
+TARGET_BUFFER = ">= 200 000 /s"
+TARGET_LEARNER = ">= 1 000 /s at batch 64"
+TARGET_SOLVE = "< 60 s wall"
+
+
+def note(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Row:
+    what: str
+    setting: str
+    result: str
+    unit: str
+    target: str = ""
+
+
+def fmt_num(x: float, digits: int = 0) -> str:
+    return f"{x:,.{digits}f}".replace(",", " ")
+
+
+def print_table(rows: list[Row], title: str) -> None:
+    headers = ("what", "setting", "result", "unit", "target")
+    cells = [headers] + [(r.what, r.setting, r.result, r.unit, r.target) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(headers))]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def line(c: tuple[str, ...]) -> str:
+        parts = [f" {c[0]:<{widths[0]}} ", f" {c[1]:<{widths[1]}} ", f" {c[2]:>{widths[2]}} ",
+                 f" {c[3]:<{widths[3]}} ", f" {c[4]:<{widths[4]}} "]
+        return "|" + "|".join(parts) + "|"
+
+    print(f"\n{title}")
+    print(rule)
+    print(line(headers))
+    print(rule)
+    for c in cells[1:]:
+        print(line(c))
+    print(rule, flush=True)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = "1"
+    return env
+
+
+class RoleProcess:
+    """One `kuberl serve ROLE` child on loopback; stop() terminates it and waits."""
+
+    def __init__(self, role: str, workdir: Path, peers: dict[str, str] | None = None):
+        self.role = role
+        self.port = free_port()
+        self.address = f"{LOOPBACK}:{self.port}"
+        self.log_path = workdir / f"{role}-{self.port}.log"
+        # Peers not given point at a free, unused port (the metrics reporter then just logs warnings).
+        unused = f"{LOOPBACK}:{free_port()}"
+        peers = peers or {}
+        args = [sys.executable, "-m", "kuberl.cli", "serve", role, "--host", LOOPBACK, "--port", str(self.port),
+                "--node-name", f"bench-{role}", "--data-dir", str(workdir / f"{role}-{self.port}"),
+                "--database", f"sqlite:///{workdir / 'analytics.db'}", "--log-level", "WARNING"]
+        for peer in ("environment", "buffer", "analytics", "learner", "policy"):
+            args += [f"--{peer}", peers.get(peer, unused)]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=child_env(),
+                                            start_new_session=True)
+
+    def wait_serving(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.role} exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                wait_until_serving(self.address, min(1.0, max(0.1, deadline - time.monotonic())))
+                return
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.role} not serving after {timeout:.0f}s:\n{self.log_tail()}") from None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, grace: float = 20.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def stop_all(procs: list[RoleProcess]) -> None:
+    for p in procs:  # SIGTERM everyone first, then wait for each
+        if p.process.poll() is None:
+            p.process.terminate()
+    for p in procs:
+        p.stop()
+
+
+def base_config() -> ExperimentConfig:
+    return load_manifest(MANIFEST).config
+
+
+_DATA: dict[int, Transitions] = {}
+
+
+def cartpole_transitions(n: int) -> Transitions:
+    """n real CartPole-v1 transitions from a random-acting Actor (obs float32[4], actions int64, ...)."""
+    if n not in _DATA:
+        cfg = base_config().replace(environment={"envs_per_replica": 64})
+        actor = Actor(cfg, actor_index=7)
+        parts, rows = [], 0
+        try:
+            while rows < n:
+                r = actor.step()
+                parts.append(Transitions(r.obs, r.actions, r.rewards, r.next_obs, r.terminated, r.truncated))
+                rows += len(r.rewards)
+        finally:
+            actor.close()
+        batch = Transitions.concatenate(parts)
+        _DATA[n] = Transitions(*(col[:n].copy() for col in batch))
+    return _DATA[n]
+
+
+# --- row 1: actor core ---------------------------------------------------------------------
+
+def bench_env(seconds: float) -> list[Row]:
+    cfg = base_config()
+    rows = []
+    for envs in (cfg.environment.envs_per_replica, 64):
+        actor = Actor(cfg.replace(environment={"envs_per_replica": envs}))
+        try:
+            for _ in range(20):  # warm-up
+                actor.step()
+            start_steps = actor.env_steps
+            t0 = time.perf_counter()
+            vec = 0
+            while True:
+                actor.step()
+                vec += 1
+                elapsed = time.perf_counter() - t0
+                if elapsed >= seconds:
+                    break
+            steps = actor.env_steps - start_steps
+        finally:
+            actor.close()
+        note(f"env: {envs} envs: {steps} transitions in {elapsed:.2f}s ({vec} vector steps), eps {actor.epsilon:.3f}")
+        source = "envsPerReplica of cartpole.yaml" if envs == cfg.environment.envs_per_replica else "override"
+        rows.append(Row("env steps/s per actor", f"CartPole-v1, {envs} envs ({source}), "
+                        f"{fmt_num(vec / elapsed)} vector steps/s", fmt_num(steps / elapsed), "transitions/s"))
+    return rows
+
+
+# --- row 2: buffer shard -------------------------------------------------------------------
+
+def buffer_config(capacity: int) -> ExperimentConfig:
+    """One shard, warm-up and tolerance of 1e8 inserts (the limiter never holds an insert back),
+    snapshots off (the measurement is the insert path, not a periodic 1M-row .npz write)."""
+    return base_config().replace(buffer={"replicas": 1, "capacity": capacity, "snapshot_interval_seconds": 0.0},
+                                 learner={"learning_starts": NO_HOLDBACK_LEARNING_STARTS})
+
+
+def bench_buffer(seconds: float, workdir: Path) -> list[Row]:
+    rows: list[Row] = []
+    data = cartpole_transitions(4096)
+    proc = RoleProcess("buffer", workdir)
+    try:
+        proc.wait_serving()
+        api = stub(buffer_grpc.BufferServiceStub, proc.address)
+        experiment = "bench-buffer"
+        api.OpenReplay(buffer_pb.OpenReplayRequest(experiment_id=experiment, config=to_proto(buffer_config(1_000_000))),
+                       timeout=30)
+        # Fill the ring once so that every measurement sees the steady state (pages touched, wrapping).
+        fill = buffer_pb.PushTransitionsRequest(experiment_id=experiment, batch=pack_transitions(data))
+        while api.PushTransitions(fill, timeout=30).stats.size < 1_000_000:
+            pass
+        for batch_rows in (1024, 4096):
+            batch = Transitions(*(col[:batch_rows] for col in data))
+            request = buffer_pb.PushTransitionsRequest(experiment_id=experiment, batch=pack_transitions(batch))
+            request_bytes = request.ByteSize()
+            # One channel (own TCP connection) per client thread, like separate actors.
+            channels = [grpc.insecure_channel(proc.address, options=[*CHANNEL_OPTIONS,
+                                                                     ("grpc.use_local_subchannel_pool", 1)])
+                        for _ in range(2)]
+            try:
+                stubs = [buffer_grpc.BufferServiceStub(ch) for ch in channels]
+                for s in stubs:  # warm-up: connect
+                    for _ in range(3):
+                        s.PushTransitions(request, timeout=30)
+                before = api.GetStats(buffer_pb.GetStatsRequest(experiment_id=experiment), timeout=10).stats
+                counts = [0, 0]
+                errors: list[str] = []
+                start = threading.Barrier(3)
+                deadline = [0.0]
+
+                def client(i: int) -> None:
+                    start.wait()
+                    try:
+                        while time.perf_counter() < deadline[0]:
+                            stubs[i].PushTransitions(request, timeout=30)
+                            counts[i] += 1
+                    except grpc.RpcError as err:
+                        errors.append(f"{err.code().name}: {err.details()}")
+
+                threads = [threading.Thread(target=client, args=(i,)) for i in range(2)]
+                for t in threads:
+                    t.start()
+                deadline[0] = time.perf_counter() + seconds
+                t0 = time.perf_counter()
+                start.wait()
+                for t in threads:
+                    t.join()
+                elapsed = time.perf_counter() - t0
+                after = api.GetStats(buffer_pb.GetStatsRequest(experiment_id=experiment), timeout=10).stats
+            finally:
+                for ch in channels:
+                    ch.close()
+            pushes = sum(counts)
+            accepted = after.total_inserted - before.total_inserted
+            note(f"buffer: {batch_rows} rows/push: {pushes} pushes in {elapsed:.2f}s, shard counted {accepted} "
+                 f"inserted (client counted {pushes * batch_rows}), size {after.size}, {request_bytes} B/request"
+                 + (f", errors: {errors}" if errors else ""))
+            setting = f"{batch_rows} rows/push, 2 client threads, capacity 1M, no hold-back, no snapshots"
+            if errors:
+                setting += f" (ERRORS: {errors[0]})"
+            rows.append(Row("buffer shard, transitions/s accepted over loopback", setting,
+                            fmt_num(accepted / elapsed), "transitions/s", TARGET_BUFFER))
+            rows.append(Row("  same, bytes", f"{batch_rows} rows/push ({fmt_num(request_bytes)} B/request)",
+                            fmt_num(pushes * request_bytes / elapsed / 1e6, 1), "MB/s"))
+    finally:
+        stop_all([proc])
+    return rows
+
+
+# --- row 3: learner ------------------------------------------------------------------------
+
+def learner_config(batch_size: int) -> ExperimentConfig:
+    return base_config().replace(buffer={"replicas": 1, "capacity": 50_000, "snapshot_interval_seconds": 0.0},
+                                 learner={"batch_size": batch_size, "hidden_sizes": [64, 64]})
+
+
+def bench_learner_core(seconds: float) -> list[Row]:
+    shape = describe("CartPole-v1")
+    data = cartpole_transitions(20_000)
+    rng = np.random.default_rng(0)
+    rows = []
+    for batch_size in (64, 256):
+        lc = learner_config(batch_size).learner
+        dqn = DoubleDQN(shape.obs_size, shape.num_actions, lc.hidden_sizes, learning_rate=lc.learning_rate,
+                        gamma=lc.gamma, max_grad_norm=lc.max_grad_norm,
+                        target_update_interval=lc.target_update_interval, seed=0)
+        batches = [Transitions(*(col[idx] for col in data))
+                   for idx in (rng.integers(0, data.rewards.shape[0], batch_size) for _ in range(256))]
+        for b in batches[:20]:  # warm-up
+            dqn.update(b)
+        n = 0
+        t0 = time.perf_counter()
+        while True:
+            dqn.update(batches[n % len(batches)])
+            n += 1
+            if n % 16 == 0 and time.perf_counter() - t0 >= seconds:
+                break
+        elapsed = time.perf_counter() - t0
+        note(f"learner core: batch {batch_size}: {n} updates in {elapsed:.2f}s")
+        rows.append(Row("learner updates/s (DoubleDQN core, in-process)",
+                        f"batch {batch_size}, hidden [64, 64], pre-sampled batches", fmt_num(n / elapsed),
+                        "updates/s", TARGET_LEARNER if batch_size == 64 else ""))
+    return rows
+
+
+def bench_learner_process(num_updates: int, workdir: Path) -> list[Row]:
+    rows: list[Row] = []
+    data = cartpole_transitions(20_000)
+    buffer = RoleProcess("buffer", workdir)
+    policy = RoleProcess("policy", workdir)
+    procs = [buffer, policy]
+    try:
+        buffer.wait_serving()
+        policy.wait_serving()
+        learner = RoleProcess("learner", workdir, peers={"buffer": buffer.address, "policy": policy.address})
+        procs.append(learner)
+        learner.wait_serving()
+        buffer_api = stub(buffer_grpc.BufferServiceStub, buffer.address)
+        learner_api = stub(learner_grpc.LearnerServiceStub, learner.address)
+        for batch_size in (64, 256):
+            # A learner keeps the config an experiment first arrived with, so each batch size
+            # is its own experiment (own replay table of 20 000 transitions).
+            experiment = f"bench-learner-b{batch_size}"
+            cfg = learner_config(batch_size)
+            buffer_api.OpenReplay(buffer_pb.OpenReplayRequest(
+                experiment_id=experiment,
+                config=to_proto(cfg.replace(learner={"learning_starts": NO_HOLDBACK_LEARNING_STARTS}))), timeout=30)
+            for i in range(0, data.rewards.shape[0], 4096):
+                buffer_api.PushTransitions(buffer_pb.PushTransitionsRequest(
+                    experiment_id=experiment, batch=pack_transitions(Transitions(*(c[i:i + 4096] for c in data)))),
+                    timeout=30)
+            config = to_proto(cfg)
+            learner_api.TrainStep(learner_pb.TrainStepRequest(experiment_id=experiment, config=config,
+                                                              num_updates=64), timeout=120)  # warm-up, creates the run
+            t0 = time.perf_counter()
+            reply = learner_api.TrainStep(learner_pb.TrainStepRequest(experiment_id=experiment, config=config,
+                                                                      num_updates=num_updates), timeout=600)
+            client_seconds = time.perf_counter() - t0
+            note(f"learner process: batch {batch_size}: {num_updates} updates, reply.seconds {reply.seconds:.2f}, "
+                 f"client-side {client_seconds:.2f}s, buffer size {reply.stats.buffer_size}, "
+                 f"policy version {reply.stats.policy_version}")
+            rows.append(Row("learner process updates/s (incl. split-merge sampling over gRPC)",
+                            f"batch {batch_size}, TrainStep({num_updates}), 1 shard of 20 000",
+                            fmt_num(num_updates / reply.seconds), "updates/s",
+                            TARGET_LEARNER if batch_size == 64 else ""))
+    finally:
+        stop_all(procs)
+    return rows
+
+
+# --- row 4: kuberl run ---------------------------------------------------------------------
+
+_WALL = re.compile(r"^\s*wall time\s+([0-9.]+) s", re.M)
+_STEPS = re.compile(r"^\s*env steps\s+([0-9]+)", re.M)
+
+
+def run_solve_once(index: int, workdir: Path, timeout: float) -> tuple[int, float | None, int | None, float, str]:
+    out = workdir / f"solve-{index}"
+    args = [sys.executable, "-m", "kuberl.cli", "run", str(MANIFEST), "--no-progress", "--output", str(out),
+            "--timeout", str(timeout)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env(), text=True,
+                            cwd=ROOT)
+    try:
+        stdout, _ = proc.communicate(timeout=timeout + 180)
+    finally:
+        if proc.poll() is None:
+            # SIGINT first: `kuberl run` then stops the experiment and its role processes.
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    elapsed = time.perf_counter() - t0
+    wall = _WALL.search(stdout)
+    steps = _STEPS.search(stdout)
+    return (proc.returncode, float(wall.group(1)) if wall else None, int(steps.group(1)) if steps else None,
+            elapsed, stdout)
+
+
+def bench_solve(runs: int, workdir: Path, timeout: float) -> list[Row]:
+    rows = []
+    walls, steps_all = [], []
+    for i in range(runs):
+        code, wall, steps, elapsed, stdout = run_solve_once(i, workdir, timeout)
+        solved = code == 0
+        note(f"solve run {i + 1}/{runs}: exit {code}, wall {wall}, env steps {steps}, subprocess {elapsed:.1f}s")
+        if wall is None or not solved:
+            note("kuberl run output tail:\n" + "\n".join(stdout.splitlines()[-15:]))
+        if wall is not None:
+            walls.append(wall)
+        if steps is not None:
+            steps_all.append(steps)
+        rows.append(Row("time to solve CartPole-v1 with kuberl run",
+                        f"run {i + 1}/{runs}, {'solved' if solved else f'NOT solved (exit {code})'}, "
+                        f"{steps if steps is not None else '?'} env steps",
+                        f"{wall:.1f}" if wall is not None else "?", "s wall", TARGET_SOLVE))
+    if walls:
+        rows.append(Row("time to solve CartPole-v1 with kuberl run",
+                        f"median of {len(walls)}, median env steps "
+                        f"{fmt_num(statistics.median(steps_all)) if steps_all else '?'}",
+                        f"{statistics.median(walls):.1f}", "s wall", TARGET_SOLVE))
+    return rows
+
+
+# --- row 5: Stable-Baselines3 --------------------------------------------------------------
+
+SB3_WHAT = "Stable-Baselines3 DQN (rl-zoo CartPole-v1 hyperparameters)"
+
+
+def bench_sb3(runs: int) -> list[Row]:
+    try:
+        import stable_baselines3  # noqa: F401
+    except ImportError:
+        return [Row(SB3_WHAT, "not installed: pip install stable-baselines3", "-", "", "")]
+    import gymnasium as gym
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class SolveCallback(BaseCallback):
+        """Every 1000 env steps, 10 greedy episodes; stops training at a mean return >= 475."""
+
+        def __init__(self, every: int = 1000, episodes: int = 10, target: float = 475.0, seed: int = 0):
+            super().__init__()
+            self.every, self.episodes, self.target = every, episodes, target
+            self.eval_env = gym.make("CartPole-v1")
+            self.seed = seed
+            self.solved = False
+            self.last_mean = float("nan")
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps % self.every:
+                return True
+            returns = []
+            for ep in range(self.episodes):
+                obs, _ = self.eval_env.reset(seed=self.seed + 10_007 * self.num_timesteps + ep)
+                done, total = False, 0.0
+                while not done:
+                    action, _ = self.model.predict(obs, deterministic=True)
+                    obs, reward, terminated, truncated, _ = self.eval_env.step(int(action))
+                    total += float(reward)
+                    done = terminated or truncated
+                returns.append(total)
+            self.last_mean = float(np.mean(returns))
+            if self.last_mean >= self.target:
+                self.solved = True
+                return False
+            return True
+
+    rows, walls, steps_all = [], [], []
+    for i in range(runs):
+        t0 = time.perf_counter()
+        model = DQN("MlpPolicy", "CartPole-v1", learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,
+                    learning_starts=1000, gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128,
+                    exploration_fraction=0.16, exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]),
+                    seed=i, verbose=0)
+        callback = SolveCallback(seed=1_000 * i)
+        model.learn(total_timesteps=50_000, callback=callback)  # rl-zoo's n_timesteps for CartPole-v1
+        wall = time.perf_counter() - t0
+        callback.eval_env.close()
+        steps = int(model.num_timesteps)
+        note(f"sb3 run {i + 1}/{runs}: solved {callback.solved}, {steps} env steps, {wall:.1f}s, "
+             f"last greedy mean {callback.last_mean:.1f}")
+        walls.append(wall)
+        steps_all.append(steps)
+        rows.append(Row(SB3_WHAT, f"run {i + 1}/{runs}, {'solved' if callback.solved else 'NOT solved in 50k'}, "
+                        f"{steps} env steps", f"{wall:.1f}", "s wall"))
+    rows.append(Row(SB3_WHAT, f"median of {runs}, median env steps {fmt_num(statistics.median(steps_all))}",
+                    f"{statistics.median(walls):.1f}", "s wall"))
+    return rows
+
+
+# --- main ----------------------------------------------------------------------------------
+
+def parse_only(values: list[str] | None) -> list[str]:
+    if not values:
+        return list(ROWS)
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        raise SystemExit(f"--only: unknown row(s) {unknown}; known: {', '.join(ROWS)}")
+    return [r for r in ROWS if r in names]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="shorter durations and 1 solve run")
+    p.add_argument("--only", nargs="+", metavar="ROW", help=f"rows to run, of: {', '.join(ROWS)}")
+    p.add_argument("--solve-runs", type=int, default=None, help="kuberl run repetitions (default 3, --quick 1)")
+    p.add_argument("--solve-timeout", type=float, default=600.0, help="seconds before a kuberl run gives up")
+    args = p.parse_args(argv)
+    only = parse_only(args.only)
+    solve_runs = args.solve_runs if args.solve_runs is not None else (1 if args.quick else 3)
+    env_s, buffer_s, learner_s = (0.5, 1.0, 0.5) if args.quick else (2.0, 3.0, 2.0)
+    train_updates = 500 if args.quick else 2000
+
+    started = time.perf_counter()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="kuberl-bench-") as tmp:
+        workdir = Path(tmp)
+        steps = {
+            "env": lambda: bench_env(env_s),
+            "buffer": lambda: bench_buffer(buffer_s, workdir),
+            "learner": lambda: bench_learner_core(learner_s) + bench_learner_process(train_updates, workdir),
+            "solve": lambda: bench_solve(solve_runs, workdir, args.solve_timeout),
+            "sb3": lambda: bench_sb3(solve_runs),
+        }
+        for name in only:
+            note(f"--- {name}")
+            try:
+                rows += steps[name]()
+            except Exception as err:  # a failed measurement is reported, the others still run
+                note(f"{name} failed: {type(err).__name__}: {err}")
+                rows.append(Row(f"{name} (FAILED)", f"{type(err).__name__}: {str(err).splitlines()[0][:100]}",
+                                "-", ""))
+    total = time.perf_counter() - started
+    print_table(rows, f"kuberl bench ({'quick' if args.quick else 'full'}, {os.cpu_count()} cores, "
+                      f"Python {sys.version.split()[0]}, numpy {np.__version__}, grpcio {grpc.__version__})")
+    print(f"total runtime {total:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

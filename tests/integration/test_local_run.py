@@ -1,0 +1,74 @@
+"""`kuberl run` end to end: every role a real process, CartPole-v1 solved within a step budget."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from kuberl.analytics.core import Query, SQLiteStore
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_kuberl_run_solves_cartpole_with_two_actors_and_two_shards(tmp_path):
+    manifest = yaml.safe_load((REPO / "examples" / "cartpole.yaml").read_text())
+    manifest["spec"]["seed"] = 7
+    manifest["spec"]["stop"]["maxEnvSteps"] = 150_000  # the budget: well above the ~30-60k it takes
+    path = tmp_path / "cartpole.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    output = tmp_path / "run"
+
+    done = subprocess.run([sys.executable, "-m", "kuberl.cli", "run", str(path), "--output", str(output),
+                           "--no-progress", "--timeout", "240"], capture_output=True, text=True, timeout=300)
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "cartpole: SUCCEEDED" in done.stdout
+    greedy = float(re.search(r"^  greedy return\s+([\d.]+)", done.stdout, re.M).group(1))
+    steps = int(re.search(r"^  env steps\s+(\d+)", done.stdout, re.M).group(1))
+    assert greedy >= 475 and 0 < steps <= 150_000
+    assert (output / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    store = SQLiteStore(output / "analytics.db")
+    try:
+        # Both actors reported episodes, both shards reported their sizes: every replica took part.
+        returns, episodes = store.query(Query("cartpole", "charts/episodic_return"))
+        assert {p.node_name for p in returns} == {"environment-0", "environment-1"}
+        sizes, _ = store.query(Query("cartpole", "buffer/size"))
+        assert {p.node_name for p in sizes} == {"buffer-0", "buffer-1"}
+        assert all(p.value > 0 for p in sizes[-2:])
+        evals, _ = store.query(Query("cartpole", "charts/eval_return"))
+        assert evals[-1].value >= 475
+    finally:
+        store.close()
+    # Every child stopped: each role's log ends with its shutdown.
+    for log in output.glob("*.log"):
+        assert "stopped" in log.read_text().splitlines()[-1], log.name
+
+
+def test_bad_manifests_are_refused_before_anything_starts(tmp_path):
+    base = yaml.safe_load((REPO / "examples" / "cartpole.yaml").read_text())
+    cases = {
+        "spec.buffer.replicas": ("buffer", {"replicas": 0}),
+        "spec.learner.batchSize": ("learner", {"batchSize": 64, "hiddenSizes": [64, 64], "samplesPerInsert": 8,
+                                               "learningStarts": 10, "targetUpdateInterval": 5,
+                                               "learningRate": 0.001, "bogus": 1}),
+        "spec.envId": ("envId", "Pendulum-v1"),
+        "spec.exploration.epsilonDecay": ("exploration", {"epsilonDecay": "fast"}),
+    }
+    for field, (key, value) in cases.items():
+        manifest = yaml.safe_load(yaml.safe_dump(base))
+        manifest["spec"][key] = value
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump(manifest))
+        output = tmp_path / f"out-{key}"
+        done = subprocess.run([sys.executable, "-m", "kuberl.cli", "run", str(path), "--output", str(output)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, (field, done.stderr)
+        expected = "spec.learner.bogus" if key == "learner" else field
+        assert expected in done.stderr, (field, done.stderr)
+        assert not output.exists(), "nothing may start for a bad manifest"
