@@ -272,7 +272,7 @@ def _proto_to_spec(cls: type, msg: Any) -> dict[str, Any]:
 
 # --- manifests -----------------------------------------------------------------------------
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -296,16 +296,18 @@ def parse_manifest(doc: Any) -> Experiment:
     if not isinstance(metadata, dict):
         raise ConfigError("metadata", "must be a mapping with a name")
     name = metadata.get("name")
-    if not isinstance(name, str) or not _DNS_LABEL.match(name):
+    if not isinstance(name, str) or not _DNS_LABEL.fullmatch(name):
         raise ConfigError("metadata.name", f"must be a DNS label (lower-case letters, digits, '-'), got {name!r}")
     namespace = metadata.get("namespace", "default")
-    if not isinstance(namespace, str) or not _DNS_LABEL.match(namespace):
+    if not isinstance(namespace, str) or not _DNS_LABEL.fullmatch(namespace):
         raise ConfigError("metadata.namespace", f"must be a DNS label, got {namespace!r}")
     unknown = sorted(set(doc) - {"apiVersion", "kind", "metadata", "spec", "status"})
     if unknown:
         raise ConfigError(unknown[0], "unknown top-level field")
     if "spec" not in doc:
         raise ConfigError("spec", "is required")
+    if not isinstance(doc["spec"] or {}, dict):
+        raise ConfigError("spec", f"must be a mapping, got {doc['spec']!r}")
     spec = dict(doc["spec"] or {})
     # Cluster-only knobs that a local run has no use for.
     for key in ("suspend", "ttlSecondsAfterFinished"):

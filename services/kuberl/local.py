@@ -232,6 +232,10 @@ def run_experiment(experiment: Experiment, output: Path, timeout: float, progres
     return status, bar, time.monotonic() - started
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_manifest(path: Path, output: Path | None, timeout: float, progress: bool = True) -> int:
     try:
         experiment = load_manifest(path)
@@ -250,6 +254,8 @@ def run_manifest(path: Path, output: Path | None, timeout: float, progress: bool
     print(f"kuberl: running {experiment.name} ({experiment.config.env_id}) with "
           f"{experiment.config.environment.replicas} environment and {experiment.config.buffer.replicas} buffer "
           f"replicas; logs in {output}", file=sys.stderr)
+    # SIGTERM (a CI runner, `kill`) must stop the children too, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         status, bar, wall = run_experiment(experiment, output, timeout, progress)
     except (RuntimeError, TimeoutError, grpc.RpcError) as err:

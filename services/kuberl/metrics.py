@@ -31,7 +31,10 @@ class MetricsReporter:
         self.node_type = node_type
         self.interval = interval
         self.dropped = 0
-        self._pending: deque[pb.MetricPoint] = deque(maxlen=max_pending)
+        # (sequence number, point): a flush removes exactly what it sent, even if the oldest
+        # points were pushed out meanwhile.
+        self._pending: deque[tuple[int, pb.MetricPoint]] = deque(maxlen=max_pending)
+        self._recorded = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"metrics-{node_name}", daemon=True)
@@ -41,8 +44,10 @@ class MetricsReporter:
         with self._lock:
             if len(self._pending) == self._pending.maxlen:
                 self.dropped += 1
-            self._pending.append(pb.MetricPoint(experiment_id=experiment_id, metric=metric, value=float(value),
-                                                step=int(step), timestamp=time.time()))
+            self._recorded += 1
+            self._pending.append((self._recorded, pb.MetricPoint(
+                experiment_id=experiment_id, metric=metric, value=float(value), step=int(step),
+                timestamp=time.time())))
 
     def flush(self) -> bool:
         with self._lock:
@@ -51,13 +56,14 @@ class MetricsReporter:
             return True
         try:
             stub(pb_grpc.AnalyticsServiceStub, self.address).ReportMetrics(
-                pb.ReportMetricsRequest(node_name=self.node_name, node_type=self.node_type, points=batch),
-                timeout=10.0)
+                pb.ReportMetricsRequest(node_name=self.node_name, node_type=self.node_type,
+                                        points=[point for _, point in batch]), timeout=10.0)
         except grpc.RpcError as err:
             log.warning("analytics at %s: %s (%d points kept)", self.address, err.code().name, len(batch))
             return False
+        last_sent = batch[-1][0]
         with self._lock:
-            for _ in range(min(len(batch), len(self._pending))):
+            while self._pending and self._pending[0][0] <= last_sent:
                 self._pending.popleft()
         return True
 

@@ -6,6 +6,7 @@ row counts, finite values), so that servers can turn a ValueError into INVALID_A
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -40,7 +41,7 @@ def unpack(tensor: common_pb2.Tensor, name: str = "tensor") -> np.ndarray:
     shape = tuple(tensor.shape)
     if any(d < 0 for d in shape):
         raise ValueError(f"{name}: negative dimension in shape {shape}")
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: a huge shape cannot wrap around
     if expected != len(tensor.data):
         raise ValueError(f"{name}: shape {shape} of {dtype.name} needs {expected} bytes, got {len(tensor.data)}")
     return np.frombuffer(tensor.data, dtype=dtype).reshape(shape)

@@ -253,15 +253,11 @@ def test_name_of_63_characters_is_a_dns_label():
     assert C.parse_manifest(manifest(metadata={"name": "a" * 63})).name == "a" * 63
 
 
-@pytest.mark.xfail(strict=True, reason="BUG config.py _DNS_LABEL uses '$', which matches before a trailing "
-                                       "newline: metadata.name 'cartpole\\n' is accepted")
 def test_name_with_trailing_newline_is_refused():
     with pytest.raises(ConfigError):
         C.parse_manifest(manifest(metadata={"name": "cartpole\n"}))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG config.py parse_manifest: dict(doc['spec']) raises a bare "
-                                       "TypeError/ValueError for a non-mapping spec instead of ConfigError('spec')")
 @pytest.mark.parametrize("spec", [[1, 2], 5])
 def test_non_mapping_spec_is_a_config_error(spec):
     with pytest.raises(ConfigError) as err:

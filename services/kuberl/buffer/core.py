@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from kuberl.config import ExperimentConfig
 from kuberl.replay import ReplayBuffer, SamplesPerInsertLimiter
@@ -16,16 +16,14 @@ from kuberl.tensors import Transitions
 
 log = logging.getLogger(__name__)
 
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
-
-
 def snapshot_name(experiment_id: str) -> str:
-    """A file name for an experiment id; ids are user strings, so anything odd is escaped."""
-    return _SAFE_NAME.sub(lambda m: f"%{ord(m.group()):02x}", experiment_id) + ".npz"
+    """A file name for an experiment id; ids are user strings, so they are percent-encoded
+    (no '/' survives, and the encoding is exactly reversible)."""
+    return quote(experiment_id, safe="") + ".npz"
 
 
 def experiment_from_snapshot_name(name: str) -> str:
-    return re.sub(r"%([0-9a-f]{2,})", lambda m: chr(int(m.group(1), 16)), name[: -len(".npz")])
+    return unquote(name.removesuffix(".npz"))
 
 
 @dataclass

@@ -1,0 +1,260 @@
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from kuberl.replay import ReplayBuffer, SamplesPerInsertLimiter
+from kuberl.tensors import Transitions
+
+
+def rows(start, stop, obs_size=3):
+    """Rows numbered start..stop-1; every column carries the number so order is checkable."""
+    ids = np.arange(start, stop)
+    return Transitions(obs=np.repeat(ids[:, None], obs_size, axis=1).astype(np.float32),
+                       actions=ids.astype(np.int64), rewards=ids.astype(np.float32),
+                       next_obs=np.repeat(ids[:, None] + 0.5, obs_size, axis=1).astype(np.float32),
+                       terminated=ids % 2 == 0, truncated=ids % 3 == 0)
+
+
+def assert_rows(batch, ids):
+    ids = np.asarray(ids)
+    np.testing.assert_array_equal(batch.actions, ids)
+    np.testing.assert_array_equal(batch.rewards, ids.astype(np.float32))
+    np.testing.assert_array_equal(batch.obs[:, 0], ids.astype(np.float32))
+    np.testing.assert_array_equal(batch.next_obs[:, 2], ids + 0.5)
+    np.testing.assert_array_equal(batch.terminated, ids % 2 == 0)
+    np.testing.assert_array_equal(batch.truncated, ids % 3 == 0)
+
+
+def test_capacity_must_be_positive():
+    with pytest.raises(ValueError):
+        ReplayBuffer(0)
+
+
+def test_empty_buffer():
+    buf = ReplayBuffer(10)
+    assert buf.size == 0 and buf.ordered() is None
+    with pytest.raises(LookupError):
+        buf.sample(1)
+    buf.add(rows(0, 0))
+    assert buf.size == 0 and buf.total_inserted == 0
+
+
+def test_fifo_ring_keeps_newest_in_order():
+    buf = ReplayBuffer(10)
+    start = 0
+    for n in (3, 4, 7, 1, 6, 4):  # 25 rows, wrapping twice
+        buf.add(rows(start, start + n))
+        start += n
+        assert buf.size == min(start, 10)
+        assert_rows(buf.ordered(), range(max(0, start - 10), start))
+    assert start == 25 and buf.total_inserted == 25
+
+
+def test_batch_larger_than_capacity_keeps_its_newest_rows():
+    buf = ReplayBuffer(10)
+    buf.add(rows(0, 4))
+    buf.add(rows(4, 27))
+    assert buf.size == 10 and buf.total_inserted == 27
+    assert_rows(buf.ordered(), range(17, 27))
+    buf.add(rows(27, 30))
+    assert_rows(buf.ordered(), range(20, 30))
+
+
+def test_ordered_is_a_copy():
+    buf = ReplayBuffer(5)
+    buf.add(rows(0, 3))
+    out = buf.ordered()
+    out.rewards[:] = -1
+    assert_rows(buf.ordered(), range(3))
+
+
+def test_sample_draws_only_stored_rows_and_counts():
+    buf = ReplayBuffer(10, seed=1)
+    buf.add(rows(0, 25))
+    buf.add(rows(25, 29))  # stored: 19..28
+    seen = set()
+    for count in (1, 50, 500):
+        s = buf.sample(count)
+        assert s.rows == count
+        assert set(s.actions.tolist()) <= set(range(19, 29))
+        for a, r, o in zip(s.actions, s.rewards, s.obs):  # rows stay whole
+            assert r == a and o[0] == a
+        seen |= set(s.actions.tolist())
+    assert seen == set(range(19, 29))
+    assert buf.total_sampled == 551
+
+
+def test_sample_partially_filled_buffer():
+    buf = ReplayBuffer(100)
+    buf.add(rows(0, 3))
+    assert set(buf.sample(200).actions.tolist()) == {0, 1, 2}
+
+
+def test_sample_is_seeded():
+    a, b = ReplayBuffer(10, seed=7), ReplayBuffer(10, seed=7)
+    a.add(rows(0, 10))
+    b.add(rows(0, 10))
+    np.testing.assert_array_equal(a.sample(20).actions, b.sample(20).actions)
+
+
+@pytest.mark.parametrize("bad", [
+    rows(0, 2, obs_size=4),
+    rows(0, 2)._replace(actions=np.zeros(2, np.int32)),
+    rows(0, 2)._replace(rewards=np.zeros(2, np.float64)),
+    rows(0, 2)._replace(terminated=np.zeros((2, 1), bool)),
+])
+def test_layout_mismatch_raises_value_error(bad):
+    buf = ReplayBuffer(10)
+    buf.add(rows(0, 5))
+    with pytest.raises(ValueError, match="do not match"):
+        buf.add(bad)
+    assert buf.total_inserted == 5
+    assert_rows(buf.ordered(), range(5))
+
+
+def test_save_load_round_trip(tmp_path):
+    buf = ReplayBuffer(10)
+    buf.add(rows(0, 23))
+    buf.sample(7)
+    path = tmp_path / "sub" / "shard.npz"
+    buf.save(path)
+    loaded = ReplayBuffer.load(path)
+    assert loaded.capacity == 10 and loaded.size == 10
+    assert (loaded.total_inserted, loaded.total_sampled) == (23, 7)
+    assert_rows(loaded.ordered(), range(13, 23))
+    loaded.add(rows(23, 25))  # the ring keeps going after a restore
+    assert_rows(loaded.ordered(), range(15, 25))
+    assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temporary file left behind
+
+
+def test_load_with_smaller_capacity_keeps_newest(tmp_path):
+    buf = ReplayBuffer(10)
+    buf.add(rows(0, 8))
+    buf.save(tmp_path / "s.npz")
+    small = ReplayBuffer.load(tmp_path / "s.npz", capacity=3)
+    assert small.capacity == 3 and small.total_inserted == 8
+    assert_rows(small.ordered(), range(5, 8))
+    big = ReplayBuffer.load(tmp_path / "s.npz", capacity=100)
+    assert big.capacity == 100
+    assert_rows(big.ordered(), range(8))
+
+
+def test_snapshot_is_a_plain_npz(tmp_path):
+    buf = ReplayBuffer(4)
+    buf.add(rows(0, 6))
+    buf.save(tmp_path / "s.npz")
+    with np.load(tmp_path / "s.npz", allow_pickle=False) as data:
+        assert set(data.files) == {"counters", *Transitions._fields}
+        np.testing.assert_array_equal(data["actions"], [2, 3, 4, 5])
+        assert data["obs"].dtype == np.float32 and data["terminated"].dtype == bool
+        assert data["counters"].tolist()[1:] == [4, 6, 0]
+
+
+def test_save_of_empty_buffer_writes_nothing(tmp_path):
+    ReplayBuffer(4).save(tmp_path / "s.npz")
+    assert not (tmp_path / "s.npz").exists()
+
+
+def test_load_refuses_other_format(tmp_path):
+    buf = ReplayBuffer(4)
+    buf.add(rows(0, 2))
+    buf.save(tmp_path / "s.npz")
+    with np.load(tmp_path / "s.npz") as data:
+        arrays = dict(data)
+    arrays["counters"] = arrays["counters"].copy()
+    arrays["counters"][0] = 99
+    np.savez(tmp_path / "s.npz", **arrays)
+    with pytest.raises(ValueError, match="format 99"):
+        ReplayBuffer.load(tmp_path / "s.npz")
+
+
+def test_concurrent_adds_keep_counts_exact():
+    buf = ReplayBuffer(500)
+    batch = rows(0, 3)
+
+    def work():
+        for _ in range(1000):
+            buf.add(batch)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert buf.total_inserted == 12_000
+    assert buf.size == 500
+    # every slot still holds a whole row, in the repeating 0,1,2 pattern
+    order = buf.ordered().actions
+    assert set(np.diff(order) % 3) == {1}
+
+
+# --- the rate limiter -----------------------------------------------------------------------
+
+
+def filled(n):
+    buf = ReplayBuffer(1000)
+    if n:
+        buf.add(rows(0, n))
+    return buf
+
+
+def test_limiter_allows_warm_up():
+    limiter = SamplesPerInsertLimiter(samples_per_insert=1.0, min_inserts=10, tolerance=0)
+    assert limiter.wait_for_insert(filled(9), timeout=0.01)
+
+
+def test_limiter_ratio_arithmetic():
+    limiter = SamplesPerInsertLimiter(samples_per_insert=2.0, min_inserts=10, tolerance=5)
+    buf = filled(20)
+    buf.total_sampled = 30  # 20 - 30/2 = 5 <= 5
+    assert limiter.wait_for_insert(buf, timeout=0.01)
+    buf.total_sampled = 29  # 20 - 14.5 > 5
+    assert not limiter.wait_for_insert(buf, timeout=0.01)
+
+
+def background_wait(limiter, buf, timeout=5.0):
+    result = {}
+
+    def run():
+        result["allowed"] = limiter.wait_for_insert(buf, timeout)
+        result["at"] = time.monotonic()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+def test_limiter_blocks_when_ahead_and_releases_after_samples():
+    limiter = SamplesPerInsertLimiter(samples_per_insert=1.0, min_inserts=10, tolerance=5)
+    buf = filled(20)
+    t0 = time.monotonic()
+    assert not limiter.wait_for_insert(buf, timeout=0.05)
+    assert time.monotonic() - t0 >= 0.04
+    thread, result = background_wait(limiter, buf)
+    time.sleep(0.05)
+    assert thread.is_alive()
+    buf.sample(10)  # 20 - 10 > 5: still ahead
+    limiter.notify()
+    time.sleep(0.05)
+    assert thread.is_alive()
+    buf.sample(5)  # 20 - 15 <= 5
+    released = time.monotonic()
+    limiter.notify()
+    thread.join(2.0)
+    assert not thread.is_alive() and result["allowed"] is True
+    assert result["at"] - released < 1.0
+
+
+def test_limiter_close_releases_waiters():
+    limiter = SamplesPerInsertLimiter(samples_per_insert=1.0, min_inserts=0, tolerance=0)
+    buf = filled(5)
+    waiters = [background_wait(limiter, buf) for _ in range(3)]
+    time.sleep(0.05)
+    assert all(t.is_alive() for t, _ in waiters)
+    limiter.close()
+    for thread, result in waiters:
+        thread.join(2.0)
+        assert result["allowed"] is True
+    assert limiter.wait_for_insert(buf, timeout=0.0)  # closed for good
