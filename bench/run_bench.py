@@ -175,9 +175,9 @@ def cartpole_transitions(n: int) -> Transitions:
         parts, rows = [], 0
         try:
             while rows < n:
-                r = actor.step()
-                parts.append(Transitions(r.obs, r.actions, r.rewards, r.next_obs, r.terminated, r.truncated))
-                rows += len(r.rewards)
+                step = actor.step().transitions
+                parts.append(step)
+                rows += step.rows
         finally:
             actor.close()
         batch = Transitions.concatenate(parts)

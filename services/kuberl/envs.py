@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
+from kuberl.tensors import Transitions
+
 
 @dataclass(frozen=True)
 class EnvShape:
@@ -49,12 +51,7 @@ def make_vector_env(env_id: str, num_envs: int, max_episode_steps: int) -> gym.v
 class StepResult:
     """One vector step: the real transitions in it (reset steps masked out), finished episodes."""
 
-    obs: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    next_obs: np.ndarray
-    terminated: np.ndarray
-    truncated: np.ndarray
+    transitions: Transitions
     episode_returns: np.ndarray
     episode_lengths: np.ndarray
     finished_envs: np.ndarray  # which envs the episode_returns belong to
@@ -83,9 +80,9 @@ class VectorStepper:
         done = (terminated | truncated) & real
         self._returns += np.where(real, rewards, 0.0)
         self._lengths += real
-        result = StepResult(self.obs[real], actions[real].astype(np.int64), rewards[real].astype(np.float32),
-                            next_obs[real], terminated[real].astype(bool), truncated[real].astype(bool),
-                            self._returns[done].copy(), self._lengths[done].copy(), np.flatnonzero(done))
+        rows = Transitions(self.obs[real], actions[real].astype(np.int64), rewards[real].astype(np.float32),
+                           next_obs[real], terminated[real].astype(bool), truncated[real].astype(bool))
+        result = StepResult(rows, self._returns[done].copy(), self._lengths[done].copy(), np.flatnonzero(done))
         self._returns[done] = 0.0
         self._lengths[done] = 0
         self._resetting = done

@@ -44,7 +44,8 @@ def run(env_id, num_envs, max_steps, vector_steps, seed=0):
         for _ in range(vector_steps):
             before = stepper.obs.copy()
             actions = rng.integers(0, n_actions, num_envs)
-            result = stepper.step(actions)
+            step = stepper.step(actions)
+            result = step.transitions
             real = np.flatnonzero(~resetting)
             # exactly one row per env that is not resetting, in env order
             assert result.obs.shape[0] == result.next_obs.shape[0] == len(real) == result.rewards.shape[0]
@@ -66,10 +67,10 @@ def run(env_id, num_envs, max_steps, vector_steps, seed=0):
                 else:
                     prev_next_obs[e] = result.next_obs[row].copy()
             finished = real[done_rows]
-            np.testing.assert_array_equal(result.finished_envs, finished)
+            np.testing.assert_array_equal(step.finished_envs, finished)
             mine = [ep for ep in episodes[len(episodes) - len(finished):]]
-            np.testing.assert_array_equal(result.episode_lengths, [ep[1] for ep in mine])
-            np.testing.assert_allclose(result.episode_returns, [ep[2] for ep in mine], rtol=1e-6)
+            np.testing.assert_array_equal(step.episode_lengths, [ep[1] for ep in mine])
+            np.testing.assert_allclose(step.episode_returns, [ep[2] for ep in mine], rtol=1e-6)
             resetting = np.zeros(num_envs, bool)
             resetting[finished] = True
         return episodes

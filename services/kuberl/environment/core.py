@@ -47,7 +47,7 @@ class Actor:
         if explore.any():
             actions = np.where(explore, self.rng.integers(0, self.shape.num_actions, len(actions)), actions)
         result = self.stepper.step(actions)
-        self.env_steps += len(result.rewards)
+        self.env_steps += result.transitions.rows
         self.episodes += len(result.episode_returns)
         return result
 

@@ -13,7 +13,8 @@ from kuberl.config import ExperimentConfig, from_proto, to_proto
 from kuberl.discovery import Discovery
 from kuberl.environment.core import Actor
 from kuberl.metrics import MetricsReporter
-from kuberl.rpc import NotFound, Server, require_experiment_id, rpc_errors, stub
+from kuberl.registry import Registry
+from kuberl.rpc import Server, require_experiment_id, rpc_errors, stub
 from kuberl.tensors import Transitions, pack_transitions, unpack_weights
 from kuberl.v1 import buffer_service_pb2 as buffer_pb
 from kuberl.v1 import buffer_service_pb2_grpc as buffer_grpc
@@ -137,10 +138,8 @@ class Rollout:
                     self._refresh_policy()
                 result = self.actor.step()
                 vector_steps += 1
-                rows = Transitions(result.obs, result.actions, result.rewards, result.next_obs,
-                                   result.terminated, result.truncated)
-                pending.append(rows)
-                pending_rows += rows.rows
+                pending.append(result.transitions)
+                pending_rows += result.transitions.rows
                 if pending_rows >= env_cfg.push_batch_size:
                     self._enqueue(Transitions.concatenate(pending))
                     pending, pending_rows = [], 0
@@ -199,12 +198,12 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
     @rpc_errors
     def StartRollout(self, request: pb.StartRolloutRequest, context: grpc.ServicerContext
                      ) -> pb.StartRolloutResponse:
-        self.role.get(require_experiment_id(request.experiment_id)).start()
+        self.role.rollouts.get(require_experiment_id(request.experiment_id)).start()
         return pb.StartRolloutResponse()
 
     @rpc_errors
     def StopRollout(self, request: pb.StopRolloutRequest, context: grpc.ServicerContext) -> pb.StopRolloutResponse:
-        rollout = self.role.remove(require_experiment_id(request.experiment_id))
+        rollout = self.role.rollouts.pop(require_experiment_id(request.experiment_id))
         rollout.stop()
         return pb.StopRolloutResponse(env_steps=rollout.actor.env_steps, episodes=rollout.actor.episodes)
 
@@ -216,37 +215,14 @@ class EnvironmentRole:
         self.buffer_target = buffer_target
         self.policy_address = policy_address
         self.metrics = metrics
-        self._rollouts: dict[str, Rollout] = {}
-        self._lock = threading.Lock()
+        self.rollouts: Registry[Rollout] = Registry("is not initialised on this replica")
 
     def initialize(self, experiment_id: str, config: ExperimentConfig, actor_index: int) -> Rollout:
-        with self._lock:
-            existing = self._rollouts.get(experiment_id)
-            if existing is not None:
-                return existing
-        rollout = Rollout(experiment_id, config, actor_index, Discovery(self.buffer_target),
-                          self.policy_address, self.metrics)
-        with self._lock:
-            return self._rollouts.setdefault(experiment_id, rollout)
-
-    def get(self, experiment_id: str) -> Rollout:
-        with self._lock:
-            rollout = self._rollouts.get(experiment_id)
-        if rollout is None:
-            raise NotFound(f"experiment {experiment_id!r} is not initialised on this replica")
-        return rollout
-
-    def remove(self, experiment_id: str) -> Rollout:
-        rollout = self.get(experiment_id)
-        with self._lock:
-            self._rollouts.pop(experiment_id, None)
-        return rollout
+        return self.rollouts.get_or_create(experiment_id, lambda: Rollout(
+            experiment_id, config, actor_index, Discovery(self.buffer_target), self.policy_address, self.metrics))
 
     def stop(self) -> None:
-        with self._lock:
-            rollouts = list(self._rollouts.values())
-            self._rollouts.clear()
-        for rollout in rollouts:
+        for rollout in self.rollouts.clear():
             rollout.stop()
         if self.metrics is not None:
             self.metrics.close()

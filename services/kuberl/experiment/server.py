@@ -16,7 +16,8 @@ from kuberl.config import ExperimentConfig, from_proto, to_proto
 from kuberl.discovery import Discovery
 from kuberl.envs import describe
 from kuberl.experiment.core import ReplicaAssigner
-from kuberl.rpc import AlreadyExists, Exhausted, NotFound, Server, rpc_errors, stub
+from kuberl.registry import Registry
+from kuberl.rpc import AlreadyExists, Exhausted, Server, rpc_errors, stub
 from kuberl.v1 import analytics_service_pb2 as analytics_pb
 from kuberl.v1 import analytics_service_pb2_grpc as analytics_grpc
 from kuberl.v1 import environment_service_pb2 as env_pb
@@ -53,8 +54,7 @@ class ExperimentRole:
         self.analytics_address = analytics_address
         self.poll_seconds = poll_seconds
         self.assigner = ReplicaAssigner()
-        self._records: dict[str, Record] = {}
-        self._lock = threading.Lock()
+        self._records: Registry[Record] = Registry("does not exist")
         self._stop = threading.Event()
         self._monitor = threading.Thread(target=self._watch, name="experiment-monitor", daemon=True)
         self._monitor.start()
@@ -66,17 +66,15 @@ class ExperimentRole:
         experiment_id = experiment_id or f"exp-{uuid.uuid4().hex[:8]}"
         if len(experiment_id) > 128:
             raise ValueError("experiment_id: at most 128 characters")
-        with self._lock:
-            existing = self._records.get(experiment_id)
-            if existing is not None and existing.phase not in FINISHED:
-                raise AlreadyExists(f"experiment_id: {experiment_id!r} is already running")
+        existing = self._records.find(experiment_id)
+        if existing is not None and existing.phase not in FINISHED:
+            raise AlreadyExists(f"experiment_id: {experiment_id!r} is already running")
         try:
             replicas = self.assigner.assign(self.environments.addresses(), config.environment.replicas)
         except LookupError as err:
             raise Exhausted(str(err)) from None
         record = Record(experiment_id, config, replicas)
-        with self._lock:
-            self._records[experiment_id] = record
+        self._records.put(experiment_id, record)
         config_msg = to_proto(config)
         try:
             for index, address in enumerate(replicas):
@@ -118,15 +116,10 @@ class ExperimentRole:
         return record
 
     def get(self, experiment_id: str) -> Record:
-        with self._lock:
-            record = self._records.get(experiment_id)
-        if record is None:
-            raise NotFound(f"no experiment {experiment_id!r}")
-        return record
+        return self._records.get(experiment_id)
 
     def records(self) -> list[Record]:
-        with self._lock:
-            return list(self._records.values())
+        return self._records.values()
 
     # --- the stop rule -----------------------------------------------------------------------
 

@@ -18,9 +18,11 @@ from kuberl.envs import describe
 from kuberl.learner.core import evaluate, merge_batches, split_counts, updates_allowed
 from kuberl.metrics import MetricsReporter
 from kuberl.nets import DoubleDQN, check_params
+from kuberl.registry import Registry
 from kuberl.rpc import NotFound, Server, require_experiment_id, rpc_errors, stub
 from kuberl.tensors import Transitions, pack_weights, unpack_transitions, unpack_weights
 from kuberl.v1 import buffer_service_pb2 as buffer_pb
+from kuberl.v1 import common_pb2
 from kuberl.v1 import buffer_service_pb2_grpc as buffer_grpc
 from kuberl.v1 import learner_service_pb2 as pb
 from kuberl.v1 import learner_service_pb2_grpc as pb_grpc
@@ -322,7 +324,7 @@ class LearnerServicer(pb_grpc.LearnerServiceServicer):
     @rpc_errors
     def StopTraining(self, request: pb.StopTrainingRequest, context: grpc.ServicerContext
                      ) -> pb.StopTrainingResponse:
-        run = self.role.get(require_experiment_id(request.experiment_id))
+        run = self.role.runs.get(require_experiment_id(request.experiment_id))
         run.stop()
         return pb.StopTrainingResponse(stats=run.stats())
 
@@ -337,7 +339,7 @@ class LearnerServicer(pb_grpc.LearnerServiceServicer):
     @rpc_errors
     def GetLearnerStats(self, request: pb.GetLearnerStatsRequest, context: grpc.ServicerContext
                         ) -> pb.GetLearnerStatsResponse:
-        return pb.GetLearnerStatsResponse(stats=self.role.get(require_experiment_id(request.experiment_id)).stats())
+        return pb.GetLearnerStatsResponse(stats=self.role.runs.get(require_experiment_id(request.experiment_id)).stats())
 
 
 class LearnerRole:
@@ -345,31 +347,15 @@ class LearnerRole:
         self.buffer_target = buffer_target
         self.policy_address = policy_address
         self.metrics = metrics
-        self._runs: dict[str, TrainingRun] = {}
-        self._lock = threading.Lock()
+        self.runs: Registry[TrainingRun] = Registry("is not known to this learner")
 
-    def run(self, experiment_id: str, config_msg: object) -> TrainingRun:
+    def run(self, experiment_id: str, config_msg: common_pb2.ExperimentConfig) -> TrainingRun:
         """The experiment's run, created from its config on first use."""
-        with self._lock:
-            existing = self._runs.get(experiment_id)
-        if existing is not None:
-            return existing
-        run = TrainingRun(experiment_id, from_proto(config_msg), self.buffer_target, self.policy_address,
-                          self.metrics)
-        with self._lock:
-            return self._runs.setdefault(experiment_id, run)
-
-    def get(self, experiment_id: str) -> TrainingRun:
-        with self._lock:
-            run = self._runs.get(experiment_id)
-        if run is None:
-            raise NotFound(f"experiment {experiment_id!r} is not known to this learner")
-        return run
+        return self.runs.get_or_create(experiment_id, lambda: TrainingRun(
+            experiment_id, from_proto(config_msg), self.buffer_target, self.policy_address, self.metrics))
 
     def stop(self) -> None:
-        with self._lock:
-            runs = list(self._runs.values())
-        for run in runs:
+        for run in self.runs.values():
             run.stop()
         if self.metrics is not None:
             self.metrics.close()
