@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_kuberl_run_solves_cartpole_with_two_actors_and_two_shards(tmp_path):
     manifest = yaml.safe_load((REPO / "examples" / "cartpole.yaml").read_text())
     manifest["spec"]["seed"] = 7
-    manifest["spec"]["stop"]["maxEnvSteps"] = 150_000  # the budget: well above the ~30-60k it takes
+    manifest["spec"]["stop"]["maxEnvSteps"] = 300_000  # the budget: far above the ~20-80k it takes
     path = tmp_path / "cartpole.yaml"
     path.write_text(yaml.safe_dump(manifest))
     output = tmp_path / "run"
@@ -30,7 +30,7 @@ def test_kuberl_run_solves_cartpole_with_two_actors_and_two_shards(tmp_path):
     assert "cartpole: SUCCEEDED" in done.stdout
     greedy = float(re.search(r"^  greedy return\s+([\d.]+)", done.stdout, re.M).group(1))
     steps = int(re.search(r"^  env steps\s+(\d+)", done.stdout, re.M).group(1))
-    assert greedy >= 475 and 0 < steps <= 150_000
+    assert greedy >= 475 and 0 < steps <= 300_000
     assert (output / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     store = SQLiteStore(output / "analytics.db")
