@@ -48,7 +48,7 @@ from kuberl.v1 import learner_service_pb2_grpc as learner_grpc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "examples" / "cartpole.yaml"
-ROWS = ("env", "buffer", "learner", "solve", "sb3")
+ROWS = ("env", "buffer", "learner", "metrics", "solve", "sb3")
 # The largest learningStarts the config accepts (LearnerSpec.learning_starts maximum); on one
 # shard it makes the limiter's warm-up (min_inserts) and tolerance 1e8 inserts, i.e. no hold-back.
 NO_HOLDBACK_LEARNING_STARTS = 100_000_000
@@ -382,6 +382,51 @@ _WALL = re.compile(r"^\s*wall time\s+([0-9.]+) s", re.M)
 _STEPS = re.compile(r"^\s*env steps\s+([0-9]+)", re.M)
 
 
+def _insert_rate(store, batch: int, seconds: float) -> float:
+    from kuberl.analytics.core import Point
+
+    written, started, step = 0, time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        store.write("bench-node", "environment", [Point("bench", "charts/episodic_return", float(i), step + i)
+                                                 for i in range(batch)])
+        written += batch
+        step += batch
+    return written / (time.perf_counter() - started)
+
+
+def bench_metrics(seconds: float, workdir: Path) -> list[Row]:
+    """Metric points inserted per second by each analytics backend, one ReportMetrics batch per write."""
+    from kuberl.analytics.core import open_store
+
+    sys.path.insert(0, str(ROOT))
+    from tests import mariadb as mariadb_server
+
+    backends = {"SQLite (file, WAL)": lambda: f"sqlite:///{workdir / 'metrics-bench.db'}"}
+    server = None
+    reason = mariadb_server.available()
+    if reason is None:
+        server = mariadb_server.MariaDB.create()
+        os.environ["KUBERL_DATABASE_PASSWORD"] = mariadb_server.PASSWORD
+        backends["MariaDB (loopback TCP)"] = lambda: server.url("bench")
+    rows = []
+    try:
+        for name, url in backends.items():
+            store = open_store(url())
+            try:
+                _insert_rate(store, 100, 0.2)  # schema, ids and caches warm
+                for batch in (100, 1000):
+                    rate = _insert_rate(store, batch, seconds)
+                    rows.append(Row("metrics inserted/s", f"{name}, batch of {batch}", fmt_num(rate), "points/s"))
+            finally:
+                store.close()
+    finally:
+        if server is not None:
+            server.destroy()
+    if reason is not None:
+        rows.append(Row("metrics inserted/s", f"MariaDB: {reason}", "-", ""))
+    return rows
+
+
 def run_solve_once(index: int, workdir: Path, timeout: float) -> tuple[int, float | None, int | None, float, str]:
     out = workdir / f"solve-{index}"
     args = [sys.executable, "-m", "kuberl.cli", "run", str(MANIFEST), "--no-progress", "--output", str(out),
@@ -535,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
             "env": lambda: bench_env(env_s),
             "buffer": lambda: bench_buffer(buffer_s, workdir),
             "learner": lambda: bench_learner_core(learner_s) + bench_learner_process(train_updates, workdir),
+            "metrics": lambda: bench_metrics(buffer_s, workdir),
             "solve": lambda: bench_solve(solve_runs, workdir, args.solve_timeout),
             "sb3": lambda: bench_sb3(solve_runs),
         }

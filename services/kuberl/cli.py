@@ -31,7 +31,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", type=Path, default=Path(_env("DATA_DIR", "kuberl-data")),
                    help="buffer snapshots go here")
     p.add_argument("--database", default=_env("DATABASE_URL", "sqlite:///kuberl-data/analytics.db"),
-                   help="analytics store, sqlite:///PATH")
+                   help="analytics store: sqlite:///PATH or mysql://USER@HOST:PORT/DATABASE (password from "
+                        "KUBERL_DATABASE_PASSWORD or the file named by KUBERL_DATABASE_PASSWORD_FILE)")
     p.add_argument("--node-name", default=_env("NODE_NAME", ""), help="name this replica reports metrics as")
     p.add_argument("--port-file", type=Path, help="write the bound port here once serving (for launchers)")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
@@ -46,6 +47,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    help="directory for logs, snapshots, the metrics database and the curve (default: kuberl-runs/NAME)")
     p.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
     p.add_argument("--no-progress", action="store_true", help="print a status line every few seconds instead of a bar")
+    p.add_argument("--database", default=os.environ.get("KUBERL_DATABASE_URL"),
+                   help="metrics store URL (env KUBERL_DATABASE_URL; default: SQLite in the output directory); "
+                        "a MySQL password comes from KUBERL_DATABASE_PASSWORD(_FILE)")
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -103,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return serve(args)
     from kuberl.local import run_manifest
-    return run_manifest(args.manifest, args.output, timeout=args.timeout, progress=not args.no_progress)
+    return run_manifest(args.manifest, args.output, timeout=args.timeout, progress=not args.no_progress,
+                        database_url=args.database)
 
 
 if __name__ == "__main__":

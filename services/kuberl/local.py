@@ -55,6 +55,7 @@ class LocalCluster:
     workdir: Path
     environment_replicas: int = 1
     buffer_replicas: int = 1
+    database_url: str | None = None  # default: SQLite in workdir
     replicas: dict[str, list[Replica]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -68,7 +69,7 @@ class LocalCluster:
             for i, port in enumerate(ports[role]):
                 args = ["serve", role, "--host", LOOPBACK, "--port", str(port), "--node-name", f"{role}-{i}",
                         "--data-dir", str(self.workdir / f"{role}-{i}"),
-                        "--database", f"sqlite:///{self.workdir / 'analytics.db'}",
+                        "--database", self.database_url or f"sqlite:///{self.workdir / 'analytics.db'}",
                         *(arg for peer in ("environment", "buffer", "analytics", "learner", "policy")
                           for arg in (f"--{peer}", peers[peer]))]
                 self.replicas[role].append(Replica(role, i, port, args, self.workdir / f"{role}-{i}.log"))
@@ -210,13 +211,13 @@ class Progress:
             self._bar.close()
 
 
-def run_experiment(experiment: Experiment, output: Path, timeout: float, progress: bool = True
-                   ) -> tuple[exp_pb.ExperimentStatus, Progress, float]:
+def run_experiment(experiment: Experiment, output: Path, timeout: float, progress: bool = True,
+                   database_url: str | None = None) -> tuple[exp_pb.ExperimentStatus, Progress, float]:
     """Starts a local cluster for the manifest, runs the experiment to its end, stops everything."""
     cfg = experiment.config
     started = time.monotonic()
     bar = Progress(cfg.stop.max_env_steps, progress)
-    cluster = LocalCluster(output, cfg.environment.replicas, cfg.buffer.replicas)
+    cluster = LocalCluster(output, cfg.environment.replicas, cfg.buffer.replicas, database_url)
     try:
         with cluster:
             api = experiment_stub(cluster)
@@ -236,7 +237,8 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_manifest(path: Path, output: Path | None, timeout: float, progress: bool = True) -> int:
+def run_manifest(path: Path, output: Path | None, timeout: float, progress: bool = True,
+                 database_url: str | None = None) -> int:
     try:
         experiment = load_manifest(path)
         from kuberl.envs import describe
@@ -257,7 +259,7 @@ def run_manifest(path: Path, output: Path | None, timeout: float, progress: bool
     # SIGTERM (a CI runner, `kill`) must stop the children too, as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        status, bar, wall = run_experiment(experiment, output, timeout, progress)
+        status, bar, wall = run_experiment(experiment, output, timeout, progress, database_url)
     except (RuntimeError, TimeoutError, grpc.RpcError) as err:
         print(f"kuberl: the local cluster failed: {err}", file=sys.stderr)
         return 1

@@ -36,14 +36,19 @@ class AlreadyExists(ValueError):
     """An RPC would create something that exists (and is still live)."""
 
 
+class Unavailable(RuntimeError):
+    """Something this role depends on (a database, another role) is down; retry later."""
+
+
 class Exhausted(RuntimeError):
     """A bounded resource (queue, rate limit) is full; the caller should retry later."""
 
 
 def rpc_errors(method: Callable) -> Callable:
     """Maps a servicer method's exceptions to status codes: bad input -> INVALID_ARGUMENT,
-    unknown names -> NOT_FOUND, live duplicates -> ALREADY_EXISTS, full queues -> RESOURCE_EXHAUSTED, a failed call to another
-    role -> UNAVAILABLE; anything else is answered UNKNOWN by grpc. The server keeps serving."""
+    unknown names -> NOT_FOUND, live duplicates -> ALREADY_EXISTS, full queues ->
+    RESOURCE_EXHAUSTED, a dependency down or a failed call to another role -> UNAVAILABLE;
+    anything else is answered UNKNOWN by grpc. The server keeps serving."""
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
@@ -57,6 +62,8 @@ def rpc_errors(method: Callable) -> Callable:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         except Exhausted as err:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+        except Unavailable as err:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
         except grpc.RpcError as err:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"a call to another role failed: {err.code().name}: "
                                                        f"{err.details()}")

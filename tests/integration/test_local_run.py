@@ -72,3 +72,36 @@ def test_bad_manifests_are_refused_before_anything_starts(tmp_path):
         expected = "spec.learner.bogus" if key == "learner" else field
         assert expected in done.stderr, (field, done.stderr)
         assert not output.exists(), "nothing may start for a bad manifest"
+
+
+def test_kuberl_run_on_mysql_reads_its_summary_through_analytics(tmp_path, mariadb, mysql_password):
+    manifest = yaml.safe_load((REPO / "examples" / "cartpole.yaml").read_text())
+    manifest["metadata"]["name"] = "budget"
+    manifest["spec"]["stop"] = {"maxEnvSteps": 4_000, "targetReturn": 10_000}  # ends on the budget
+    path = tmp_path / "budget.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    url = mariadb.url("run_summary")
+
+    done = subprocess.run([sys.executable, "-m", "kuberl.cli", "run", str(path), "--output", str(tmp_path / "run"),
+                           "--no-progress", "--database", url], capture_output=True, text=True, timeout=300)
+
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]  # unsolved: the budget ran out
+    assert "budget: FAILED" in done.stdout
+    episodes = int(re.search(r"^  episodes\s+(\d+)", done.stdout, re.M).group(1))
+    assert episodes > 0
+    assert not (tmp_path / "run" / "analytics.db").exists(), "metrics went to MySQL, not SQLite"
+    from kuberl.analytics.core import open_store
+
+    store = open_store(url)
+    try:
+        _, total = store.query(Query("budget", "charts/episodic_return"))
+        assert total >= episodes  # the summary was read from this database (more may land after it)
+    finally:
+        store.close()
+    assert mariadb_password_absent_from_logs(tmp_path / "run")
+
+
+def mariadb_password_absent_from_logs(run_dir) -> bool:
+    from tests.mariadb import PASSWORD
+
+    return all(PASSWORD not in log.read_text() for log in run_dir.glob("*.log"))

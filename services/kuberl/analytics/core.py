@@ -1,5 +1,6 @@
-"""The metrics store: the seed's normalised schema (nodes, metric_types, metrics) behind a
-small interface, with SQLite as the embedded backend.
+"""The metrics store: the seed's normalised schema (nodes, metric_types, metrics) behind a small
+interface, with two backends that share every statement but their dialect: SQLite (embedded
+default) and MySQL/MariaDB (through PyMySQL, in `kuberl.analytics.mysql`).
 
 Names and ids are always bound parameters, never spliced into SQL.
 """
@@ -12,7 +13,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from kuberl.rpc import Unavailable
+
+MAX_NAME_LENGTH = 255
+MAX_EXPERIMENT_ID_LENGTH = 128
 
 
 @dataclass(frozen=True)
@@ -36,9 +42,13 @@ class Query:
     newest_first: bool = False
 
 
+class StoreUnavailable(Unavailable):
+    """The database cannot be reached now; the same call may work later."""
+
+
 class MetricsStore(Protocol):
     def write(self, node_name: str, node_type: str, points: list[Point]) -> None:
-        """Stores a batch in one transaction."""
+        """Stores a batch atomically, in one round trip where the backend allows."""
 
     def query(self, query: Query) -> tuple[list[Point], int]:
         """Matching points in step order (the newest `limit` when newest_first) and the match count."""
@@ -46,18 +56,113 @@ class MetricsStore(Protocol):
     def close(self) -> None: ...
 
 
-def validate_points(points: list[Point]) -> None:
-    """ValueError naming the first point that cannot be stored."""
+def validate_batch(node_name: str, node_type: str, points: list[Point]) -> None:
+    """ValueError naming the first field that cannot be stored (the same limits on every backend)."""
+    if not node_name:
+        raise ValueError("node_name: required")
+    for field, value in (("node_name", node_name), ("node_type", node_type)):
+        if len(value) > MAX_NAME_LENGTH:
+            raise ValueError(f"{field}: at most {MAX_NAME_LENGTH} characters")
     for i, p in enumerate(points):
-        if not p.experiment_id:
-            raise ValueError(f"points[{i}].experiment_id: required")
-        if not p.metric:
-            raise ValueError(f"points[{i}].metric: required")
+        if not p.experiment_id or len(p.experiment_id) > MAX_EXPERIMENT_ID_LENGTH:
+            raise ValueError(f"points[{i}].experiment_id: 1 to {MAX_EXPERIMENT_ID_LENGTH} characters")
+        if not p.metric or len(p.metric) > MAX_NAME_LENGTH:
+            raise ValueError(f"points[{i}].metric: 1 to {MAX_NAME_LENGTH} characters")
         if not math.isfinite(p.value):
             raise ValueError(f"points[{i}].value: must be finite, got {p.value}")
+        if not math.isfinite(p.timestamp):
+            raise ValueError(f"points[{i}].timestamp: must be finite, got {p.timestamp}")
 
 
-SCHEMA = (
+class SQLStore:
+    """Everything but the connection: id caches, the batched insert, the filtered query.
+
+    Subclasses give `_cursor()` (a context manager yielding a DB-API cursor inside one
+    transaction) and the dialect's placeholder and INSERT-IGNORE spelling.
+    """
+
+    placeholder = "?"
+    insert_ignore = "INSERT OR IGNORE"
+
+    def __init__(self) -> None:
+        self._node_ids: dict[str, int] = {}
+        self._metric_ids: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def _cursor(self) -> Any:
+        raise NotImplementedError
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", self.placeholder)
+
+    def _ids(self, cur: Any, cache: dict[str, int], table: str, key_column: str, id_column: str,
+             other_columns: tuple[str, ...], rows: dict[str, tuple]) -> None:
+        """Fills cache for every key of rows (key -> other columns' values), inserting the new ones."""
+        missing = [key for key in rows if key not in cache]
+        if not missing:
+            return
+        columns = [key_column, *other_columns]
+        marks = ", ".join("?" * len(columns))
+        cur.executemany(self._sql(f"{self.insert_ignore} INTO {table} ({', '.join(columns)}) VALUES ({marks})"),
+                        [(key, *rows[key]) for key in missing])
+        marks = ", ".join("?" * len(missing))
+        cur.execute(self._sql(f"SELECT {key_column}, {id_column} FROM {table} WHERE {key_column} IN ({marks})"),
+                    missing)
+        cache.update({key: int(ident) for key, ident in cur.fetchall()})
+
+    def write(self, node_name: str, node_type: str, points: list[Point]) -> None:
+        validate_batch(node_name, node_type, points)
+        if not points:
+            return
+        now = time.time()
+        with self._lock:
+            try:
+                with self._cursor() as cur:
+                    self._ids(cur, self._node_ids, "nodes", "node_name", "node_id", ("node_type", "created_at"),
+                              {node_name: (node_type, now)})
+                    self._ids(cur, self._metric_ids, "metric_types", "name", "metric_type_id", (),
+                              {p.metric: () for p in points})
+                    node_id = self._node_ids[node_name]
+                    cur.executemany(self._sql(
+                        "INSERT INTO metrics (node_id, metric_type_id, value, experiment_id, step, timestamp) "
+                        "VALUES (?, ?, ?, ?, ?, ?)"),
+                        [(node_id, self._metric_ids[p.metric], p.value, p.experiment_id, p.step, p.timestamp or now)
+                         for p in points])
+            except BaseException:
+                # Ids first seen in a rolled-back transaction may not exist.
+                self._node_ids.clear()
+                self._metric_ids.clear()
+                raise
+
+    def query(self, query: Query) -> tuple[list[Point], int]:
+        where = ["m.experiment_id = ?", "t.name = ?"]
+        args: list[object] = [query.experiment_id, query.metric]
+        for clause, value in (("n.node_name = ?", query.node_name or None), ("m.step >= ?", query.min_step),
+                              ("m.step <= ?", query.max_step)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        body = (" FROM metrics m JOIN metric_types t ON t.metric_type_id = m.metric_type_id "
+                "JOIN nodes n ON n.node_id = m.node_id WHERE " + " AND ".join(where))
+        order = "DESC" if query.newest_first else "ASC"
+        select = (f"SELECT m.experiment_id, t.name, m.value, m.step, m.timestamp, n.node_name{body} "
+                  f"ORDER BY m.step {order}, m.metric_id {order}")
+        select_args = list(args)
+        if query.limit > 0:
+            select += " LIMIT ?"
+            select_args.append(query.limit)
+        with self._lock, self._cursor() as cur:
+            cur.execute(self._sql("SELECT COUNT(*)" + body), args)
+            total = int(cur.fetchone()[0])
+            cur.execute(self._sql(select), select_args)
+            rows = cur.fetchall()
+        points = [Point(e, m, float(v), int(s), float(t), n) for e, m, v, s, t, n in rows]
+        if query.newest_first:
+            points.reverse()
+        return points, total
+
+
+SQLITE_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS nodes (
         node_id INTEGER PRIMARY KEY AUTOINCREMENT,
         node_name TEXT NOT NULL UNIQUE,
@@ -79,78 +184,33 @@ SCHEMA = (
 )
 
 
-class SQLiteStore:
+class _SQLiteTransaction:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Cursor:
+        self.db.execute("BEGIN")
+        return self.db.cursor()
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+class SQLiteStore(SQLStore):
     """The embedded backend: one file (or ':memory:'), WAL mode, one connection behind a lock."""
 
     def __init__(self, path: str | Path):
+        super().__init__()
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            for statement in SCHEMA:
-                self._db.execute(statement)
-        self._node_ids: dict[str, int] = {}
-        self._metric_ids: dict[str, int] = {}
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        for statement in SQLITE_SCHEMA:
+            self._db.execute(statement)
 
-    def _id(self, cache: dict[str, int], insert: str, select: str, key: str, *extra: object) -> int:
-        if key not in cache:
-            self._db.execute(insert, (key, *extra))
-            cache[key] = self._db.execute(select, (key,)).fetchone()[0]
-        return cache[key]
-
-    def write(self, node_name: str, node_type: str, points: list[Point]) -> None:
-        validate_points(points)
-        now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                node_id = self._id(self._node_ids,
-                                   "INSERT OR IGNORE INTO nodes (node_name, node_type, created_at) VALUES (?, ?, ?)",
-                                   "SELECT node_id FROM nodes WHERE node_name = ?", node_name, node_type, now)
-                rows = [(node_id,
-                         self._id(self._metric_ids, "INSERT OR IGNORE INTO metric_types (name) VALUES (?)",
-                                  "SELECT metric_type_id FROM metric_types WHERE name = ?", p.metric),
-                         p.value, p.experiment_id, p.step, p.timestamp or now) for p in points]
-                self._db.executemany("INSERT INTO metrics (node_id, metric_type_id, value, experiment_id, step, "
-                                     "timestamp) VALUES (?, ?, ?, ?, ?, ?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                self._node_ids.clear()  # ids inserted in the rolled-back transaction are gone
-                self._metric_ids.clear()
-                raise
-
-    def query(self, query: Query) -> tuple[list[Point], int]:
-        where = ["m.experiment_id = ?", "t.name = ?"]
-        args: list[object] = [query.experiment_id, query.metric]
-        if query.node_name:
-            where.append("n.node_name = ?")
-            args.append(query.node_name)
-        if query.min_step is not None:
-            where.append("m.step >= ?")
-            args.append(query.min_step)
-        if query.max_step is not None:
-            where.append("m.step <= ?")
-            args.append(query.max_step)
-        body = (" FROM metrics m JOIN metric_types t ON t.metric_type_id = m.metric_type_id "
-                "JOIN nodes n ON n.node_id = m.node_id WHERE " + " AND ".join(where))
-        order = "DESC" if query.newest_first else "ASC"
-        select = (f"SELECT m.experiment_id, t.name, m.value, m.step, m.timestamp, n.node_name{body} "
-                  f"ORDER BY m.step {order}, m.metric_id {order}")
-        select_args = list(args)
-        if query.limit > 0:
-            select += " LIMIT ?"
-            select_args.append(query.limit)
-        with self._lock:
-            total = self._db.execute("SELECT COUNT(*)" + body, args).fetchone()[0]
-            rows = self._db.execute(select, select_args).fetchall()
-        points = [Point(*row) for row in rows]
-        if query.newest_first:
-            points.reverse()
-        return points, int(total)
+    def _cursor(self) -> _SQLiteTransaction:
+        return _SQLiteTransaction(self._db)
 
     def close(self) -> None:
         with self._lock:
@@ -158,8 +218,23 @@ class SQLiteStore:
 
 
 def open_store(url: str) -> MetricsStore:
-    """A store from a URL: `sqlite:///path/to/file.db`, `sqlite://` (in memory)."""
+    """A store from a URL: `sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite://` (in
+    memory), or `mysql://user@host:3306/rl_analytics` (password from KUBERL_DATABASE_PASSWORD
+    or the file named by KUBERL_DATABASE_PASSWORD_FILE)."""
     if url.startswith("sqlite://"):
         path = url[len("sqlite://"):]
         return SQLiteStore(path[1:] if path.startswith("/") and len(path) > 1 else ":memory:")
-    raise ValueError(f"database URL {url!r}: only sqlite:///PATH is supported")
+    if url.startswith(("mysql://", "mariadb://")):
+        from kuberl.analytics.mysql import MySQLStore
+
+        return MySQLStore.from_url(url)
+    raise ValueError(f"database URL {redact_url(url)!r}: use sqlite:///PATH or mysql://USER@HOST:PORT/DATABASE")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for logs and messages."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"

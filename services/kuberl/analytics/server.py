@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 
-from kuberl.analytics.core import MetricsStore, Point, Query, open_store
+from kuberl.analytics.buffered import BufferedStore
+from kuberl.analytics.core import MetricsStore, Point, Query, open_store, redact_url
 from kuberl.rpc import Server, require_experiment_id, rpc_errors
 from kuberl.v1 import analytics_service_pb2 as pb
 from kuberl.v1 import analytics_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
 
 
 class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
@@ -17,8 +22,6 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
     @rpc_errors
     def ReportMetrics(self, request: pb.ReportMetricsRequest, context: grpc.ServicerContext
                       ) -> pb.ReportMetricsResponse:
-        if not request.node_name:
-            raise ValueError("node_name: required")
         points = [Point(p.experiment_id, p.metric, p.value, p.step, p.timestamp) for p in request.points]
         self.store.write(request.node_name, request.node_type or "unknown", points)
         return pb.ReportMetricsResponse(accepted=len(points))
@@ -41,8 +44,10 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
                            timestamp=p.timestamp, node_name=p.node_name) for p in points])
 
 
-def create_server(port: int, database_url: str, host: str = "[::]") -> tuple[Server, MetricsStore]:
-    store = open_store(database_url)
+def create_server(port: int, database_url: str, host: str = "[::]", max_queued_points: int = 100_000
+                  ) -> tuple[Server, BufferedStore]:
+    store = BufferedStore(open_store(database_url), max_queued_points)
+    log.info("metrics go to %s", redact_url(database_url))
     server = Server([pb.DESCRIPTOR.services_by_name["AnalyticsService"].full_name],
                     [lambda s: pb_grpc.add_AnalyticsServiceServicer_to_server(AnalyticsServicer(store), s)],
                     port, host)

@@ -1,0 +1,95 @@
+"""Keeps accepting metrics while the database is away.
+
+A batch the database cannot take now goes into a bounded in-memory queue and is acknowledged;
+a background thread reconnects with exponential backoff and flushes the queue in order. Nothing
+acknowledged is lost while the queue has room, and a full queue refuses (RESOURCE_EXHAUSTED)
+instead of dropping silently. Queries need the database and answer UNAVAILABLE without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+
+from kuberl.analytics.core import MetricsStore, Point, Query, StoreUnavailable, validate_batch
+from kuberl.rpc import Exhausted
+
+log = logging.getLogger(__name__)
+
+
+class BufferedStore:
+    def __init__(self, backend: MetricsStore, max_queued_points: int = 100_000, min_backoff: float = 0.1,
+                 max_backoff: float = 5.0):
+        self.backend = backend
+        self.max_queued_points = max_queued_points
+        self.min_backoff, self.max_backoff = min_backoff, max_backoff
+        self._queue: deque[tuple[str, str, list[Point]]] = deque()
+        self._queued_points = 0
+        # Guards the queue; held across a direct write so that no queued batch is overtaken.
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_loop, name="metrics-flusher", daemon=True)
+        self._flusher.start()
+
+    @property
+    def queued_points(self) -> int:
+        return self._queued_points
+
+    def write(self, node_name: str, node_type: str, points: list[Point]) -> None:
+        validate_batch(node_name, node_type, points)
+        with self._lock:
+            if not self._queue:
+                try:
+                    self.backend.write(node_name, node_type, points)
+                    return
+                except StoreUnavailable as err:
+                    log.warning("database unavailable, queueing metrics: %s", err)
+            if self._queued_points + len(points) > self.max_queued_points:
+                raise Exhausted(f"the database is unavailable and {self._queued_points} metric points already wait "
+                                f"(limit {self.max_queued_points}); retry later")
+            self._queue.append((node_name, node_type, points))
+            self._queued_points += len(points)
+        self._wake.set()
+
+    def query(self, query: Query) -> tuple[list[Point], int]:
+        return self.backend.query(query)
+
+    def _flush_once(self) -> bool:
+        """Writes queued batches oldest first; False when the database is still away."""
+        while True:
+            with self._lock:
+                if not self._queue:
+                    return True
+                node_name, node_type, points = self._queue[0]
+            # Outside the lock: a reconnect may take seconds and writers must not wait for it.
+            # The head stays queued until written, so new writes keep queueing behind it.
+            try:
+                self.backend.write(node_name, node_type, points)
+            except StoreUnavailable:
+                return False
+            with self._lock:
+                self._queue.popleft()
+                self._queued_points -= len(points)
+
+    def _flush_loop(self) -> None:
+        backoff = self.min_backoff
+        while not self._closing.is_set():
+            self._wake.wait(timeout=backoff if self._queue else None)
+            self._wake.clear()
+            if self._flush_once():
+                if backoff > self.min_backoff:
+                    log.info("database back; queued metrics flushed")
+                backoff = self.min_backoff
+            else:
+                backoff = min(self.max_backoff, backoff * 2)
+
+    def close(self) -> None:
+        """Tries to flush what waits, then closes the backend."""
+        self._closing.set()
+        self._wake.set()
+        self._flusher.join()
+        if not self._flush_once():
+            log.error("closing with %d metric points the database never took", self._queued_points)
+        self.backend.close()
