@@ -9,6 +9,8 @@ import socket
 import sys
 from pathlib import Path
 
+from kuberl.config import ConfigError
+
 ROLES = ("experiment", "environment", "buffer", "learner", "policy", "analytics")
 DEFAULT_PORTS = {"environment": 50050, "buffer": 50051, "analytics": 50052, "experiment": 50053,
                  "learner": 50054, "policy": 50056}
@@ -35,6 +37,12 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                         "KUBERL_DATABASE_PASSWORD or the file named by KUBERL_DATABASE_PASSWORD_FILE)")
     p.add_argument("--node-name", default=_env("NODE_NAME", ""), help="name this replica reports metrics as")
     p.add_argument("--port-file", type=Path, help="write the bound port here once serving (for launchers)")
+    p.add_argument("--kubernetes-namespace", default=os.environ.get("KUBERL_KUBERNETES_NAMESPACE"),
+                   help="experiment role only: keep experiments as RLExperiment objects in this namespace "
+                        "(cluster mode) instead of driving the roles itself")
+    p.add_argument("--experiment", type=Path, default=None,
+                   help="an RLExperiment manifest to serve from the start (cluster mode: the operator's ConfigMap); "
+                        "environment, buffer and learner follow changes to the file")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
 
 
@@ -50,6 +58,40 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--database", default=os.environ.get("KUBERL_DATABASE_URL"),
                    help="metrics store URL (env KUBERL_DATABASE_URL; default: SQLite in the output directory); "
                         "a MySQL password comes from KUBERL_DATABASE_PASSWORD(_FILE)")
+
+
+def _status_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="show experiments through the experiment API",
+                       description="List experiments (or show one) as the experiment role reports them.")
+    p.add_argument("experiment_id", nargs="?", help="one experiment (default: all)")
+    p.add_argument("--address", default=_env("EXPERIMENT_ADDRESS", f"localhost:{DEFAULT_PORTS['experiment']}"),
+                   help="the experiment role (env KUBERL_EXPERIMENT_ADDRESS)")
+    p.add_argument("--timeout", type=float, default=10.0)
+
+
+def status(args: argparse.Namespace) -> int:
+    import grpc
+
+    from kuberl.rpc import stub
+    from kuberl.v1 import experiment_service_pb2 as pb
+    from kuberl.v1 import experiment_service_pb2_grpc as pb_grpc
+
+    api = stub(pb_grpc.ExperimentServiceStub, args.address)
+    try:
+        if args.experiment_id:
+            rows = [api.GetExperimentStatus(pb.GetExperimentStatusRequest(experiment_id=args.experiment_id),
+                                            timeout=args.timeout).status]
+        else:
+            rows = list(api.ListExperiments(pb.ListExperimentsRequest(), timeout=args.timeout).experiments)
+    except grpc.RpcError as err:
+        print(f"kuberl status: {args.address}: {err.code().name}: {err.details()}", file=sys.stderr)
+        return 1
+    print(f"{'EXPERIMENT':<24} {'PHASE':<10} {'ENV':<16} {'STEPS':>9} {'EPISODES':>8} {'RETURN':>8} {'EVAL':>8}")
+    for s in rows:
+        phase = pb.ExperimentPhase.Name(s.phase).removeprefix("EXPERIMENT_PHASE_").capitalize()
+        print(f"{s.experiment_id:<24} {phase:<10} {s.env_id:<16} {s.env_steps:>9} {s.episodes:>8} "
+              f"{s.mean_return:>8.1f} {s.eval_return:>8.1f}")
+    return 0
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -85,8 +127,15 @@ def serve(args: argparse.Namespace) -> int:
         stop = role.stop
     else:
         from kuberl.experiment.server import create_server
-        server, role = create_server(port, args.environment, args.learner, args.analytics, args.host)
+        server, role = create_server(port, args.environment, args.learner, args.analytics, args.host,
+                                     kubernetes_namespace=args.kubernetes_namespace)
         stop = role.close
+    if args.experiment is not None:
+        try:
+            _serve_experiment_file(args, role, node_name)
+        except ConfigError as err:
+            logging.getLogger("kuberl").error("%s: invalid experiment: %s", args.experiment, err)
+            return 2
     server.start()
     server.set_serving()
     logging.getLogger("kuberl").info("%s serving on port %d as %s", args.role, server.port, node_name)
@@ -98,14 +147,43 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_experiment_file(args: argparse.Namespace, role: object, node_name: str) -> None:
+    """Opens, trains or rolls out the file's experiment at once, and follows its changes."""
+    from kuberl.autostart import ExperimentFile, actor_index
+    from kuberl.config import to_proto
+
+    if args.role == "buffer":
+        def apply(exp):
+            role.shard.open(exp.name, exp.config)
+    elif args.role == "learner":
+        def apply(exp):
+            run = role.runs.find(exp.name)
+            if run is None:
+                role.run(exp.name, to_proto(exp.config)).start()
+            else:
+                run.reconfigure(exp.config)
+    elif args.role == "environment":
+        def apply(exp):
+            if role.rollouts.find(exp.name) is None:  # actors restart on config changes (pod template hash)
+                role.initialize(exp.name, exp.config, actor_index(node_name)).start()
+    else:
+        raise SystemExit(f"kuberl serve {args.role}: --experiment is for environment, buffer and learner")
+    watcher = ExperimentFile(args.experiment, apply)
+    apply(watcher.current)
+    watcher.start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kuberl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _run_parser(sub)
+    _status_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "status":
+        return status(args)
     from kuberl.local import run_manifest
     return run_manifest(args.manifest, args.output, timeout=args.timeout, progress=not args.no_progress,
                         database_url=args.database)

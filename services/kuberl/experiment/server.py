@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -26,6 +27,9 @@ from kuberl.v1 import experiment_service_pb2 as pb
 from kuberl.v1 import experiment_service_pb2_grpc as pb_grpc
 from kuberl.v1 import learner_service_pb2 as learner_pb
 from kuberl.v1 import learner_service_pb2_grpc as learner_grpc
+
+if TYPE_CHECKING:
+    from kuberl.experiment.kubernetes import ClusterExperiments
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +50,9 @@ class Record:
     learner: learner_pb.LearnerStats = field(default_factory=learner_pb.LearnerStats)
 
 
-class ExperimentRole:
+class LocalExperiments:
+    """Local mode: drives environment replicas and the learner directly, as the seed's N1 does."""
+
     def __init__(self, environment_target: str, learner_address: str, analytics_address: str,
                  poll_seconds: float = 0.25):
         self.environments = Discovery(environment_target)
@@ -170,6 +176,21 @@ class ExperimentRole:
             updates=learner.updates, elapsed_seconds=end - record.started, environment_replicas=record.replicas,
             buffer_size=learner.buffer_size)
 
+    # --- the API ------------------------------------------------------------------------------
+
+    def start_experiment(self, experiment_id: str, config: ExperimentConfig) -> tuple[str, list[str]]:
+        record = self.start(experiment_id, config)
+        return record.experiment_id, record.replicas
+
+    def stop_experiment(self, experiment_id: str) -> pb.ExperimentStatus:
+        return self.status(self.stop(experiment_id))
+
+    def experiment_status(self, experiment_id: str) -> pb.ExperimentStatus:
+        return self.status(self.get(experiment_id))
+
+    def list_statuses(self) -> list[pb.ExperimentStatus]:
+        return [self.status(r) for r in self.records()]
+
     def close(self) -> None:
         self._stop.set()
         self._monitor.join()
@@ -179,34 +200,43 @@ class ExperimentRole:
 
 
 class ExperimentServicer(pb_grpc.ExperimentServiceServicer):
-    def __init__(self, role: ExperimentRole):
+    """Translates RPCs for either backend: LocalExperiments (drives the roles itself) or
+    ClusterExperiments (creates and reads RLExperiment objects for the operator)."""
+
+    def __init__(self, role: LocalExperiments | ClusterExperiments):
         self.role = role
 
     @rpc_errors
     def StartExperiment(self, request: pb.StartExperimentRequest, context: grpc.ServicerContext
                         ) -> pb.StartExperimentResponse:
-        record = self.role.start(request.experiment_id, from_proto(request.config))
-        return pb.StartExperimentResponse(experiment_id=record.experiment_id, environment_replicas=record.replicas)
+        experiment_id, replicas = self.role.start_experiment(request.experiment_id, from_proto(request.config))
+        return pb.StartExperimentResponse(experiment_id=experiment_id, environment_replicas=replicas)
 
     @rpc_errors
     def StopExperiment(self, request: pb.StopExperimentRequest, context: grpc.ServicerContext
                        ) -> pb.StopExperimentResponse:
-        return pb.StopExperimentResponse(status=self.role.status(self.role.stop(request.experiment_id)))
+        return pb.StopExperimentResponse(status=self.role.stop_experiment(request.experiment_id))
 
     @rpc_errors
     def GetExperimentStatus(self, request: pb.GetExperimentStatusRequest, context: grpc.ServicerContext
                             ) -> pb.GetExperimentStatusResponse:
-        return pb.GetExperimentStatusResponse(status=self.role.status(self.role.get(request.experiment_id)))
+        return pb.GetExperimentStatusResponse(status=self.role.experiment_status(request.experiment_id))
 
     @rpc_errors
     def ListExperiments(self, request: pb.ListExperimentsRequest, context: grpc.ServicerContext
                         ) -> pb.ListExperimentsResponse:
-        return pb.ListExperimentsResponse(experiments=[self.role.status(r) for r in self.role.records()])
+        return pb.ListExperimentsResponse(experiments=self.role.list_statuses())
 
 
 def create_server(port: int, environment_target: str, learner_address: str, analytics_address: str,
-                  host: str = "[::]") -> tuple[Server, ExperimentRole]:
-    role = ExperimentRole(environment_target, learner_address, analytics_address)
+                  host: str = "[::]", kubernetes_namespace: str | None = None
+                  ) -> tuple[Server, LocalExperiments | ClusterExperiments]:
+    if kubernetes_namespace is not None:
+        from kuberl.experiment.kubernetes import ClusterExperiments
+
+        role: LocalExperiments | ClusterExperiments = ClusterExperiments(kubernetes_namespace)
+    else:
+        role = LocalExperiments(environment_target, learner_address, analytics_address)
     server = Server([pb.DESCRIPTOR.services_by_name["ExperimentService"].full_name],
                     [lambda s: pb_grpc.add_ExperimentServiceServicer_to_server(ExperimentServicer(role), s)],
                     port, host)

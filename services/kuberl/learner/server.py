@@ -160,10 +160,24 @@ class TrainingRun:
         log.info("%s: training started (target return %s, at most %d env steps)", self.experiment_id,
                  self.target_return, self.config.stop.max_env_steps)
 
+    def reconfigure(self, config: ExperimentConfig) -> None:
+        """Applies a changed config while training (e.g. samplesPerInsert patched in the spec).
+        The network's shape cannot change under a running learner; that needs a new experiment."""
+        if config.learner.hidden_sizes != self.config.learner.hidden_sizes:
+            log.warning("%s: hiddenSizes cannot change while training; keeping %s", self.experiment_id,
+                        self.config.learner.hidden_sizes)
+            config = config.replace(learner={"hidden_sizes": self.config.learner.hidden_sizes})
+        lc = config.learner
+        with self._lock:
+            self.dqn.learning_rate, self.dqn.gamma = lc.learning_rate, lc.gamma
+            self.dqn.max_grad_norm, self.dqn.target_update_interval = lc.max_grad_norm, lc.target_update_interval
+        self.config = config
+        log.info("%s: config updated (samples per insert %g)", self.experiment_id, lc.samples_per_insert)
+
     def _sample_loop(self) -> None:
-        lc = self.config.learner
         try:
             while not self._stop.is_set():
+                lc = self.config.learner  # read each round: reconfigure() may replace it
                 self.sampler.refresh()
                 allowed = updates_allowed(self.sampler.env_steps, self._batches_sampled + self._on_demand_updates,
                                           samples_per_insert=lc.samples_per_insert, batch_size=lc.batch_size,
@@ -187,11 +201,11 @@ class TrainingRun:
             self._fail(err)
 
     def _train_loop(self) -> None:
-        stop = self.config.stop
         last_report = time.monotonic()
         updates_at_report = self.dqn.updates
         try:
             while not self._stop.is_set():
+                stop = self.config.stop  # read each round: reconfigure() may replace it
                 if self.sampler.env_steps >= stop.max_env_steps:
                     self._finish(pb.TRAINING_STATE_BUDGET_EXHAUSTED,
                                  f"{self.sampler.env_steps} env steps without reaching the target return")

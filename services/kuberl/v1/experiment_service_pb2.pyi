@@ -16,12 +16,14 @@ class ExperimentPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXPERIMENT_PHASE_SUCCEEDED: _ClassVar[ExperimentPhase]
     EXPERIMENT_PHASE_FAILED: _ClassVar[ExperimentPhase]
     EXPERIMENT_PHASE_STOPPED: _ClassVar[ExperimentPhase]
+    EXPERIMENT_PHASE_SUSPENDED: _ClassVar[ExperimentPhase]
 EXPERIMENT_PHASE_UNSPECIFIED: ExperimentPhase
 EXPERIMENT_PHASE_PENDING: ExperimentPhase
 EXPERIMENT_PHASE_RUNNING: ExperimentPhase
 EXPERIMENT_PHASE_SUCCEEDED: ExperimentPhase
 EXPERIMENT_PHASE_FAILED: ExperimentPhase
 EXPERIMENT_PHASE_STOPPED: ExperimentPhase
+EXPERIMENT_PHASE_SUSPENDED: ExperimentPhase
 
 class ExperimentStatus(_message.Message):
     __slots__ = ("experiment_id", "phase", "message", "env_id", "env_steps", "episodes", "mean_return", "eval_return", "policy_version", "updates", "elapsed_seconds", "environment_replicas", "buffer_size")

@@ -1,0 +1,1 @@
+"""The kuberl operator: reconciles RLExperiment objects into the Kubernetes objects that run them."""

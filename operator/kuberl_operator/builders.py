@@ -1,0 +1,202 @@
+"""Desired children of an RLExperiment, as pure functions of its spec (no API server here).
+
+An experiment owns a ConfigMap with its manifest, an environment Deployment
+(spec.environment.replicas actors), a buffer Deployment (spec.buffer.replicas shards), a learner
+Deployment, and a headless Service for each so that DNS returns every replica. Handlers only
+apply what these functions return.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from kuberl.cli import DEFAULT_PORTS
+from kuberl.config import API_VERSION, KIND, ExperimentConfig, from_spec, to_spec
+
+ROLES = ("environment", "buffer", "learner")
+CONFIG_FILE = "experiment.yaml"
+CONFIG_MOUNT = "/etc/kuberl"
+DATA_MOUNT = "/var/lib/kuberl"
+EXPERIMENT_LABEL = "kuberl.dev/experiment"
+CONFIG_HASH_ANNOTATION = "kuberl.dev/config-hash"
+CLUSTER_ONLY_FIELDS = ("suspend", "ttlSecondsAfterFinished")
+FINISHED_PHASES = ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How children are made: the operator's environment, set by the Helm chart."""
+
+    image: str = "kuberl:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    policy_address: str = "kuberl-policy:50056"
+    analytics_address: str = "kuberl-analytics:50052"
+    part_of: str = "kuberl"
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        default = cls()
+        return cls(image=env.get("KUBERL_IMAGE", default.image),
+                   image_pull_policy=env.get("KUBERL_IMAGE_PULL_POLICY", default.image_pull_policy),
+                   policy_address=env.get("KUBERL_POLICY_ADDRESS", default.policy_address),
+                   analytics_address=env.get("KUBERL_ANALYTICS_ADDRESS", default.analytics_address),
+                   part_of=env.get("KUBERL_PART_OF", default.part_of))
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What the builders need of an RLExperiment object."""
+
+    name: str
+    namespace: str
+    config: ExperimentConfig
+    suspend: bool = False
+    phase: str = ""
+
+    @classmethod
+    def from_body(cls, name: str, namespace: str, spec: dict[str, Any], status: dict[str, Any] | None = None
+                  ) -> Experiment:
+        """Raises kuberl.config.ConfigError (naming the field) for an invalid spec."""
+        spec = dict(spec or {})
+        suspend = bool(spec.get("suspend", False))
+        for key in CLUSTER_ONLY_FIELDS:
+            spec.pop(key, None)
+        return cls(name, namespace, from_spec(spec), suspend, (status or {}).get("phase", ""))
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in FINISHED_PHASES
+
+    def child_name(self, role: str) -> str:
+        return f"{self.name}-{role}"
+
+    def address(self, role: str) -> str:
+        """The headless Service's DNS name: it resolves to every ready-or-not replica."""
+        return f"{self.child_name(role)}.{self.namespace}.svc.cluster.local:{DEFAULT_PORTS[role]}"
+
+
+def labels(exp: Experiment, role: str, settings: Settings) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "kuberl", "app.kubernetes.io/instance": exp.name,
+            "app.kubernetes.io/component": role, "app.kubernetes.io/part-of": settings.part_of,
+            "app.kubernetes.io/managed-by": "kuberl-operator", EXPERIMENT_LABEL: exp.name}
+
+
+def selector_labels(exp: Experiment, role: str) -> dict[str, str]:
+    # Only labels that never change: a Deployment's selector is immutable.
+    return {EXPERIMENT_LABEL: exp.name, "app.kubernetes.io/component": role}
+
+
+def selector_string(exp: Experiment, role: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector_labels(exp, role).items())
+
+
+def manifest_text(exp: Experiment) -> str:
+    """The experiment as a manifest, the file every role reads (`kuberl serve ROLE --experiment`)."""
+    return yaml.safe_dump({"apiVersion": API_VERSION, "kind": KIND,
+                           "metadata": {"name": exp.name, "namespace": exp.namespace},
+                           "spec": to_spec(exp.config)}, sort_keys=True)
+
+
+def config_hash(exp: Experiment) -> str:
+    return hashlib.sha256(manifest_text(exp).encode()).hexdigest()[:16]
+
+
+def build_configmap(exp: Experiment, settings: Settings) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": exp.child_name("config"), "namespace": exp.namespace,
+                         "labels": labels(exp, "config", settings)},
+            "data": {CONFIG_FILE: manifest_text(exp)}}
+
+
+def desired_replicas(exp: Experiment, role: str) -> int:
+    """Suspended or finished: no actors and no learner; shards stay, with their replay."""
+    if role == "buffer":
+        return exp.config.buffer.replicas
+    if exp.suspend or exp.finished:
+        return 0
+    return exp.config.environment.replicas if role == "environment" else 1
+
+
+def _container(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]:
+    port = DEFAULT_PORTS[role]
+    probe = {"grpc": {"port": port}, "periodSeconds": 10, "timeoutSeconds": 5}
+    return {
+        "name": role,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "args": ["serve", role, "--port", str(port), "--experiment", f"{CONFIG_MOUNT}/{CONFIG_FILE}",
+                 "--buffer", exp.address("buffer"), "--policy", settings.policy_address,
+                 "--analytics", settings.analytics_address, "--data-dir", DATA_MOUNT],
+        "env": [{"name": "KUBERL_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "OPENBLAS_NUM_THREADS", "value": "1"}],
+        "ports": [{"name": "grpc", "containerPort": port, "protocol": "TCP"}],
+        "readinessProbe": {**probe, "initialDelaySeconds": 2},
+        "livenessProbe": {**probe, "initialDelaySeconds": 10, "failureThreshold": 6},
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+                         {"name": "data", "mountPath": DATA_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
+    }
+
+
+def build_deployment(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]:
+    """The Deployment of one role. Actors restart on any config change (the hash annotation);
+    shards and the learner re-read their mounted config instead, so replay and optimiser survive."""
+    annotations = {CONFIG_HASH_ANNOTATION: config_hash(exp)} if role == "environment" else {}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": exp.child_name(role), "namespace": exp.namespace,
+                     "labels": labels(exp, role, settings)},
+        "spec": {
+            "replicas": desired_replicas(exp, role),
+            "selector": {"matchLabels": selector_labels(exp, role)},
+            # Two learners would train apart; shards replaced one at a time keep most replay up.
+            "strategy": {"type": "Recreate"} if role == "learner" else {"type": "RollingUpdate"},
+            "template": {
+                "metadata": {"labels": labels(exp, role, settings), "annotations": annotations},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                                        "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [_container(exp, role, settings)],
+                    "volumes": [{"name": "config", "configMap": {"name": exp.child_name("config")}},
+                                # emptyDir outlives container restarts: a crashed shard restores its snapshot.
+                                {"name": "data", "emptyDir": {}},
+                                {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    }
+
+
+def build_headless_service(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": exp.child_name(role), "namespace": exp.namespace, "labels": labels(exp, role, settings)},
+        "spec": {
+            "clusterIP": "None",
+            # A shard restoring its snapshot is discoverable before it is ready; clients treat
+            # a replica that does not answer as absent.
+            "publishNotReadyAddresses": True,
+            "selector": selector_labels(exp, role),
+            "ports": [{"name": "grpc", "port": DEFAULT_PORTS[role], "targetPort": "grpc", "protocol": "TCP"}],
+        },
+    }
+
+
+def desired_children(exp: Experiment, settings: Settings) -> list[dict[str, Any]]:
+    """Everything the experiment owns, ConfigMap first (the pods mount it)."""
+    children = [build_configmap(exp, settings)]
+    for role in ROLES:
+        children.append(build_headless_service(exp, role, settings))
+        children.append(build_deployment(exp, role, settings))
+    return children

@@ -1,0 +1,173 @@
+"""The RLExperiment CustomResourceDefinition, generated from the one config model.
+
+Defaults, bounds and descriptions come from `kuberl.config`, so the API server refuses and
+defaults exactly what `kuberl run` refuses and defaults. `python -m kuberl.crd` rewrites
+charts/kuberl/crds/; tests/k8s/test_crd.py fails while the checked-in file is stale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from kuberl.config import API_GROUP, KIND, ExperimentConfig, _camel
+
+PLURAL = "rlexperiments"
+SHORT_NAME = "rlx"
+VERSION = "v1alpha1"
+CRD_PATH = Path(__file__).resolve().parents[2] / "charts" / "kuberl" / "crds" / f"{PLURAL}.{API_GROUP}.yaml"
+
+# Rules that span fields: CEL, evaluated by the API server after defaulting.
+CROSS_FIELD_RULES = {
+    "": [{"rule": "self.learner.batchSize <= self.buffer.capacity",
+          "message": "learner.batchSize must be <= buffer.capacity", "fieldPath": ".learner.batchSize"}],
+    "exploration": [{"rule": "self.epsilonEnd <= self.epsilonStart",
+                     "message": "exploration.epsilonEnd must be <= exploration.epsilonStart",
+                     "fieldPath": ".epsilonEnd"}],
+}
+
+
+def _scalar(hint: Any, meta: dict, default: Any) -> dict[str, Any]:
+    if hint is str:
+        schema: dict[str, Any] = {"type": "string", "minLength": 1}
+    elif hint is int:
+        schema = {"type": "integer", "format": "int64"}
+    else:
+        schema = {"type": "number"}
+    if meta.get("minimum") is not None:
+        schema["minimum"] = meta["minimum"]
+        if meta.get("exclusive_minimum"):
+            schema["exclusiveMinimum"] = True
+    if meta.get("maximum") is not None:
+        schema["maximum"] = meta["maximum"]
+    if default is not None:
+        schema["default"] = default
+    return schema
+
+
+def _section_schema(cls: type, path: str) -> dict[str, Any]:
+    hints = get_type_hints(cls)
+    properties: dict[str, Any] = {}
+    instance = cls()
+    for f in dataclasses.fields(cls):
+        hint, meta, default = hints[f.name], dict(f.metadata), getattr(instance, f.name)
+        name = _camel(f.name)
+        if dataclasses.is_dataclass(hint):
+            schema = _section_schema(hint, f"{path}.{name}".lstrip("."))
+            schema["default"] = {}  # so that defaults inside apply to an omitted section too
+        elif get_origin(hint) is list:
+            (item,) = get_args(hint)
+            schema = {"type": "array", "items": _scalar(item, meta, None), "minItems": 2, "maxItems": 2,
+                      "default": list(default)}
+        else:
+            optional = [a for a in get_args(hint) if a is not type(None)]
+            schema = _scalar(optional[0] if optional else hint, meta, default)
+        if meta.get("doc"):
+            schema["description"] = meta["doc"]
+        properties[name] = schema
+    section: dict[str, Any] = {"type": "object", "description": (cls.__doc__ or "").strip().splitlines()[0],
+                               "properties": properties}
+    rules = CROSS_FIELD_RULES.get(path)
+    if rules:
+        section["x-kubernetes-validations"] = rules
+    return section
+
+
+def spec_schema() -> dict[str, Any]:
+    """The OpenAPI v3 schema of an RLExperiment's spec: the config model plus cluster-only knobs."""
+    spec = _section_schema(ExperimentConfig, "")
+    spec["description"] = "What to train and how; every field is optional."
+    spec["properties"]["suspend"] = {
+        "type": "boolean", "default": False,
+        "description": "Pause: actors and learner scale to zero, the replay shards and their data stay."}
+    spec["properties"]["ttlSecondsAfterFinished"] = {
+        "type": "integer", "format": "int64", "minimum": 0,
+        "description": "Delete the experiment this many seconds after it succeeded or failed."}
+    return spec
+
+
+def _replica_status(role: str) -> dict[str, Any]:
+    return {"type": "object", "description": f"The {role} Deployment as observed.", "properties": {
+        "replicas": {"type": "integer", "description": "Desired replicas."},
+        "readyReplicas": {"type": "integer", "description": "Replicas passing their readiness probe."},
+        "selector": {"type": "string", "description": "Label selector of the pods (for the scale subresource)."}}}
+
+
+def status_schema() -> dict[str, Any]:
+    condition = {"type": "object", "required": ["type", "status"], "properties": {
+        "type": {"type": "string"},
+        "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+        "reason": {"type": "string"},
+        "message": {"type": "string"},
+        "observedGeneration": {"type": "integer"},
+        "lastTransitionTime": {"type": "string", "format": "date-time"}}}
+    number = {"type": "number"}
+    integer = {"type": "integer", "format": "int64"}
+    return {"type": "object", "description": "What the operator observed; written by it only.", "properties": {
+        "phase": {"type": "string", "enum": ["Pending", "Running", "Succeeded", "Failed", "Suspended"],
+                  "description": "Summary of the conditions."},
+        "message": {"type": "string"},
+        "observedGeneration": integer,
+        "conditions": {"type": "array", "items": condition, "x-kubernetes-list-type": "map",
+                       "x-kubernetes-list-map-keys": ["type"]},
+        "startTime": {"type": "string", "format": "date-time"},
+        "completionTime": {"type": "string", "format": "date-time"},
+        "envSteps": integer, "episodes": integer, "updates": integer, "policyVersion": integer,
+        "meanReturn": number, "evalReturn": number,
+        "environment": _replica_status("environment"), "buffer": _replica_status("buffer"),
+        "learner": _replica_status("learner")}}
+
+
+def crd_manifest() -> dict[str, Any]:
+    columns = [
+        ("Phase", "string", ".status.phase"), ("Env", "string", ".spec.envId"),
+        ("Actors", "integer", ".spec.environment.replicas"), ("Shards", "integer", ".spec.buffer.replicas"),
+        ("Steps", "integer", ".status.envSteps"), ("Return", "number", ".status.meanReturn"),
+        ("Age", "date", ".metadata.creationTimestamp")]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{API_GROUP}",
+                     "labels": {"app.kubernetes.io/name": "kuberl", "app.kubernetes.io/part-of": "kuberl"}},
+        "spec": {
+            "group": API_GROUP,
+            "scope": "Namespaced",
+            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL, "singular": KIND.lower(),
+                      "shortNames": [SHORT_NAME], "categories": ["kuberl"]},
+            "versions": [{
+                "name": VERSION, "served": True, "storage": True,
+                "schema": {"openAPIV3Schema": {
+                    "type": "object", "description": "A reinforcement-learning experiment: actors, replay shards "
+                                                     "and a Double DQN learner.",
+                    "required": ["spec"],
+                    "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                                   "metadata": {"type": "object"}, "spec": spec_schema(),
+                                   "status": status_schema()}}},
+                "subresources": {"status": {}, "scale": {
+                    "specReplicasPath": ".spec.environment.replicas",
+                    "statusReplicasPath": ".status.environment.replicas",
+                    "labelSelectorPath": ".status.environment.selector"}},
+                "additionalPrinterColumns": [{"name": n, "type": t, "jsonPath": p} for n, t, p in columns],
+            }],
+        },
+    }
+
+
+def render() -> str:
+    return ("# Generated by `python -m kuberl.crd` from services/kuberl/config.py; do not edit.\n"
+            + yaml.safe_dump(crd_manifest(), sort_keys=False, width=120))
+
+
+def main() -> int:
+    CRD_PATH.parent.mkdir(parents=True, exist_ok=True)
+    CRD_PATH.write_text(render())
+    print(CRD_PATH)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
