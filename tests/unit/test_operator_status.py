@@ -1,0 +1,85 @@
+"""Status as a pure function of observations: conditions, phase, and what stays once reached."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+
+from kuberl_operator.builders import Experiment
+from kuberl_operator.status import LearnerView, Observation, compute_status
+
+T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
+ALL_READY = {"environment": 2, "buffer": 2, "learner": 1}
+
+
+def exp(spec=None, status=None) -> Experiment:
+    return Experiment.from_body("cartpole", "default", {"environment": {"replicas": 2}, "buffer": {"replicas": 2},
+                                                        **(spec or {})}, status)
+
+
+def conditions(status):
+    return {c["type"]: c for c in status["conditions"]}
+
+
+def test_first_visit_is_pending_with_every_condition_set():
+    status = compute_status(exp(), None, Observation(generation=1, now=T0))
+    assert status["phase"] == "Pending" and status["observedGeneration"] == 1
+    c = conditions(status)
+    assert set(c) == {"Ready", "Suspended", "Succeeded", "Failed"}
+    assert c["Ready"]["status"] == "False" and c["Ready"]["reason"] == "ReplicasNotReady"
+    assert c["Succeeded"]["status"] == "Unknown"
+    assert all(x["reason"][0].isupper() and " " not in x["reason"] for x in c.values())
+    assert status["startTime"] == "2026-11-24T12:00:00Z" and "completionTime" not in status
+
+
+def test_running_when_ready_and_training_then_succeeded_and_it_stays():
+    training = Observation(generation=1, now=T0, ready=ALL_READY, episodes=40, mean_return=21.5,
+                           learner=LearnerView("TRAINING", updates=100, env_steps=5000, policy_version=2))
+    running = compute_status(exp(), None, training)
+    assert running["phase"] == "Running" and conditions(running)["Ready"]["status"] == "True"
+    assert (running["envSteps"], running["episodes"], running["meanReturn"]) == (5000, 40, 21.5)
+    assert "evalReturn" not in running  # NaN before the first evaluation is left out
+
+    solved = Observation(generation=1, now=T0 + timedelta(seconds=30), ready=ALL_READY,
+                         learner=LearnerView("SOLVED", 900, 30000, 18, 500.0, "greedy return 500.0 >= 475"))
+    done = compute_status(exp(status=running), running, solved)
+    assert done["phase"] == "Succeeded" and done["completionTime"] == "2026-11-24T12:00:30Z"
+    assert conditions(done)["Succeeded"]["reason"] == "TargetReturnReached"
+    assert done["environment"]["replicas"] == 0 and done["learner"]["replicas"] == 0
+    assert done["buffer"]["replicas"] == 2
+
+    # The learner is scaled away afterwards: nothing observed, and nothing forgotten.
+    later = compute_status(exp(status=done), done, Observation(generation=1, now=T0 + timedelta(minutes=5),
+                                                                ready={"environment": 0, "buffer": 2, "learner": 0}))
+    assert later["phase"] == "Succeeded" and later["envSteps"] == 30000 and later["evalReturn"] == 500.0
+    assert later["completionTime"] == done["completionTime"]
+    assert conditions(later)["Succeeded"]["lastTransitionTime"] == "2026-11-24T12:00:30Z"
+
+
+def test_budget_exhausted_fails_unless_the_budget_is_the_goal():
+    obs = dict(generation=3, now=T0, ready=ALL_READY, learner=LearnerView("BUDGET_EXHAUSTED", message="spent"))
+    failed = compute_status(exp(), None, Observation(**obs))
+    assert failed["phase"] == "Failed" and conditions(failed)["Failed"]["reason"] == "BudgetExhausted"
+    assert conditions(failed)["Succeeded"]["status"] == "False"
+    spent = compute_status(exp(), None, Observation(**obs, budget_is_the_goal=True))
+    assert spent["phase"] == "Succeeded" and conditions(spent)["Succeeded"]["reason"] == "BudgetSpent"
+
+
+def test_suspend_is_reported_and_resume_is_right_again():
+    suspended = compute_status(exp({"suspend": True}), None,
+                               Observation(generation=2, now=T0, ready={"environment": 0, "buffer": 2, "learner": 0}))
+    assert suspended["phase"] == "Suspended" and conditions(suspended)["Suspended"]["status"] == "True"
+    assert conditions(suspended)["Ready"]["status"] == "True"  # zero of zero is ready
+    resumed = compute_status(exp(), suspended, Observation(generation=3, now=T0 + timedelta(seconds=9),
+                                                           ready=ALL_READY, learner=LearnerView("TRAINING")))
+    assert resumed["phase"] == "Running" and conditions(resumed)["Suspended"]["status"] == "False"
+    assert conditions(resumed)["Suspended"]["lastTransitionTime"] == "2026-11-24T12:00:09Z"
+    assert resumed["observedGeneration"] == 3
+
+
+def test_unchanged_observations_give_an_identical_status():
+    obs = Observation(generation=1, now=T0, ready=ALL_READY, learner=LearnerView("TRAINING", 5, 100),
+                      mean_return=math.nan)
+    first = compute_status(exp(), None, obs)
+    again = compute_status(exp(), first, Observation(**{**obs.__dict__, "now": T0 + timedelta(minutes=1)}))
+    assert again == first  # nothing to write: times move only on transitions
