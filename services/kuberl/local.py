@@ -56,6 +56,7 @@ class LocalCluster:
     environment_replicas: int = 1
     buffer_replicas: int = 1
     database_url: str | None = None  # default: SQLite in workdir
+    extra_args: dict[str, list[str]] = field(default_factory=dict)  # role -> more `kuberl serve` flags
     replicas: dict[str, list[Replica]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -71,7 +72,7 @@ class LocalCluster:
                         "--data-dir", str(self.workdir / f"{role}-{i}"),
                         "--database", self.database_url or f"sqlite:///{self.workdir / 'analytics.db'}",
                         *(arg for peer in ("environment", "buffer", "analytics", "learner", "policy")
-                          for arg in (f"--{peer}", peers[peer]))]
+                          for arg in (f"--{peer}", peers[peer])), *self.extra_args.get(role, [])]
                 self.replicas[role].append(Replica(role, i, port, args, self.workdir / f"{role}-{i}.log"))
 
     def address(self, role: str) -> str:
