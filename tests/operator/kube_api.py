@@ -1105,7 +1105,11 @@ def run_operator(
     for module in modules:
         args += ["-m", module]
     args += [str(path) for path in paths]
-    runner = KopfRunner(args, registry=kopf.OperatorRegistry(), settings=settings, timeout=timeout)
+    # kopf's own default registry is a SmartOperatorRegistry (private) that comes with the login
+    # handlers; a plain public OperatorRegistry has none, so add the kubernetes-client login.
+    registry = kopf.OperatorRegistry()
+    kopf.on.login(registry=registry, id="login_via_client")(kopf.login_via_client)
+    runner = KopfRunner(args, registry=registry, settings=settings, timeout=timeout)
     failed = False
     try:
         with runner:
