@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from kuberl.cli import DEFAULT_PORTS
-from kuberl.config import API_VERSION, KIND, ExperimentConfig, from_spec, to_spec
+from kuberl.config import API_VERSION, CLUSTER_ONLY_FIELDS, KIND, ExperimentConfig, check_cluster_fields, from_spec, to_spec
 
 ROLES = ("environment", "buffer", "learner")
 CONFIG_FILE = "experiment.yaml"
@@ -24,7 +24,6 @@ CONFIG_MOUNT = "/etc/kuberl"
 DATA_MOUNT = "/var/lib/kuberl"
 EXPERIMENT_LABEL = "kuberl.dev/experiment"
 CONFIG_HASH_ANNOTATION = "kuberl.dev/config-hash"
-CLUSTER_ONLY_FIELDS = ("suspend", "ttlSecondsAfterFinished")
 FINISHED_PHASES = ("Succeeded", "Failed")
 
 
@@ -37,6 +36,7 @@ class Settings:
     policy_address: str = "kuberl-policy:50056"
     analytics_address: str = "kuberl-analytics:50052"
     part_of: str = "kuberl"
+    cluster_domain: str = "cluster.local"
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -46,7 +46,8 @@ class Settings:
                    image_pull_policy=env.get("KUBERL_IMAGE_PULL_POLICY", default.image_pull_policy),
                    policy_address=env.get("KUBERL_POLICY_ADDRESS", default.policy_address),
                    analytics_address=env.get("KUBERL_ANALYTICS_ADDRESS", default.analytics_address),
-                   part_of=env.get("KUBERL_PART_OF", default.part_of))
+                   part_of=env.get("KUBERL_PART_OF", default.part_of),
+                   cluster_domain=env.get("KUBERL_CLUSTER_DOMAIN", default.cluster_domain))
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class Experiment:
                   ) -> Experiment:
         """Raises kuberl.config.ConfigError (naming the field) for an invalid spec."""
         spec = dict(spec or {})
-        suspend = bool(spec.get("suspend", False))
+        check_cluster_fields(spec)
+        suspend = spec.get("suspend", False)
         for key in CLUSTER_ONLY_FIELDS:
             spec.pop(key, None)
         return cls(name, namespace, from_spec(spec), suspend, (status or {}).get("phase", ""))
@@ -76,9 +78,9 @@ class Experiment:
     def child_name(self, role: str) -> str:
         return f"{self.name}-{role}"
 
-    def address(self, role: str) -> str:
+    def address(self, role: str, settings: Settings) -> str:
         """The headless Service's DNS name: it resolves to every ready-or-not replica."""
-        return f"{self.child_name(role)}.{self.namespace}.svc.cluster.local:{DEFAULT_PORTS[role]}"
+        return f"{self.child_name(role)}.{self.namespace}.svc.{settings.cluster_domain}:{DEFAULT_PORTS[role]}"
 
 
 def labels(exp: Experiment, role: str, settings: Settings) -> dict[str, str]:
@@ -131,7 +133,7 @@ def _container(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]
         "image": settings.image,
         "imagePullPolicy": settings.image_pull_policy,
         "args": ["serve", role, "--port", str(port), "--experiment", f"{CONFIG_MOUNT}/{CONFIG_FILE}",
-                 "--buffer", exp.address("buffer"), "--policy", settings.policy_address,
+                 "--buffer", exp.address("buffer", settings), "--policy", settings.policy_address,
                  "--analytics", settings.analytics_address, "--data-dir", DATA_MOUNT],
         "env": [{"name": "KUBERL_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                 {"name": "OPENBLAS_NUM_THREADS", "value": "1"}],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -19,10 +20,11 @@ from kuberl.crd import PLURAL, VERSION
 from kuberl_operator import kube
 from kuberl_operator.builders import Experiment, Settings, desired_children
 from kuberl_operator.observe import observe
-from kuberl_operator.status import compute_status, is_finished
+from kuberl_operator.status import compute_status, invalid_spec_status, is_finished
 
 SETTINGS = Settings.from_environ()
-TIMER_SECONDS = 5.0
+# How often status is observed and children re-applied (tests set it lower).
+TIMER_SECONDS = float(os.environ.get("KUBERL_OPERATOR_TIMER_SECONDS", "5"))
 
 
 @kopf.on.startup()
@@ -37,35 +39,42 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     kube.load_config()
 
 
-def _experiment(name: str, namespace: str, spec: Any, status: Any) -> Experiment:
-    try:
-        return Experiment.from_body(name, namespace, dict(spec), dict(status or {}))
-    except ConfigError as err:
-        raise kopf.PermanentError(f"invalid spec: {err}") from None
-
-
 def _apply_children(exp: Experiment, body: Any) -> None:
     for child in desired_children(exp, SETTINGS):
         kube.apply(child, owner=body)
+
+
+def _patch_status_if_changed(status: kopf.Status, new_status: dict[str, Any], patch: kopf.Patch) -> None:
+    if any(dict(status).get(key) != value for key, value in new_status.items()):
+        patch.status.update(new_status)
 
 
 @kopf.on.resume(API_GROUP, VERSION, PLURAL)
 @kopf.on.create(API_GROUP, VERSION, PLURAL)
 @kopf.on.update(API_GROUP, VERSION, PLURAL, field="spec")
 def reconcile(name: str, namespace: str, spec: kopf.Spec, status: kopf.Status, body: kopf.Body, **_: Any) -> None:
-    _apply_children(_experiment(name, namespace, spec, status), body)
+    try:
+        exp = Experiment.from_body(name, namespace, dict(spec), dict(status or {}))
+    except ConfigError as err:
+        kopf.warn(body, reason="InvalidSpec", message=str(err))
+        raise kopf.PermanentError(f"invalid spec: {err}") from None
+    _apply_children(exp, body)
 
 
-@kopf.timer(API_GROUP, VERSION, PLURAL, interval=TIMER_SECONDS, initial_delay=1.0)
+@kopf.timer(API_GROUP, VERSION, PLURAL, interval=TIMER_SECONDS, initial_delay=min(1.0, TIMER_SECONDS))
 def keep_status(name: str, namespace: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                 body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    exp = _experiment(name, namespace, spec, status)
     now = datetime.now(timezone.utc)
-    observation = observe(exp, int(meta.get("generation") or 0), now, SETTINGS)
-    new_status = compute_status(exp, dict(status), observation)
+    generation = int(meta.get("generation") or 0)
+    try:
+        exp = Experiment.from_body(name, namespace, dict(spec), dict(status or {}))
+    except ConfigError as err:
+        _patch_status_if_changed(status, invalid_spec_status(dict(status), generation, now, f"invalid spec: {err}"),
+                                 patch)
+        return
+    new_status = compute_status(exp, dict(status), observe(exp, generation, now, SETTINGS))
     _apply_children(dataclasses.replace(exp, phase=new_status["phase"]), body)
-    if any(dict(status).get(key) != value for key, value in new_status.items()):
-        patch.status.update(new_status)
+    _patch_status_if_changed(status, new_status, patch)
     ttl = spec.get("ttlSecondsAfterFinished")
     if ttl is not None and is_finished(new_status):
         finished_at = datetime.strptime(new_status["completionTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)

@@ -43,7 +43,8 @@ def is_subset(desired: Any, live: Any) -> bool:
 
 def apply(obj: dict[str, Any], owner: dict[str, Any]) -> str:
     """Creates or patches one child owned by `owner`; returns "created", "patched" or "unchanged"."""
-    kopf.adopt(obj, owner=owner)
+    # Not forced=True: that would rename every child after its owner; ours have names of their own.
+    kopf.adopt(obj, owner=owner, nested="spec.template")
     api, kind = _api(obj["kind"])
     name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
     try:

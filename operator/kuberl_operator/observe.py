@@ -31,9 +31,9 @@ def _has_reward_threshold(env_id: str) -> bool:
         return True
 
 
-def learner_view(exp: Experiment) -> LearnerView | None:
+def learner_view(exp: Experiment, settings: Settings) -> LearnerView | None:
     try:
-        stats = stub(learner_grpc.LearnerServiceStub, exp.address("learner")).GetLearnerStats(
+        stats = stub(learner_grpc.LearnerServiceStub, exp.address("learner", settings)).GetLearnerStats(
             learner_pb.GetLearnerStatsRequest(experiment_id=exp.name), timeout=RPC_TIMEOUT).stats
     except grpc.RpcError:
         return None
@@ -53,15 +53,14 @@ def episode_returns(exp: Experiment, settings: Settings) -> tuple[int | None, fl
     return reply.total, mean
 
 
-def observe(exp: Experiment, generation: int, now: datetime, settings: Settings | None = None) -> Observation:
-    settings = settings or Settings.from_environ()
+def observe(exp: Experiment, generation: int, now: datetime, settings: Settings) -> Observation:
     ready = {}
     for role in ROLES:
         count = kube.ready_replicas(exp.namespace, exp.child_name(role))
         if count is not None:
             ready[role] = count
     episodes, mean_return = episode_returns(exp, settings)
-    return Observation(generation=generation, now=now, ready=ready, learner=learner_view(exp), episodes=episodes,
+    return Observation(generation=generation, now=now, ready=ready, learner=learner_view(exp, settings), episodes=episodes,
                        mean_return=mean_return,
                        budget_is_the_goal=exp.config.stop.target_return is None
                        and not _has_reward_threshold(exp.config.env_id))

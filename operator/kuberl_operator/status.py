@@ -30,6 +30,7 @@ class Reason:
     TRAINING_FAILED = "TrainingFailed"
     TRAINING = "Training"
     FINISHED = "Finished"
+    INVALID_SPEC = "InvalidSpec"
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ def compute_status(exp: Experiment, previous: dict[str, Any] | None, obs: Observ
     learner_state = obs.learner.state if obs.learner else ""
     succeeded = _is_true(old_conditions, "Succeeded") or learner_state == SOLVED or (
         learner_state == BUDGET_EXHAUSTED and obs.budget_is_the_goal)
-    failed = not succeeded and (_is_true(old_conditions, "Failed") or learner_state == FAILED or (
+    failed_before = _is_true(old_conditions, "Failed") and old_conditions["Failed"].get("reason") != Reason.INVALID_SPEC
+    failed = not succeeded and (failed_before or learner_state == FAILED or (
         learner_state == BUDGET_EXHAUSTED and not obs.budget_is_the_goal))
     finished = succeeded or failed
     learner_message = obs.learner.message if obs.learner else ""
@@ -150,6 +152,18 @@ def compute_status(exp: Experiment, previous: dict[str, Any] | None, obs: Observ
     if finished:
         status["completionTime"] = previous.get("completionTime") or _time(obs.now)
     return status
+
+
+def invalid_spec_status(previous: dict[str, Any] | None, generation: int, now: datetime, message: str
+                        ) -> dict[str, Any]:
+    """Status of an experiment whose spec cannot be used: Failed with reason InvalidSpec, until
+    a corrected spec (a new generation) is reconciled."""
+    previous = dict(previous or {})
+    old = {c["type"]: c for c in previous.get("conditions", []) if "type" in c}
+    conditions = [_condition(old, now, generation, "Ready", "False", Reason.INVALID_SPEC, message),
+                  _condition(old, now, generation, "Failed", "True", Reason.INVALID_SPEC, message)]
+    return {"phase": "Failed", "message": message, "observedGeneration": generation,
+            "conditions": conditions + [c for t, c in old.items() if t not in ("Ready", "Failed")]}
 
 
 def _reason_kept(old: dict[str, dict], type_: str, reason: str) -> str:

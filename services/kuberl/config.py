@@ -273,6 +273,10 @@ def _proto_to_spec(cls: type, msg: Any) -> dict[str, Any]:
 # --- manifests -----------------------------------------------------------------------------
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# An experiment's children are named "<name>-environment" and so on, and Service names are
+# DNS-1035 labels (a letter first, at most 63 characters): 51 leaves room for the longest suffix.
+MAX_NAME_LENGTH = 51
+EXPERIMENT_NAME = re.compile(rf"[a-z]([-a-z0-9]{{0,{MAX_NAME_LENGTH - 2}}}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -296,8 +300,9 @@ def parse_manifest(doc: Any) -> Experiment:
     if not isinstance(metadata, dict):
         raise ConfigError("metadata", "must be a mapping with a name")
     name = metadata.get("name")
-    if not isinstance(name, str) or not _DNS_LABEL.fullmatch(name):
-        raise ConfigError("metadata.name", f"must be a DNS label (lower-case letters, digits, '-'), got {name!r}")
+    if not isinstance(name, str) or not EXPERIMENT_NAME.fullmatch(name):
+        raise ConfigError("metadata.name", f"must be a lower-case letter followed by up to {MAX_NAME_LENGTH - 1} "
+                                           f"lower-case letters, digits or '-' (not ending in '-'), got {name!r}")
     namespace = metadata.get("namespace", "default")
     if not isinstance(namespace, str) or not _DNS_LABEL.fullmatch(namespace):
         raise ConfigError("metadata.namespace", f"must be a DNS label, got {namespace!r}")
@@ -309,10 +314,23 @@ def parse_manifest(doc: Any) -> Experiment:
     if not isinstance(doc["spec"] or {}, dict):
         raise ConfigError("spec", f"must be a mapping, got {doc['spec']!r}")
     spec = dict(doc["spec"] or {})
+    check_cluster_fields(spec)
     # Cluster-only knobs that a local run has no use for.
-    for key in ("suspend", "ttlSecondsAfterFinished"):
+    for key in CLUSTER_ONLY_FIELDS:
         spec.pop(key, None)
     return Experiment(name=name, namespace=namespace, config=from_spec(spec))
+
+
+CLUSTER_ONLY_FIELDS = ("suspend", "ttlSecondsAfterFinished")
+
+
+def check_cluster_fields(spec: dict[str, Any]) -> None:
+    """The spec fields only a cluster acts on (suspend, TTL), checked as the CRD checks them."""
+    if "suspend" in spec and not isinstance(spec["suspend"], bool):
+        raise ConfigError("spec.suspend", f"must be true or false, got {spec['suspend']!r}")
+    ttl = spec.get("ttlSecondsAfterFinished")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0):
+        raise ConfigError("spec.ttlSecondsAfterFinished", f"must be an integer >= 0, got {ttl!r}")
 
 
 def load_manifest(path: str | Path) -> Experiment:

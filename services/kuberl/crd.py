@@ -14,7 +14,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-from kuberl.config import API_GROUP, KIND, ExperimentConfig, _camel
+from kuberl.config import API_GROUP, EXPERIMENT_NAME, KIND, MAX_NAME_LENGTH, ExperimentConfig, _camel
 
 PLURAL = "rlexperiments"
 SHORT_NAME = "rlx"
@@ -92,7 +92,7 @@ def spec_schema() -> dict[str, Any]:
 
 def _replica_status(role: str) -> dict[str, Any]:
     return {"type": "object", "description": f"The {role} Deployment as observed.", "properties": {
-        "replicas": {"type": "integer", "description": "Desired replicas."},
+        "replicas": {"type": "integer", "description": "Desired replicas (0 while suspended or finished)."},
         "readyReplicas": {"type": "integer", "description": "Replicas passing their readiness probe."},
         "selector": {"type": "string", "description": "Label selector of the pods (for the scale subresource)."}}}
 
@@ -144,12 +144,17 @@ def crd_manifest() -> dict[str, Any]:
                     "type": "object", "description": "A reinforcement-learning experiment: actors, replay shards "
                                                      "and a Double DQN learner.",
                     "required": ["spec"],
+                    "x-kubernetes-validations": [{
+                        "rule": f"self.metadata.name.matches('^{EXPERIMENT_NAME.pattern}$')",
+                        "message": f"metadata.name must start with a lower-case letter and have at most "
+                                   f"{MAX_NAME_LENGTH} lower-case letters, digits or '-': the experiment's "
+                                   f"Services are named after it"}],
                     "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
                                    "metadata": {"type": "object"}, "spec": spec_schema(),
                                    "status": status_schema()}}},
                 "subresources": {"status": {}, "scale": {
                     "specReplicasPath": ".spec.environment.replicas",
-                    "statusReplicasPath": ".status.environment.replicas",
+                    "statusReplicasPath": ".status.environment.readyReplicas",
                     "labelSelectorPath": ".status.environment.selector"}},
                 "additionalPrinterColumns": [{"name": n, "type": t, "jsonPath": p} for n, t, p in columns],
             }],

@@ -68,6 +68,7 @@ def ensure_configmap(body: kopf.Body, logger: Any) -> bool:
 @kopf.on.create(GROUP, VERSION, PLURAL)
 def create_fn(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
     ensure_configmap(body, logger)
+    kopf.info(body, reason="Configured", message=f"ConfigMap {configmap_name(body.metadata.name)} ready")
     patch.status["phase"] = "Configured"
     patch.status["configMap"] = configmap_name(body.metadata.name)
 

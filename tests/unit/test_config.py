@@ -249,8 +249,12 @@ def test_parse_manifest_refuses(doc, path):
     assert err.value.path == path
 
 
-def test_name_of_63_characters_is_a_dns_label():
-    assert C.parse_manifest(manifest(metadata={"name": "a" * 63})).name == "a" * 63
+def test_names_leave_room_for_the_childrens_service_names():
+    assert C.parse_manifest(manifest(metadata={"name": "a" * 51})).name == "a" * 51
+    for name in ("a" * 52, "1abc", "-abc", "abc-"):  # "<name>-environment" must be a DNS-1035 label
+        with pytest.raises(ConfigError) as err:
+            C.parse_manifest(manifest(metadata={"name": name}))
+        assert err.value.path == "metadata.name"
 
 
 def test_name_with_trailing_newline_is_refused():
@@ -303,3 +307,12 @@ def test_load_manifest_empty_or_missing_file(tmp_path):
         C.load_manifest(tmp_path / "empty.yaml")
     with pytest.raises(ConfigError, match="cannot read"):
         C.load_manifest(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("spec, field", [({"suspend": "no"}, "spec.suspend"),
+                                         ({"ttlSecondsAfterFinished": -1}, "spec.ttlSecondsAfterFinished"),
+                                         ({"ttlSecondsAfterFinished": 1.5}, "spec.ttlSecondsAfterFinished")])
+def test_cluster_only_fields_are_checked_too(spec, field):
+    with pytest.raises(ConfigError) as err:
+        C.parse_manifest(manifest(spec=spec))
+    assert err.value.path == field

@@ -195,8 +195,8 @@ livenessProbe:
 A NetworkPolicyPeer list entry: kuberl pods (part-of=kuberl) in the peer namespaces.
 */}}
 {{- define "kuberl.networkPolicy.kuberlPeer" -}}
-- namespaceSelector:
-    {{- toYaml .Values.networkPolicy.peerNamespaceSelector | nindent 4 }}
+{{- $namespaces := .Values.networkPolicy.peerNamespaceSelector -}}
+- namespaceSelector: {{- if $namespaces }}{{ toYaml $namespaces | nindent 4 }}{{ else }} {}{{ end }}
   podSelector:
     matchLabels:
       app.kubernetes.io/part-of: {{ include "kuberl.partOf" . }}
