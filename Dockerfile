@@ -18,7 +18,10 @@ RUN /opt/kuberl/bin/pip install --no-cache-dir --disable-pip-version-check . \
 FROM ${BASE_IMAGE}
 COPY --from=build /opt/kuberl /opt/kuberl
 # A fixed non-root uid, so that Kubernetes' runAsNonRoot can check it.
-RUN groupadd --gid 10001 kuberl && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin kuberl
+# The data directory (replay snapshots, SQLite metrics) belongs to that uid, so that a volume
+# mounted on it starts out writable.
+RUN groupadd --gid 10001 kuberl && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin kuberl \
+ && mkdir -p /var/lib/kuberl && chown 10001:10001 /var/lib/kuberl
 ENV PATH=/opt/kuberl/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -136,12 +136,16 @@ class LocalExperiments:
                     self._observe(record)
 
     def _observe(self, record: Record) -> None:
+        learner = stub(learner_grpc.LearnerServiceStub, self.learner_address)
         try:
-            record.learner = stub(learner_grpc.LearnerServiceStub, self.learner_address).GetLearnerStats(
+            record.learner = learner.GetLearnerStats(
                 learner_pb.GetLearnerStatsRequest(experiment_id=record.experiment_id), timeout=5.0).stats
         except grpc.RpcError as err:
             record.message = f"learner unreachable: {err.code().name}"
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                self._restart_training(record)
             return
+        record.message = ""
         state = record.learner.state
         if state == learner_pb.TRAINING_STATE_SOLVED:
             self.stop(record.experiment_id, pb.EXPERIMENT_PHASE_SUCCEEDED, record.learner.message)
@@ -153,6 +157,17 @@ class LocalExperiments:
             self.stop(record.experiment_id, phase, record.learner.message)
         elif state == learner_pb.TRAINING_STATE_FAILED:
             self.stop(record.experiment_id, pb.EXPERIMENT_PHASE_FAILED, record.learner.message)
+
+    def _restart_training(self, record: Record) -> None:
+        """A learner that restarted has forgotten the experiment: start it again. It resumes from
+        the policy role's newest weights, and the shards still hold the replay."""
+        try:
+            stub(learner_grpc.LearnerServiceStub, self.learner_address).StartTraining(
+                learner_pb.StartTrainingRequest(experiment_id=record.experiment_id, config=to_proto(record.config)),
+                timeout=RPC_TIMEOUT)
+            log.info("%s: the learner had restarted; training started again", record.experiment_id)
+        except grpc.RpcError as err:
+            log.warning("%s: restarting training failed: %s", record.experiment_id, err.code().name)
 
     # --- status ------------------------------------------------------------------------------
 

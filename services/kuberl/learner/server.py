@@ -44,7 +44,9 @@ class ShardSampler:
         self.experiment_id = experiment_id
         self.shards = shards
         self.sizes: dict[str, int] = {}
-        self.inserted: dict[str, int] = {}  # kept for shards that are down, so env steps never go back
+        # Kept for shards that are down, so that env steps never go back.
+        self.inserted: dict[str, int] = {}
+        self.sampled: dict[str, int] = {}
 
     @property
     def env_steps(self) -> int:
@@ -57,6 +59,7 @@ class ShardSampler:
     def _record(self, address: str, stats: buffer_pb.ReplayStats) -> None:
         self.sizes[address] = stats.size
         self.inserted[address] = max(stats.total_inserted, self.inserted.get(address, 0))
+        self.sampled[address] = max(stats.total_sampled, self.sampled.get(address, 0))
 
     def refresh(self) -> None:
         """Asks every known shard for its stats (in parallel)."""
@@ -176,6 +179,10 @@ class TrainingRun:
 
     def _sample_loop(self) -> None:
         try:
+            # A restarted learner finds replay that was already sampled: the rate limit counts
+            # from there, instead of paying the whole history's allowance out in one burst.
+            self.sampler.refresh()
+            self._batches_sampled = sum(self.sampler.sampled.values()) // self.config.learner.batch_size
             while not self._stop.is_set():
                 lc = self.config.learner  # read each round: reconfigure() may replace it
                 self.sampler.refresh()
