@@ -25,6 +25,6 @@ def test_every_manifest_field_is_documented():
 
 def test_ci_runs_the_readme_test_command():
     commands = re.findall(r"```bash\n(.*?)\n```", README, re.S)
-    assert "pip install -e . && kuberl run examples/cartpole.yaml" in commands
+    assert 'pip install -e ".[local]" && kuberl run examples/cartpole.yaml' in commands
     assert "bash tests/run.sh" in commands
     assert "bash tests/run.sh" in (REPO / ".ci" / "run").read_text()

@@ -15,6 +15,11 @@ from kuberl.crd import PLURAL, VERSION
 
 log = logging.getLogger(__name__)
 MERGE_PATCH = "application/merge-patch+json"
+# No call to the API server may hang a handler forever (the client's default): (connect, read).
+TIMEOUT = (5, 20)
+
+
+_SERIALIZER = client.ApiClient()  # only turns model objects into dicts; it sends nothing
 
 
 def load_config() -> None:
@@ -48,19 +53,20 @@ def apply(obj: dict[str, Any], owner: dict[str, Any]) -> str:
     api, kind = _api(obj["kind"])
     name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
     try:
-        live = getattr(api, f"read_namespaced_{kind}")(name, namespace)
+        live = getattr(api, f"read_namespaced_{kind}")(name, namespace, _request_timeout=TIMEOUT)
     except ApiException as err:
         if err.status != 404:
             raise
-        getattr(api, f"create_namespaced_{kind}")(namespace, obj)
+        getattr(api, f"create_namespaced_{kind}")(namespace, obj, _request_timeout=TIMEOUT)
         log.info("created %s %s/%s", obj["kind"], namespace, name)
         return "created"
-    live_dict = client.ApiClient().sanitize_for_serialization(live)
+    live_dict = _SERIALIZER.sanitize_for_serialization(live)
     wanted = {key: obj[key] for key in ("metadata", "spec", "data") if key in obj}
     wanted["metadata"] = {k: v for k, v in obj["metadata"].items() if k in ("labels", "annotations")}
     if is_subset(wanted, live_dict):
         return "unchanged"
-    getattr(api, f"patch_namespaced_{kind}")(name, namespace, wanted, _content_type=MERGE_PATCH)
+    getattr(api, f"patch_namespaced_{kind}")(name, namespace, wanted, _content_type=MERGE_PATCH,
+                                             _request_timeout=TIMEOUT)
     log.info("patched %s %s/%s", obj["kind"], namespace, name)
     return "patched"
 
@@ -68,7 +74,7 @@ def apply(obj: dict[str, Any], owner: dict[str, Any]) -> str:
 def ready_replicas(namespace: str, name: str) -> int | None:
     """A Deployment's ready replicas; None when it does not exist."""
     try:
-        deployment = client.AppsV1Api().read_namespaced_deployment(name, namespace)
+        deployment = client.AppsV1Api().read_namespaced_deployment(name, namespace, _request_timeout=TIMEOUT)
     except ApiException as err:
         if err.status == 404:
             return None
@@ -79,7 +85,8 @@ def ready_replicas(namespace: str, name: str) -> int | None:
 def delete_experiment(namespace: str, name: str) -> None:
     """Deletes the RLExperiment; its children go with it through their owner references."""
     try:
-        client.CustomObjectsApi().delete_namespaced_custom_object(API_GROUP, VERSION, namespace, PLURAL, name)
+        client.CustomObjectsApi().delete_namespaced_custom_object(API_GROUP, VERSION, namespace, PLURAL, name,
+                                                                  _request_timeout=TIMEOUT)
     except ApiException as err:
         if err.status != 404:
             raise

@@ -276,5 +276,5 @@ def run_manifest(path: Path, output: Path | None, timeout: float, progress: bool
           f"  mean return      {_fmt(status.mean_return)} (last 100 training episodes)\n"
           f"  greedy return    {_fmt(status.eval_return)} (mean of {experiment.config.stop.eval_episodes} episodes)\n"
           f"  updates          {status.updates}, policy version {status.policy_version}\n"
-          f"  learning curve   {curve}")
+          f"  learning curve   {curve or 'not drawn: pip install kuberl[local] (matplotlib)'}")
     return 0 if status.phase == exp_pb.EXPERIMENT_PHASE_SUCCEEDED else 1

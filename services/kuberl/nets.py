@@ -1,4 +1,4 @@
-"""Q-networks and Double DQN in numpy: a 2-hidden-layer ReLU MLP, Huber loss, Adam, clipping.
+"""Q-networks and Double DQN in numpy: a 2-hidden-layer leaky-ReLU MLP, Huber loss, Adam, clipping.
 
 float32 throughout and hand-written backprop: at CartPole sizes the cost is Python call
 overhead, not FLOPs, so the update keeps the number of numpy calls small (one forward over
@@ -26,11 +26,21 @@ def init_params(sizes: list[int], rng: np.random.Generator) -> Params:
     return params
 
 
+# Leaky ReLU: with plain ReLU a unit whose input turns negative everywhere stops learning for
+# good, and once a whole layer has died Q no longer depends on the state (a greedy policy that
+# always pushes one way, from which training never recovers). A small slope keeps every unit alive.
+NEGATIVE_SLOPE = 0.01
+
+
+def _leaky_relu(z: np.ndarray) -> np.ndarray:
+    return np.maximum(z, NEGATIVE_SLOPE * z)
+
+
 def q_values(params: Params, obs: np.ndarray) -> np.ndarray:
     """Q(s, .) for a batch of observations."""
     w1, b1, w2, b2, w3, b3 = params
-    h = np.maximum(obs @ w1 + b1, 0.0)
-    h = np.maximum(h @ w2 + b2, 0.0)
+    h = _leaky_relu(obs @ w1 + b1)
+    h = _leaky_relu(h @ w2 + b2)
     return h @ w3 + b3
 
 
@@ -60,9 +70,9 @@ def huber_loss_and_grads(params: Params, target_params: Params, batch: Transitio
     n = batch.rows
     x = np.concatenate([batch.obs, batch.next_obs]).astype(np.float32, copy=False)
     z1 = x @ w1 + b1
-    h1 = np.maximum(z1, 0.0)
+    h1 = _leaky_relu(z1)
     z2 = h1 @ w2 + b2
-    h2 = np.maximum(z2, 0.0)
+    h2 = _leaky_relu(z2)
     q_all = h2 @ w3 + b3
     q, q_next_online = q_all[:n], q_all[n:]
 
@@ -82,10 +92,10 @@ def huber_loss_and_grads(params: Params, target_params: Params, batch: Transitio
     h1, h2, z1, z2 = h1[:n], h2[:n], z1[:n], z2[:n]
     grads_w3 = h2.T @ dq
     grads_b3 = dq.sum(axis=0)
-    dh2 = (dq @ w3.T) * (z2 > 0)
+    dh2 = (dq @ w3.T) * np.where(z2 > 0, 1.0, NEGATIVE_SLOPE).astype(z2.dtype)
     grads_w2 = h1.T @ dh2
     grads_b2 = dh2.sum(axis=0)
-    dh1 = (dh2 @ w2.T) * (z1 > 0)
+    dh1 = (dh2 @ w2.T) * np.where(z1 > 0, 1.0, NEGATIVE_SLOPE).astype(z1.dtype)
     grads_w1 = x[:n].T @ dh1
     grads_b1 = dh1.sum(axis=0)
     return loss, [grads_w1, grads_b1, grads_w2, grads_b2, grads_w3, grads_b3], float(q_taken.mean())

@@ -6,9 +6,13 @@ import math
 from pathlib import Path
 
 
-def write_learning_curve(history: list[tuple[float, int, float, float]], path: Path, title: str) -> Path:
-    """history rows: (seconds, env steps, mean training return, greedy eval return)."""
-    import matplotlib
+def write_learning_curve(history: list[tuple[float, int, float, float]], path: Path, title: str) -> Path | None:
+    """history rows: (seconds, env steps, mean training return, greedy eval return). None when
+    matplotlib is not installed (`pip install kuberl[local]`)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
 
     matplotlib.use("Agg")  # no display: write files only
     import matplotlib.pyplot as plt

@@ -11,9 +11,21 @@ from tests.docker import engine
 
 
 @pytest.fixture(scope="session")
-def project_image() -> str:
+def docker_engine():
+    """The engine; one this fixture started is stopped again at the end (images stay cached)."""
     try:
-        engine.ensure_engine()
+        started = engine.ensure_engine()
+    except engine.DockerUnavailable as err:
+        skip_or_fail(f"no Docker engine: {err}")
+    yield
+    if started is not None:
+        started.terminate()
+        started.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def project_image(docker_engine) -> str:
+    try:
         started = time.monotonic()
         base = engine.ensure_base_image()
         base_seconds = time.monotonic() - started

@@ -49,23 +49,24 @@ def _engine_answers() -> bool:
         return False
 
 
-def ensure_engine(timeout: float = 60) -> None:
-    """A running engine: the one there is, or a dockerd started now in the background."""
+def ensure_engine(timeout: float = 60) -> subprocess.Popen | None:
+    """A running engine: the one there is (None), or a dockerd started now in the background
+    (returned, so that whoever started it can stop it)."""
     if shutil.which("docker") is None:
         raise DockerUnavailable("no docker client (apt-get install docker.io)")
     if _engine_answers():
-        return
+        return None
     dockerd = shutil.which("dockerd")
     if dockerd is None:
         raise DockerUnavailable("no Docker engine and no dockerd to start (apt-get install docker.io)")
     if os.geteuid() != 0:
         raise DockerUnavailable("dockerd is not running and only root can start it")
     with open(DOCKERD_LOG, "ab") as log:
-        subprocess.Popen([dockerd], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen([dockerd], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if _engine_answers():
-            return
+            return process
         time.sleep(0.5)
     raise DockerUnavailable(f"dockerd did not answer within {timeout:.0f}s: {DOCKERD_LOG.read_text()[-2000:]}")
 

@@ -160,7 +160,7 @@ def test_a_finished_experiment_scales_down_and_goes_after_its_ttl(kube_api: Kube
     with run_operator(HANDLERS) as runner:
         kube.wait_for(lambda: status(kube, "done").get("completionTime"), message="completion time")
         assert status(kube, "done")["phase"] == "Succeeded"
-        kube.wait_gone(RLEXPERIMENTS, "done", NS, timeout=15)
+        kube.wait_gone(RLEXPERIMENTS, "done", NS, timeout=30)
         kube.wait_for(lambda: kube.list(DEPLOYMENTS, NS) == [], message="children collected with their owner")
     assert runner.exception is None
 
