@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -61,7 +62,8 @@ def reconcile(name: str, namespace: str, spec: kopf.Spec, status: kopf.Status, b
     _apply_children(exp, body)
 
 
-@kopf.timer(API_GROUP, VERSION, PLURAL, interval=TIMER_SECONDS, initial_delay=min(1.0, TIMER_SECONDS))
+@kopf.timer(API_GROUP, VERSION, PLURAL, interval=TIMER_SECONDS, initial_delay=min(1.0, TIMER_SECONDS),
+            backoff=TIMER_SECONDS)
 def keep_status(name: str, namespace: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                 body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     now = datetime.now(timezone.utc)
@@ -76,8 +78,10 @@ def keep_status(name: str, namespace: str, spec: kopf.Spec, status: kopf.Status,
     _apply_children(dataclasses.replace(exp, phase=new_status["phase"]), body)
     _patch_status_if_changed(status, new_status, patch)
     ttl = spec.get("ttlSecondsAfterFinished")
-    if ttl is not None and is_finished(new_status):
+    if ttl is not None and is_finished(new_status) and not meta.get("deletionTimestamp"):
         finished_at = datetime.strptime(new_status["completionTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
         if now >= finished_at + timedelta(seconds=ttl):
-            kube.delete_experiment(namespace, name)
+            # Not from inside this handler: kopf stops an object's timers before it lets the
+            # object go, and a timer that deletes its own object mid-run can wait on itself.
+            threading.Thread(target=kube.delete_experiment, args=(namespace, name), daemon=True).start()
 

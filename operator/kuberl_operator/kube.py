@@ -57,9 +57,16 @@ def apply(obj: dict[str, Any], owner: dict[str, Any]) -> str:
     except ApiException as err:
         if err.status != 404:
             raise
-        getattr(api, f"create_namespaced_{kind}")(namespace, obj, _request_timeout=TIMEOUT)
-        log.info("created %s %s/%s", obj["kind"], namespace, name)
-        return "created"
+        try:
+            getattr(api, f"create_namespaced_{kind}")(namespace, obj, _request_timeout=TIMEOUT)
+        except ApiException as conflict:
+            if conflict.status != 409:
+                raise
+            # The reconcile handler and the timer may apply at once: the other one created it.
+            live = getattr(api, f"read_namespaced_{kind}")(name, namespace, _request_timeout=TIMEOUT)
+        else:
+            log.info("created %s %s/%s", obj["kind"], namespace, name)
+            return "created"
     live_dict = _SERIALIZER.sanitize_for_serialization(live)
     wanted = {key: obj[key] for key in ("metadata", "spec", "data") if key in obj}
     wanted["metadata"] = {k: v for k, v in obj["metadata"].items() if k in ("labels", "annotations")}
