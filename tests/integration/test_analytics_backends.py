@@ -197,3 +197,12 @@ def test_mysql_store_reports_an_unreachable_server_as_unavailable(mysql_password
         store.write("n", "t", points(steps=[1]))
     with pytest.raises(StoreUnavailable):
         store.query(Query("exp", "loss"))
+
+
+def test_a_batch_written_twice_is_stored_once(store):
+    """A retry after a write whose answer was lost (its commit may have happened) adds nothing."""
+    batch = points(steps=[1, 2, 3])
+    store.write("n", "t", batch, batch_id="b" * 32)
+    store.write("n", "t", batch, batch_id="b" * 32)
+    store.write("n", "t", batch)  # a new batch, the same values: stored again
+    assert store.query(Query("exp", "loss"))[1] == 6

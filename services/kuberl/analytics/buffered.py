@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections import deque
 
 from kuberl.analytics.core import MetricsStore, Point, Query, StoreUnavailable, validate_batch
@@ -24,7 +25,8 @@ class BufferedStore:
         self.backend = backend
         self.max_queued_points = max_queued_points
         self.min_backoff, self.max_backoff = min_backoff, max_backoff
-        self._queue: deque[tuple[str, str, list[Point]]] = deque()
+        # (node name, node type, points, batch id): the id makes a retried batch land once.
+        self._queue: deque[tuple[str, str, list[Point], str]] = deque()
         self._queued_points = 0
         # Guards the queue; held across a direct write so that no queued batch is overtaken.
         self._lock = threading.Lock()
@@ -37,23 +39,28 @@ class BufferedStore:
     def queued_points(self) -> int:
         return self._queued_points
 
-    def write(self, node_name: str, node_type: str, points: list[Point]) -> None:
+    def write(self, node_name: str, node_type: str, points: list[Point], batch_id: str = "") -> None:
         validate_batch(node_name, node_type, points)
+        batch_id = batch_id or uuid.uuid4().hex
         with self._lock:
             if not self._queue:
                 try:
-                    self.backend.write(node_name, node_type, points)
+                    self.backend.write(node_name, node_type, points, batch_id)
                     return
                 except StoreUnavailable as err:
                     log.warning("database unavailable, queueing metrics: %s", err)
             if self._queued_points + len(points) > self.max_queued_points:
                 raise Exhausted(f"the database is unavailable and {self._queued_points} metric points already wait "
                                 f"(limit {self.max_queued_points}); retry later")
-            self._queue.append((node_name, node_type, points))
+            self._queue.append((node_name, node_type, points, batch_id))
             self._queued_points += len(points)
         self._wake.set()
 
     def query(self, query: Query) -> tuple[list[Point], int]:
+        # While batches wait the database is away (or they would be written): answer at once
+        # rather than queue a read behind reconnect attempts.
+        if self._queue:
+            raise StoreUnavailable(f"the database is unavailable ({self._queued_points} metric points wait for it)")
         return self.backend.query(query)
 
     def _flush_once(self) -> bool:
@@ -62,11 +69,11 @@ class BufferedStore:
             with self._lock:
                 if not self._queue:
                     return True
-                node_name, node_type, points = self._queue[0]
+                node_name, node_type, points, batch_id = self._queue[0]
             # Outside the lock: a reconnect may take seconds and writers must not wait for it.
             # The head stays queued until written, so new writes keep queueing behind it.
             try:
-                self.backend.write(node_name, node_type, points)
+                self.backend.write(node_name, node_type, points, batch_id)
             except StoreUnavailable:
                 return False
             with self._lock:

@@ -11,6 +11,7 @@ import math
 import sqlite3
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,8 +48,9 @@ class StoreUnavailable(Unavailable):
 
 
 class MetricsStore(Protocol):
-    def write(self, node_name: str, node_type: str, points: list[Point]) -> None:
-        """Stores a batch atomically, in one round trip where the backend allows."""
+    def write(self, node_name: str, node_type: str, points: list[Point], batch_id: str = "") -> None:
+        """Stores a batch atomically, in one round trip where the backend allows. Writing the
+        same batch_id again stores nothing more (a retry after an unclear failure is safe)."""
 
     def query(self, query: Query) -> tuple[list[Point], int]:
         """Matching points in step order (the newest `limit` when newest_first) and the match count."""
@@ -83,6 +85,8 @@ class SQLStore:
 
     placeholder = "?"
     insert_ignore = "INSERT OR IGNORE"
+    # Ignores only a repeated (batch_id, batch_row); any other error in a row still fails the batch.
+    on_repeated_row = " ON CONFLICT (batch_id, batch_row) DO NOTHING"
 
     def __init__(self) -> None:
         self._node_ids: dict[str, int] = {}
@@ -110,10 +114,11 @@ class SQLStore:
                     missing)
         cache.update({key: int(ident) for key, ident in cur.fetchall()})
 
-    def write(self, node_name: str, node_type: str, points: list[Point]) -> None:
+    def write(self, node_name: str, node_type: str, points: list[Point], batch_id: str = "") -> None:
         validate_batch(node_name, node_type, points)
         if not points:
             return
+        batch_id = batch_id or uuid.uuid4().hex
         now = time.time()
         with self._lock:
             try:
@@ -123,11 +128,13 @@ class SQLStore:
                     self._ids(cur, self._metric_ids, "metric_types", "name", "metric_type_id", (),
                               {p.metric: () for p in points})
                     node_id = self._node_ids[node_name]
+                    # (batch_id, batch_row) is unique: a batch written twice (its first attempt
+                    # committed, but the connection died before the answer) is stored once.
                     cur.executemany(self._sql(
-                        "INSERT INTO metrics (node_id, metric_type_id, value, experiment_id, step, timestamp) "
-                        "VALUES (?, ?, ?, ?, ?, ?)"),
-                        [(node_id, self._metric_ids[p.metric], p.value, p.experiment_id, p.step, p.timestamp or now)
-                         for p in points])
+                        "INSERT INTO metrics (node_id, metric_type_id, value, experiment_id, step, timestamp, "
+                        "batch_id, batch_row) VALUES (?, ?, ?, ?, ?, ?, ?, ?)" + self.on_repeated_row),
+                        [(node_id, self._metric_ids[p.metric], p.value, p.experiment_id, p.step, p.timestamp or now,
+                          batch_id, row) for row, p in enumerate(points)])
             except BaseException:
                 # Ids first seen in a rolled-back transaction may not exist.
                 self._node_ids.clear()
@@ -179,8 +186,11 @@ SQLITE_SCHEMA = (
         value REAL NOT NULL,
         experiment_id TEXT NOT NULL,
         step INTEGER NOT NULL,
-        timestamp REAL NOT NULL)""",
+        timestamp REAL NOT NULL,
+        batch_id TEXT NOT NULL,
+        batch_row INTEGER NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS metrics_by_experiment ON metrics (experiment_id, metric_type_id, step)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS metrics_by_batch ON metrics (batch_id, batch_row)",
 )
 
 

@@ -43,7 +43,10 @@ SCHEMA = (
         experiment_id VARCHAR(128) NOT NULL,
         step BIGINT NOT NULL,
         timestamp DOUBLE NOT NULL,
+        batch_id CHAR(32) NOT NULL,
+        batch_row INT NOT NULL,
         INDEX metrics_by_experiment (experiment_id, metric_type_id, step),
+        UNIQUE INDEX metrics_by_batch (batch_id, batch_row),
         FOREIGN KEY (node_id) REFERENCES nodes (node_id),
         FOREIGN KEY (metric_type_id) REFERENCES metric_types (metric_type_id)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
@@ -110,6 +113,7 @@ class MySQLStore(SQLStore):
 
     placeholder = "%s"
     insert_ignore = "INSERT IGNORE"
+    on_repeated_row = " ON DUPLICATE KEY UPDATE batch_row = batch_row"
 
     def __init__(self, settings: MySQLSettings, connect_timeout: float = 5.0):
         super().__init__()
@@ -126,7 +130,7 @@ class MySQLStore(SQLStore):
         s = self.settings
         return pymysql.connect(host=s.host, port=s.port, user=s.user, password=s.password, database=database,
                                unix_socket=s.unix_socket, charset="utf8mb4", autocommit=True,
-                               connect_timeout=self.connect_timeout, read_timeout=30, write_timeout=30,
+                               connect_timeout=self.connect_timeout, read_timeout=10, write_timeout=10,
                                ssl_disabled=True)
 
     def _connection(self) -> pymysql.connections.Connection:
