@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from kuberl.cli import DEFAULT_PORTS
-from kuberl.config import API_VERSION, CLUSTER_ONLY_FIELDS, KIND, ExperimentConfig, check_cluster_fields, from_spec, to_spec
+from kuberl.config import (API_VERSION, CLUSTER_ONLY_FIELDS, KIND, ExperimentConfig, check_cluster_fields, from_spec,
+                           to_spec)
 
 ROLES = ("environment", "buffer", "learner")
 CONFIG_FILE = "experiment.yaml"

@@ -65,7 +65,7 @@ class LocalCluster:
                   "environment": self.environment_replicas, "experiment": 1}
         ports = {role: [free_port() for _ in range(n)] for role, n in counts.items()}
         peers = {role: ",".join(f"{LOOPBACK}:{p}" for p in ports[role]) for role in counts}
-        for role, n in counts.items():
+        for role in counts:
             self.replicas[role] = []
             for i, port in enumerate(ports[role]):
                 args = ["serve", role, "--host", LOOPBACK, "--port", str(port), "--node-name", f"{role}-{i}",

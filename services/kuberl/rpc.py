@@ -8,7 +8,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any, TypeVar
 
@@ -80,16 +80,16 @@ def require_experiment_id(experiment_id: str) -> str:
 
 
 class Server:
-    """A gRPC server with the standard health service (NOT_SERVING until `set_serving`)."""
+    """One role's gRPC server, with the standard health service (NOT_SERVING until
+    `set_serving`) and reflection. `add_servicer` is the generated add_XServicer_to_server."""
 
-    def __init__(self, service_names: Iterable[str], registrars: Iterable[Callable[[grpc.Server], None]],
+    def __init__(self, servicer: object, add_servicer: Callable[[Any, grpc.Server], None], file_descriptor: Any,
                  port: int, host: str = "[::]", max_workers: int = 32):
         self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=CHANNEL_OPTIONS)
-        for register in registrars:
-            register(self.grpc_server)
+        add_servicer(servicer, self.grpc_server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
-        self.service_names = list(service_names)
+        self.service_names = [service.full_name for service in file_descriptor.services_by_name.values()]
         reflection.enable_server_reflection([*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME],
                                             self.grpc_server)
         self.port = self.grpc_server.add_insecure_port(f"{host}:{port}")

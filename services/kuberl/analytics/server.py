@@ -48,7 +48,6 @@ def create_server(port: int, database_url: str, host: str = "[::]", max_queued_p
                   ) -> tuple[Server, BufferedStore]:
     store = BufferedStore(open_store(database_url), max_queued_points)
     log.info("metrics go to %s", redact_url(database_url))
-    server = Server([pb.DESCRIPTOR.services_by_name["AnalyticsService"].full_name],
-                    [lambda s: pb_grpc.add_AnalyticsServiceServicer_to_server(AnalyticsServicer(store), s)],
-                    port, host)
+    server = Server(AnalyticsServicer(store), pb_grpc.add_AnalyticsServiceServicer_to_server, pb.DESCRIPTOR, port,
+                    host)
     return server, store

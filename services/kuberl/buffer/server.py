@@ -94,7 +94,6 @@ class BufferRole:
 def create_server(port: int, data_dir: Path | None, metrics: MetricsReporter | None, host: str = "[::]"
                   ) -> tuple[Server, BufferRole]:
     role = BufferRole(data_dir, metrics)
-    server = Server([pb.DESCRIPTOR.services_by_name["BufferService"].full_name],
-                    [lambda s: pb_grpc.add_BufferServiceServicer_to_server(BufferServicer(role.shard), s)],
-                    port, host)
+    server = Server(BufferServicer(role.shard), pb_grpc.add_BufferServiceServicer_to_server, pb.DESCRIPTOR, port,
+                    host)
     return server, role

@@ -231,7 +231,6 @@ class EnvironmentRole:
 def create_server(port: int, buffer_target: str, policy_address: str, metrics: MetricsReporter | None,
                   host: str = "[::]") -> tuple[Server, EnvironmentRole]:
     role = EnvironmentRole(buffer_target, policy_address, metrics)
-    server = Server([pb.DESCRIPTOR.services_by_name["EnvironmentService"].full_name],
-                    [lambda s: pb_grpc.add_EnvironmentServiceServicer_to_server(EnvironmentServicer(role), s)],
+    server = Server(EnvironmentServicer(role), pb_grpc.add_EnvironmentServiceServicer_to_server, pb.DESCRIPTOR,
                     port, host)
     return server, role

@@ -252,7 +252,6 @@ def create_server(port: int, environment_target: str, learner_address: str, anal
         role: LocalExperiments | ClusterExperiments = ClusterExperiments(kubernetes_namespace)
     else:
         role = LocalExperiments(environment_target, learner_address, analytics_address)
-    server = Server([pb.DESCRIPTOR.services_by_name["ExperimentService"].full_name],
-                    [lambda s: pb_grpc.add_ExperimentServiceServicer_to_server(ExperimentServicer(role), s)],
+    server = Server(ExperimentServicer(role), pb_grpc.add_ExperimentServiceServicer_to_server, pb.DESCRIPTOR,
                     port, host)
     return server, role

@@ -385,6 +385,5 @@ class LearnerRole:
 def create_server(port: int, buffer_target: str, policy_address: str, metrics: MetricsReporter | None,
                   host: str = "[::]") -> tuple[Server, LearnerRole]:
     role = LearnerRole(buffer_target, policy_address, metrics)
-    server = Server([pb.DESCRIPTOR.services_by_name["LearnerService"].full_name],
-                    [lambda s: pb_grpc.add_LearnerServiceServicer_to_server(LearnerServicer(role), s)], port, host)
+    server = Server(LearnerServicer(role), pb_grpc.add_LearnerServiceServicer_to_server, pb.DESCRIPTOR, port, host)
     return server, role

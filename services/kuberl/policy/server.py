@@ -33,6 +33,5 @@ class PolicyServicer(pb_grpc.PolicyServiceServicer):
 
 def create_server(port: int, host: str = "[::]") -> tuple[Server, PolicyStore]:
     store = PolicyStore()
-    server = Server([pb.DESCRIPTOR.services_by_name["PolicyService"].full_name],
-                    [lambda s: pb_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(store), s)], port, host)
+    server = Server(PolicyServicer(store), pb_grpc.add_PolicyServiceServicer_to_server, pb.DESCRIPTOR, port, host)
     return server, store
