@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from urllib.parse import quote, unquote
 
 from kuberl.config import ExperimentConfig
 from kuberl.replay import ReplayBuffer, SamplesPerInsertLimiter
+from kuberl.registry import Registry
 from kuberl.rpc import Exhausted, NotFound
 from kuberl.tensors import Transitions
 
@@ -42,8 +42,7 @@ class Shard:
     def __init__(self, data_dir: Path | None, insert_wait_seconds: float = 2.0):
         self.data_dir = data_dir
         self.insert_wait_seconds = insert_wait_seconds
-        self._tables: dict[str, ReplayTable] = {}
-        self._lock = threading.Lock()
+        self.tables: Registry[ReplayTable] = Registry("has no replay on this shard (call OpenReplay first)")
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
             for path in sorted(data_dir.glob("*.npz")):
@@ -59,8 +58,8 @@ class Shard:
         log.info("restored %d transitions of %s from %s", buffer.size, experiment_id, path)
         # A restored experiment is servable at once (sampling and stats); OpenReplay later
         # brings the rate limiter's settings, so until then inserts are not held back.
-        self._tables[experiment_id] = ReplayTable(buffer, SamplesPerInsertLimiter(1.0, 0, 2**62), 10.0,
-                                                  time.monotonic(), buffer.total_inserted, restored=True)
+        self.tables.put(experiment_id, ReplayTable(buffer, SamplesPerInsertLimiter(1.0, 0, 2**62), 10.0,
+                                                   time.monotonic(), buffer.total_inserted, restored=True))
 
     def open(self, experiment_id: str, config: ExperimentConfig) -> ReplayTable:
         """Creates the experiment's table, or re-opens it with new settings (idempotent)."""
@@ -71,26 +70,17 @@ class Shard:
             learner.samples_per_insert,
             min_inserts=max(learner.learning_starts, learner.batch_size) // max(shard_count, 1) + 1,
             tolerance=max(4 * config.environment.push_batch_size, learner.learning_starts // max(shard_count, 1)))
-        with self._lock:
-            table = self._tables.get(experiment_id)
-            if table is None:
-                buffer = ReplayBuffer(config.buffer.capacity, seed=config.seed)
-                table = self._tables[experiment_id] = ReplayTable(buffer, limiter,
-                                                                  config.buffer.snapshot_interval_seconds,
-                                                                  time.monotonic())
-            else:
-                old = table.limiter
-                table.limiter = limiter
-                table.snapshot_interval = config.buffer.snapshot_interval_seconds
-                old.close()
+        table = self.tables.get_or_create(experiment_id, lambda: ReplayTable(
+            ReplayBuffer(config.buffer.capacity, seed=config.seed), limiter, config.buffer.snapshot_interval_seconds,
+            time.monotonic()))
+        if table.limiter is not limiter:  # re-opened: new settings, the same replay
+            old, table.limiter = table.limiter, limiter
+            table.snapshot_interval = config.buffer.snapshot_interval_seconds
+            old.close()  # lets through the inserts that were waiting under the old settings
         return table
 
     def table(self, experiment_id: str) -> ReplayTable:
-        with self._lock:
-            table = self._tables.get(experiment_id)
-        if table is None:
-            raise NotFound(f"experiment {experiment_id!r} has no replay on this shard (call OpenReplay first)")
-        return table
+        return self.tables.get(experiment_id)
 
     def push(self, experiment_id: str, batch: Transitions) -> ReplayBuffer:
         table = self.table(experiment_id)
@@ -116,10 +106,8 @@ class Shard:
         if self.data_dir is None:
             return 0
         now = time.monotonic() if now is None else now
-        with self._lock:
-            tables = list(self._tables.items())
         written = 0
-        for experiment_id, table in tables:
+        for experiment_id, table in self.tables.items():
             changed = table.buffer.total_inserted != table.snapshotted_inserts
             due = force or (table.snapshot_interval > 0 and now - table.last_snapshot >= table.snapshot_interval)
             if changed and due:
@@ -130,11 +118,8 @@ class Shard:
         return written
 
     def experiments(self) -> dict[str, ReplayBuffer]:
-        with self._lock:
-            return {eid: t.buffer for eid, t in self._tables.items()}
+        return {eid: t.buffer for eid, t in self.tables.items()}
 
     def close(self) -> None:
-        with self._lock:
-            tables = list(self._tables.values())
-        for table in tables:
+        for table in self.tables.values():
             table.limiter.close()
