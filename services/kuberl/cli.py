@@ -31,7 +31,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{role}", default=_env(f"{role.upper()}_ADDRESS", f"localhost:{DEFAULT_PORTS[role]}"),
                        help=f"{role} replicas (env KUBERL_{role.upper()}_ADDRESS)")
     p.add_argument("--data-dir", type=Path, default=Path(_env("DATA_DIR", "kuberl-data")),
-                   help="buffer snapshots go here")
+                   help="buffer and policy snapshots go here")
     p.add_argument("--database", default=_env("DATABASE_URL", "sqlite:///kuberl-data/analytics.db"),
                    help="analytics store: sqlite:///PATH or mysql://USER@HOST:PORT/DATABASE (password from "
                         "KUBERL_DATABASE_PASSWORD or the file named by KUBERL_DATABASE_PASSWORD_FILE)")
@@ -107,8 +107,8 @@ def serve(args: argparse.Namespace) -> int:
 
     if args.role == "policy":
         from kuberl.policy.server import create_server
-        server, role = create_server(port, args.host)
-        stop = lambda: None  # noqa: E731 - nothing to flush
+        server, role = create_server(port, args.host, data_dir=args.data_dir)
+        stop = role.close
     elif args.role == "analytics":
         from kuberl.analytics.server import create_server
         server, role = create_server(port, args.database, args.host)

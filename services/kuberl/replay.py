@@ -1,20 +1,20 @@
 """A replay shard's core: a fixed-capacity FIFO ring buffer on preallocated numpy arrays.
 
 Thread-safe: inserts, samples and snapshots take one lock each for a bounded copy only, so a
-snapshot never holds up inserts or sampling for longer than a memcpy. Snapshots are `.npz`
-written to a temporary file and renamed into place, so a crash never leaves a torn file.
+snapshot never holds up inserts or sampling for longer than a memcpy. Snapshots are atomic
+`.npz` files (kuberl.snapshots).
 A samples-per-insert rate limiter (DeepMind Reverb's SampleToInsertRatio) lets an insert wait
 while the learner lags behind, which is what keeps actors from outrunning it.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
 import numpy as np
 
+from kuberl.snapshots import save_npz
 from kuberl.tensors import Transitions
 
 SNAPSHOT_FORMAT = 1
@@ -93,13 +93,7 @@ class ReplayBuffer:
             counters = np.array([SNAPSHOT_FORMAT, self.capacity, self.total_inserted, self.total_sampled], np.int64)
         if rows is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, counters=counters, **rows._asdict())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        save_npz(path, {"counters": counters, **rows._asdict()})
 
     @classmethod
     def load(cls, path: Path, capacity: int | None = None, seed: int = 0) -> ReplayBuffer:

@@ -157,3 +157,28 @@ def test_analytics_refuses_non_finite_values_and_keeps_the_rest(tmp_path):
     finally:
         server.stop(0)
         store.close()
+
+
+def test_a_restarted_policy_role_comes_back_with_its_newest_weights(tmp_path):
+    first, store = create_policy(0, host="127.0.0.1", data_dir=tmp_path)
+    first.start()
+    first.set_serving()
+    weights = common_pb2.PolicyWeights(version=7, tensors=[pack(np.arange(6, dtype=np.float32).reshape(2, 3))])
+    with grpc.insecure_channel(f"127.0.0.1:{first.port}") as channel:
+        policy_grpc.PolicyServiceStub(channel).UpdatePolicy(
+            policy_pb.UpdatePolicyRequest(experiment_id="team/run 1", weights=weights), timeout=5)
+    first.stop(0)
+    store.close()  # as on SIGTERM; a SIGKILL loses at most the last second's versions
+
+    second, store = create_policy(0, host="127.0.0.1", data_dir=tmp_path)
+    second.start()
+    second.set_serving()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{second.port}") as channel:
+            reply = policy_grpc.PolicyServiceStub(channel).GetPolicy(
+                policy_pb.GetPolicyRequest(experiment_id="team/run 1", newer_than_version=-1), timeout=5)
+        assert reply.updated and reply.weights.version == 7
+        assert reply.weights.tensors[0] == weights.tensors[0]
+    finally:
+        second.stop(0)
+        store.close()

@@ -6,25 +6,15 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, unquote
 
 from kuberl.config import ExperimentConfig
 from kuberl.replay import ReplayBuffer, SamplesPerInsertLimiter
 from kuberl.registry import Registry
 from kuberl.rpc import Exhausted, NotFound
+from kuberl.snapshots import experiment_from_snapshot_name, snapshot_name
 from kuberl.tensors import Transitions
 
 log = logging.getLogger(__name__)
-
-def snapshot_name(experiment_id: str) -> str:
-    """A file name for an experiment id; ids are user strings, so they are percent-encoded
-    (no '/' survives, and the encoding is exactly reversible)."""
-    return quote(experiment_id, safe="") + ".npz"
-
-
-def experiment_from_snapshot_name(name: str) -> str:
-    return unquote(name.removesuffix(".npz"))
-
 
 @dataclass
 class ReplayTable:

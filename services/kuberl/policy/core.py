@@ -1,18 +1,53 @@
-"""Versioned weights per experiment, in memory."""
+"""Versioned weights per experiment: in memory for serving, and on disk so that a restarted
+policy role comes back with the newest version of every experiment."""
 
 from __future__ import annotations
 
+import logging
 import threading
+from pathlib import Path
 
 import numpy as np
 
+from kuberl.snapshots import experiment_from_snapshot_name, save_npz, snapshot_name
+
+log = logging.getLogger(__name__)
+
 
 class PolicyStore:
-    """The newest weights of each experiment. Versions only move forward."""
+    """The newest weights of each experiment. Versions only move forward.
 
-    def __init__(self) -> None:
+    With a data_dir, a background thread writes each experiment's newest version at most every
+    `flush_seconds` (the learner pushes many versions a second; the newest is what matters),
+    and `close` writes what is left.
+    """
+
+    def __init__(self, data_dir: Path | None = None, flush_seconds: float = 1.0):
+        self.data_dir = data_dir
         self._latest: dict[str, tuple[int, list[np.ndarray]]] = {}
+        self._unsaved: set[str] = set()
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            for path in sorted(data_dir.glob("*.npz")):
+                self._restore(path)
+            self._flusher = threading.Thread(target=self._flush_loop, args=(flush_seconds,), name="policy-flush",
+                                             daemon=True)
+            self._flusher.start()
+
+    def _restore(self, path: Path) -> None:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                version = int(data["version"])
+                weights = [data[f"w{i}"] for i in range(len(data.files) - 1)]
+        except (OSError, ValueError, KeyError) as err:
+            log.error("policy snapshot %s unreadable, ignored: %s", path, err)
+            return
+        experiment_id = experiment_from_snapshot_name(path.name)
+        self._latest[experiment_id] = (version, weights)
+        log.info("restored policy version %d of %s", version, experiment_id)
 
     def update(self, experiment_id: str, version: int, weights: list[np.ndarray]) -> int:
         """Stores weights as `version`; ValueError unless it is newer than the stored one."""
@@ -25,6 +60,7 @@ class PolicyStore:
             if current is not None and version <= current[0]:
                 raise ValueError(f"weights.version: {version} is not newer than the stored version {current[0]}")
             self._latest[experiment_id] = (version, [w.copy() for w in weights])
+            self._unsaved.add(experiment_id)
         return version
 
     def newer_than(self, experiment_id: str, version: int) -> tuple[int, list[np.ndarray] | None]:
@@ -34,3 +70,28 @@ class PolicyStore:
         if current is None:
             return -1, None
         return current[0], (current[1] if current[0] > version else None)
+
+    def flush(self) -> int:
+        """Writes every experiment changed since the last flush; returns how many."""
+        if self.data_dir is None:
+            return 0
+        with self._lock:
+            pending = {eid: self._latest[eid] for eid in self._unsaved}
+            self._unsaved.clear()
+        for experiment_id, (version, weights) in pending.items():
+            arrays = {"version": np.array(version, dtype=np.int64), **{f"w{i}": w for i, w in enumerate(weights)}}
+            save_npz(self.data_dir / snapshot_name(experiment_id), arrays)
+        return len(pending)
+
+    def _flush_loop(self, seconds: float) -> None:
+        while not self._stop.wait(seconds):
+            try:
+                self.flush()
+            except OSError as err:
+                log.error("policy snapshot failed: %s", err)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        self.flush()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 
 from kuberl.policy.core import PolicyStore
@@ -31,7 +33,7 @@ class PolicyServicer(pb_grpc.PolicyServiceServicer):
         return pb.UpdatePolicyResponse(version=version)
 
 
-def create_server(port: int, host: str = "[::]") -> tuple[Server, PolicyStore]:
-    store = PolicyStore()
+def create_server(port: int, host: str = "[::]", data_dir: Path | None = None) -> tuple[Server, PolicyStore]:
+    store = PolicyStore(data_dir)
     server = Server(PolicyServicer(store), pb_grpc.add_PolicyServiceServicer_to_server, pb.DESCRIPTOR, port, host)
     return server, store
