@@ -89,6 +89,19 @@ def ready_replicas(namespace: str, name: str) -> int | None:
     return (deployment.status.ready_replicas if deployment.status else None) or 0
 
 
+def crash_loops(namespace: str, selector: str) -> int:
+    """The most restarts of any container that is now in CrashLoopBackOff among the pods the
+    selector picks; 0 when none is crash-looping."""
+    pods = client.CoreV1Api().list_namespaced_pod(namespace, label_selector=selector, _request_timeout=TIMEOUT)
+    worst = 0
+    for pod in pods.items:
+        for container in (pod.status.container_statuses if pod.status else None) or []:
+            waiting = container.state.waiting if container.state else None
+            if waiting is not None and waiting.reason == "CrashLoopBackOff":
+                worst = max(worst, container.restart_count or 0)
+    return worst
+
+
 def delete_experiment(namespace: str, name: str) -> None:
     """Deletes the RLExperiment; its children go with it through their owner references."""
     try:

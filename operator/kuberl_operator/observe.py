@@ -16,7 +16,7 @@ from kuberl.v1 import analytics_service_pb2_grpc as analytics_grpc
 from kuberl.v1 import learner_service_pb2 as learner_pb
 from kuberl.v1 import learner_service_pb2_grpc as learner_grpc
 from kuberl_operator import kube
-from kuberl_operator.builders import ROLES, Experiment, Settings
+from kuberl_operator.builders import ROLES, Experiment, Settings, selector_string
 from kuberl_operator.status import LearnerView, Observation
 
 RPC_TIMEOUT = 2.0
@@ -54,13 +54,17 @@ def episode_returns(exp: Experiment, settings: Settings) -> tuple[int | None, fl
 
 
 def observe(exp: Experiment, generation: int, now: datetime, settings: Settings) -> Observation:
-    ready = {}
+    ready, crash_loops = {}, {}
     for role in ROLES:
         count = kube.ready_replicas(exp.namespace, exp.child_name(role))
         if count is not None:
             ready[role] = count
+        restarts = kube.crash_loops(exp.namespace, selector_string(exp, role))
+        if restarts:
+            crash_loops[role] = restarts
     episodes, mean_return = episode_returns(exp, settings)
-    return Observation(generation=generation, now=now, ready=ready, learner=learner_view(exp, settings), episodes=episodes,
+    return Observation(generation=generation, now=now, ready=ready, crash_loops=crash_loops,
+                       learner=learner_view(exp, settings), episodes=episodes,
                        mean_return=mean_return,
                        budget_is_the_goal=exp.config.stop.target_return is None
                        and not _has_reward_threshold(exp.config.env_id))

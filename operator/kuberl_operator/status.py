@@ -31,6 +31,12 @@ class Reason:
     TRAINING = "Training"
     FINISHED = "Finished"
     INVALID_SPEC = "InvalidSpec"
+    CRASH_LOOP = "CrashLoop"
+
+
+# A role whose container has crash-looped this many times fails the run: restarting it again
+# only burns the cluster (and its actors fill nothing).
+MAX_CRASH_LOOP_RESTARTS = 10
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class Observation:
     generation: int
     now: datetime
     ready: dict[str, int] = field(default_factory=dict)  # role -> ready replicas (absent: no Deployment)
+    crash_loops: dict[str, int] = field(default_factory=dict)  # role -> restarts of a crash-looping container
     learner: LearnerView | None = None  # None: learner unreachable or not running
     episodes: int | None = None
     mean_return: float | None = None
@@ -84,7 +91,8 @@ def compute_status(exp: Experiment, previous: dict[str, Any] | None, obs: Observ
     succeeded = _is_true(old_conditions, "Succeeded") or learner_state == SOLVED or (
         learner_state == BUDGET_EXHAUSTED and obs.budget_is_the_goal)
     failed_before = _is_true(old_conditions, "Failed") and old_conditions["Failed"].get("reason") != Reason.INVALID_SPEC
-    failed = not succeeded and (failed_before or learner_state == FAILED or (
+    crashed = {role: n for role, n in obs.crash_loops.items() if n >= MAX_CRASH_LOOP_RESTARTS}
+    failed = not succeeded and (failed_before or learner_state == FAILED or bool(crashed) or (
         learner_state == BUDGET_EXHAUSTED and not obs.budget_is_the_goal))
     finished = succeeded or failed
     learner_message = obs.learner.message if obs.learner else ""
@@ -98,6 +106,8 @@ def compute_status(exp: Experiment, previous: dict[str, Any] | None, obs: Observ
             waiting.append(f"{role}: no Deployment yet")
         elif ready < desired:
             waiting.append(f"{role}: {ready}/{desired} ready")
+        if role in obs.crash_loops:
+            waiting.append(f"{role}: crash-looping ({obs.crash_loops[role]} restarts)")
     summary = ", ".join(f"{r} {replicas[r]['readyReplicas']}/{replicas[r]['replicas']}" for r in ROLES)
 
     if succeeded:
@@ -108,9 +118,14 @@ def compute_status(exp: Experiment, previous: dict[str, Any] | None, obs: Observ
         succeeded_c = cond("Succeeded", "False" if failed else "Unknown", Reason.FINISHED if failed else Reason.TRAINING,
                            "the run ended without success" if failed else "training has not met the stop rule yet")
     if failed:
-        reason = Reason.TRAINING_FAILED if learner_state == FAILED else Reason.BUDGET_EXHAUSTED
+        if crashed:
+            reason, message = Reason.CRASH_LOOP, "; ".join(
+                f"{role} crash-looped {n} times (CrashLoopBackOff); see its pod logs" for role, n in crashed.items())
+        else:
+            reason = Reason.TRAINING_FAILED if learner_state == FAILED else Reason.BUDGET_EXHAUSTED
+            message = learner_message
         failed_c = cond("Failed", "True", _reason_kept(old_conditions, "Failed", reason),
-                        _message_kept(old_conditions, "Failed", learner_message))
+                        _message_kept(old_conditions, "Failed", message))
     else:
         failed_c = cond("Failed", "False", Reason.TRAINING if not succeeded else Reason.FINISHED,
                         "no failure observed")
@@ -135,7 +150,7 @@ def compute_status(exp: Experiment, previous: dict[str, Any] | None, obs: Observ
     learner = obs.learner
     status: dict[str, Any] = {
         "phase": phase,
-        "message": (learner_message if finished else ready_c["message"]) or ready_c["message"],
+        "message": (failed_c["message"] if failed else learner_message if finished else "") or ready_c["message"],
         "observedGeneration": obs.generation,
         "conditions": [ready_c, suspended_c, succeeded_c, failed_c],
         "startTime": previous.get("startTime") or _time(obs.now),

@@ -8,7 +8,8 @@ from kuberl.config import ExperimentConfig
 from kuberl.rpc import AlreadyExists, NotFound
 from kuberl.v1 import experiment_service_pb2 as exp_pb
 from tests.conftest import REPO
-from tests.operator.kube_api import CONFIGMAPS, DEPLOYMENTS, EVENTS, RLEXPERIMENTS, SERVICES, KubeAPI, run_operator
+from tests.operator.kube_api import (CONFIGMAPS, DEPLOYMENTS, EVENTS, PODS, RLEXPERIMENTS, SERVICES, KubeAPI,
+                                     run_operator)
 
 HANDLERS = REPO / "operator" / "kuberl_operator" / "handlers.py"
 NS = "research"
@@ -187,3 +188,25 @@ def test_the_experiment_api_keeps_experiments_as_rlexperiments(kube_api: KubeAPI
     assert kube.get(RLEXPERIMENTS, "from-api", NS)["spec"]["suspend"] is True
     with pytest.raises(NotFound):
         api.experiment_status("nope")
+
+
+def test_a_crash_looping_learner_fails_the_run_and_stops_it(kube_api: KubeAPI):
+    kube = kube_api
+    kube.create_namespace(NS)
+    with run_operator(HANDLERS) as runner:
+        kube.create(RLEXPERIMENTS, rlexperiment("flaky", {"environment": {"replicas": 2}}), NS)
+        template = kube.wait_for_object(DEPLOYMENTS, "flaky-learner", NS)["spec"]["template"]
+        # What the kubelet would report for a learner that keeps dying at start.
+        kube.create(PODS, {"metadata": {"name": "flaky-learner-abc", "namespace": NS,
+                                        "labels": template["metadata"]["labels"]},
+                           "spec": {"containers": [{"name": "learner", "image": "kuberl"}]}}, NS)
+        kube.patch(PODS, "flaky-learner-abc", {"status": {"containerStatuses": [{
+            "name": "learner", "image": "kuberl", "imageID": "", "ready": False, "restartCount": 12,
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s"}}}]}}, NS,
+            subresource="status")
+        kube.wait_for(lambda: status(kube, "flaky").get("phase") == "Failed", message="phase Failed")
+        assert conditions(kube, "flaky")["Failed"]["reason"] == "CrashLoop"
+        assert "learner crash-looped 12 times" in status(kube, "flaky")["message"]
+        kube.wait_for(lambda: replicas(kube, "flaky") == {"environment": 0, "buffer": 1, "learner": 0},
+                      message="actors and learner stopped")
+    assert runner.exception is None

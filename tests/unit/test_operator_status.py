@@ -83,3 +83,15 @@ def test_unchanged_observations_give_an_identical_status():
     first = compute_status(exp(), None, obs)
     again = compute_status(exp(), first, Observation(**{**obs.__dict__, "now": T0 + timedelta(minutes=1)}))
     assert again == first  # nothing to write: times move only on transitions
+
+
+def test_a_crash_loop_is_reported_then_capped():
+    looping = Observation(generation=1, now=T0, ready={"environment": 2, "buffer": 2, "learner": 0},
+                          crash_loops={"learner": 3})
+    early = compute_status(exp(), None, looping)
+    assert early["phase"] == "Pending"
+    assert "learner: crash-looping (3 restarts)" in conditions(early)["Ready"]["message"]
+    capped = compute_status(exp(), early, Observation(**{**looping.__dict__, "crash_loops": {"learner": 10}}))
+    assert capped["phase"] == "Failed" and conditions(capped)["Failed"]["reason"] == "CrashLoop"
+    assert "learner crash-looped 10 times" in capped["message"]
+    assert capped["environment"]["replicas"] == 0 and capped["learner"]["replicas"] == 0
