@@ -135,10 +135,6 @@ def _camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    return get_type_hints(cls)
-
-
 def _check_number(value: Any, kind: type, meta: dict, path: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(path, f"must be {'an integer' if kind is int else 'a number'}, got {value!r}")
@@ -187,7 +183,7 @@ def _from_dict(cls: type, data: Any, path: str) -> Any:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(path, f"must be a mapping, got {data!r}")
-    hints = _hints(cls)
+    hints = get_type_hints(cls)
     by_camel = {_camel(f.name): f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(by_camel))
     if unknown:
@@ -255,7 +251,7 @@ def from_proto(msg: common_pb2.ExperimentConfig, path: str = "config") -> Experi
 
 
 def _proto_to_spec(cls: type, msg: Any) -> dict[str, Any]:
-    hints = _hints(cls)
+    hints = get_type_hints(cls)
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         hint = hints[f.name]

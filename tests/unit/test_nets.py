@@ -61,20 +61,26 @@ def test_loss_matches_independent_computation(small):
     assert mean_q == pytest.approx(q.mean(), rel=1e-12)
 
 
+def central_difference(loss, p: np.ndarray, eps: float) -> np.ndarray:
+    """d loss / d p, element by element, moving p in place (and putting it back)."""
+    numeric = np.zeros_like(p)
+    for idx in np.ndindex(p.shape):
+        old = p[idx]
+        p[idx] = old + eps
+        up = loss()
+        p[idx] = old - eps
+        down = loss()
+        p[idx] = old
+        numeric[idx] = (up - down) / (2 * eps)
+    return numeric
+
+
 def test_gradients_match_finite_differences(small):
     params, target, batch = small
     _, grads, _ = huber_loss_and_grads(params, target, batch, GAMMA)
-    eps = 1e-6
+    loss = lambda: huber_loss_and_grads(params, target, batch, GAMMA)[0]  # noqa: E731
     for k, p in enumerate(params):
-        numeric = np.zeros_like(p)
-        for idx in np.ndindex(p.shape):
-            old = p[idx]
-            p[idx] = old + eps
-            up = huber_loss_and_grads(params, target, batch, GAMMA)[0]
-            p[idx] = old - eps
-            down = huber_loss_and_grads(params, target, batch, GAMMA)[0]
-            p[idx] = old
-            numeric[idx] = (up - down) / (2 * eps)
+        numeric = central_difference(loss, p, eps=1e-6)
         np.testing.assert_allclose(grads[k], numeric, rtol=1e-5, atol=1e-8, err_msg=f"params[{k}]")
         assert np.abs(numeric).max() > 0, f"params[{k}] has no gradient at all: the check would be vacuous"
 
@@ -87,17 +93,9 @@ def test_gradients_float32_central_difference():
     _, grads, _ = huber_loss_and_grads(params, target, batch, GAMMA)
     assert all(g.dtype == np.float32 for g in grads)
     p64 = [p.astype(np.float64) for p in params]
-    eps = 1e-3
+    loss = lambda: expected_loss(p64, target, batch, GAMMA)[0]  # noqa: E731
     for k, p in enumerate(p64):
-        numeric = np.zeros_like(p)
-        for idx in np.ndindex(p.shape):
-            old = p[idx]
-            p[idx] = old + eps
-            up = expected_loss(p64, target, batch, GAMMA)[0]
-            p[idx] = old - eps
-            down = expected_loss(p64, target, batch, GAMMA)[0]
-            p[idx] = old
-            numeric[idx] = (up - down) / (2 * eps)
+        numeric = central_difference(loss, p, eps=1e-3)
         np.testing.assert_allclose(grads[k], numeric, rtol=1e-2, atol=1e-4, err_msg=f"params[{k}]")
 
 

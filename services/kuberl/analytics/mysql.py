@@ -7,6 +7,7 @@ redacted wherever the URL is shown.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -161,10 +162,9 @@ class MySQLStore(SQLStore):
 
     def _drop(self) -> None:
         if self._conn is not None:
-            try:
+            # Closing a dead socket may fail in many ways; the connection is gone either way.
+            with contextlib.suppress(Exception):
                 self._conn.close()
-            except Exception:  # closing a dead socket may fail in many ways; it is gone either way
-                pass
         self._conn = None
         self._node_ids.clear()
         self._metric_ids.clear()

@@ -52,7 +52,6 @@ class ShardWriter:
         self.shards = shards
         self._opened: set[str] = set()
         self._turn = 0
-        self.pushed_per_shard: dict[str, int] = {}
 
     def _open(self, address: str) -> None:
         if address not in self._opened:
@@ -84,7 +83,6 @@ class ShardWriter:
                     if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
                         log.warning("%s: push to %s failed: %s", self.experiment_id, address, err.code().name)
                     continue
-                self.pushed_per_shard[address] = self.pushed_per_shard.get(address, 0) + batch.rows
                 return True
             stopping.wait(0.2)  # every shard refused: back off, keep the batch
         return False
@@ -102,7 +100,6 @@ class Rollout:
         self.policy_address = policy_address
         self.metrics = metrics
         self.stopping = threading.Event()
-        self.error: str = ""
         self._queue: queue.Queue[Transitions] = queue.Queue(maxsize=QUEUE_BATCHES)
         self._threads: list[threading.Thread] = []
 
@@ -150,9 +147,8 @@ class Rollout:
                                             self.actor.env_steps)
                 if env_cfg.step_delay_seconds:
                     time.sleep(env_cfg.step_delay_seconds)
-        except Exception as err:  # a crashed actor must say why, not vanish
+        except Exception:  # a crashed actor must say why, not vanish
             log.exception("%s: rollout failed", self.experiment_id)
-            self.error = str(err)
             self.stopping.set()
 
     def _enqueue(self, batch: Transitions) -> None:
