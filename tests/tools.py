@@ -101,7 +101,7 @@ def tools_dir() -> Path:
 
 
 @contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
+def locked(root: Path) -> Iterator[None]:
     """An exclusive advisory lock (flock) on ``root/.lock``: one installer at a time."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "a+b") as handle:
@@ -211,7 +211,7 @@ def _install(name: str, root: Path) -> Path:
     final = root / layer.dirname
     if (final / _COMPLETE).is_file():
         return final
-    with _locked(root):
+    with locked(root):
         if (final / _COMPLETE).is_file():  # another process finished it while we waited
             return final
         for stale in root.glob(f".{layer.dirname}-*"):  # left by a killed installer

@@ -1,0 +1,3 @@
+module kuberl.dev/localcluster/pause
+
+go 1.26
