@@ -9,8 +9,9 @@ apply what these functions return.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -25,7 +26,11 @@ CONFIG_MOUNT = "/etc/kuberl"
 DATA_MOUNT = "/var/lib/kuberl"
 EXPERIMENT_LABEL = "kuberl.dev/experiment"
 CONFIG_HASH_ANNOTATION = "kuberl.dev/config-hash"
+# The digest of the desired object last applied: a child carrying the current one is left alone.
+APPLIED_HASH_ANNOTATION = "kuberl.dev/applied-hash"
 FINISHED_PHASES = ("Succeeded", "Failed")
+# Requests and limits of each child role's container when the chart sets none.
+DEFAULT_RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 
 
 @dataclass(frozen=True)
@@ -38,17 +43,28 @@ class Settings:
     analytics_address: str = "kuberl-analytics:50052"
     part_of: str = "kuberl"
     cluster_domain: str = "cluster.local"
+    # role -> container resources; a role not named gets DEFAULT_RESOURCES.
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Restarts of a crash-looping container after which the run fails.
+    crash_loop_restart_limit: int = 10
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         default = cls()
+        resources = json.loads(env.get("KUBERL_CHILD_RESOURCES") or "{}")
+        unknown = set(resources) - set(ROLES)
+        if unknown:
+            raise ValueError(f"KUBERL_CHILD_RESOURCES: unknown roles {sorted(unknown)}; roles are {list(ROLES)}")
         return cls(image=env.get("KUBERL_IMAGE", default.image),
                    image_pull_policy=env.get("KUBERL_IMAGE_PULL_POLICY", default.image_pull_policy),
                    policy_address=env.get("KUBERL_POLICY_ADDRESS", default.policy_address),
                    analytics_address=env.get("KUBERL_ANALYTICS_ADDRESS", default.analytics_address),
                    part_of=env.get("KUBERL_PART_OF", default.part_of),
-                   cluster_domain=env.get("KUBERL_CLUSTER_DOMAIN", default.cluster_domain))
+                   cluster_domain=env.get("KUBERL_CLUSTER_DOMAIN", default.cluster_domain),
+                   resources=resources,
+                   crash_loop_restart_limit=int(env.get("KUBERL_CRASH_LOOP_RESTART_LIMIT",
+                                                        default.crash_loop_restart_limit)))
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,11 @@ def selector_string(exp: Experiment, role: str) -> str:
     return ",".join(f"{k}={v}" for k, v in selector_labels(exp, role).items())
 
 
+def experiment_selector(exp: Experiment) -> str:
+    """Every child and pod of the experiment."""
+    return f"{EXPERIMENT_LABEL}={exp.name}"
+
+
 def manifest_text(exp: Experiment) -> str:
     """The experiment as a manifest, the file every role reads (`kuberl serve ROLE --experiment`)."""
     return yaml.safe_dump({"apiVersion": API_VERSION, "kind": KIND,
@@ -139,9 +160,9 @@ def _container(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]
         "env": [{"name": "KUBERL_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                 {"name": "OPENBLAS_NUM_THREADS", "value": "1"}],
         "ports": [{"name": "grpc", "containerPort": port, "protocol": "TCP"}],
-        "readinessProbe": {**probe, "initialDelaySeconds": 2},
+        "readinessProbe": {**probe, "periodSeconds": 3, "initialDelaySeconds": 1},
         "livenessProbe": {**probe, "initialDelaySeconds": 10, "failureThreshold": 6},
-        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "resources": settings.resources.get(role, DEFAULT_RESOURCES),
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
@@ -203,3 +224,41 @@ def desired_children(exp: Experiment, settings: Settings) -> list[dict[str, Any]
         children.append(build_headless_service(exp, role, settings))
         children.append(build_deployment(exp, role, settings))
     return children
+
+
+@dataclass(frozen=True)
+class ChildPlan:
+    create: list[dict[str, Any]]  # absent: create
+    apply: list[dict[str, Any]]  # ours but not as desired: server-side apply
+    taken: list[str]  # a child's name held by an object of somebody else's: leave it, say so
+
+
+def _digest(obj: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def plan_children(desired: list[dict[str, Any]], live: list[dict[str, Any]], owner_uid: str) -> ChildPlan:
+    """What to do so that the live children are the desired ones, touching nothing that is right
+    (a restarted operator changes nothing) and nothing that is not ours.
+
+    `desired` carry their owner reference already; `live` are the objects listed by the
+    experiment's label. A child is re-applied when the desired object changed since it was
+    applied (the digest annotation) or, for Deployments, when someone changed its replicas."""
+    by_key = {(o["kind"], o["metadata"]["name"]): o for o in live}
+    create, apply, taken = [], [], []
+    for child in desired:
+        digest = _digest(child)
+        child.setdefault("metadata", {}).setdefault("annotations", {})[APPLIED_HASH_ANNOTATION] = digest
+        current = by_key.get((child["kind"], child["metadata"]["name"]))
+        if current is None:
+            create.append(child)
+            continue
+        owners = {ref.get("uid") for ref in current["metadata"].get("ownerReferences") or []}
+        if owner_uid not in owners:
+            taken.append(f"{child['kind']} {child['metadata']['name']} exists and is not this experiment's")
+            continue
+        applied = (current["metadata"].get("annotations") or {}).get(APPLIED_HASH_ANNOTATION)
+        scaled = child["kind"] == "Deployment" and current["spec"].get("replicas") != child["spec"]["replicas"]
+        if applied != digest or scaled:
+            apply.append(child)
+    return ChildPlan(create, apply, taken)

@@ -1,16 +1,21 @@
-"""kopf handlers: thin. One level-based reconcile serves resume, create and spec updates; a
-timer observes the children, the learner and analytics, writes status when it changed, and
-re-applies the children (a deleted child comes back; a finished run scales its actors down).
+"""kopf handlers: thin. One level-based reconcile serves resume, create and spec updates; an
+observer loop visits every experiment each `KUBERL_OPERATOR_TIMER_SECONDS`, writes its status
+when it changed, and re-applies its children (a deleted child comes back; a finished run scales
+its actors down; `ttlSecondsAfterFinished` deletes it).
+
+The loop is not a `@kopf.timer`: kopf puts a finalizer on every object a timer or daemon
+watches, so with the operator uninstalled or down no RLExperiment (nor its namespace) could be
+deleted. Nothing here needs a finalizer: children go with their owner references.
 
 Run: kopf run -m kuberl_operator.handlers --all-namespaces --liveness=http://0.0.0.0:8080/healthz
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
-import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -19,17 +24,22 @@ import kopf
 from kuberl.config import API_GROUP, ConfigError
 from kuberl.crd import PLURAL, VERSION
 from kuberl_operator import kube
-from kuberl_operator.builders import Experiment, Settings, desired_children
+from kuberl_operator.builders import Experiment, Settings, desired_children, experiment_selector, plan_children
 from kuberl_operator.observe import observe
 from kuberl_operator.status import compute_status, invalid_spec_status, is_finished
 
 SETTINGS = Settings.from_environ()
 # How often status is observed and children re-applied (tests set it lower).
 TIMER_SECONDS = float(os.environ.get("KUBERL_OPERATOR_TIMER_SECONDS", "5"))
+# Experiments observed at once: each visit may wait on its learner and on analytics.
+PARALLEL_VISITS = 8
+CHILD_KINDS = ("ConfigMap", "Service", "Deployment")
+log = logging.getLogger(__name__)
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, experiments: kopf.Index, memo: kopf.Memo, **_: Any) -> None:
+    # No handler needs a finalizer; naming kopf's lets it remove one an older operator left.
     settings.persistence.finalizer = f"{API_GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -38,16 +48,45 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.posting.level = logging.WARNING
     kube.load_config()
+    memo.observer = asyncio.create_task(_observe_forever(experiments))
 
 
-def _apply_children(exp: Experiment, body: Any) -> None:
-    for child in desired_children(exp, SETTINGS):
-        kube.apply(child, owner=body)
+@kopf.on.cleanup()
+async def stop_observer(memo: kopf.Memo, **_: Any) -> None:
+    memo.observer.cancel()
 
 
-def _patch_status_if_changed(status: kopf.Status, new_status: dict[str, Any], patch: kopf.Patch) -> None:
-    if any(dict(status).get(key) != value for key, value in new_status.items()):
-        patch.status.update(new_status)
+@kopf.index(API_GROUP, VERSION, PLURAL)
+def experiments(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """The newest version of every RLExperiment, as the watch delivers it: what the loop visits."""
+    return {(namespace, name): {"metadata": dict(body.metadata), "spec": dict(body.spec),
+                                "status": dict(body.status)}}
+
+
+def _list_children(exp: Experiment) -> list[dict[str, Any]]:
+    return [obj for kind in CHILD_KINDS for obj in kube.list_labelled(kind, exp.namespace, experiment_selector(exp))]
+
+
+def _apply_children(exp: Experiment, body: dict[str, Any], live: list[dict[str, Any]]) -> None:
+    """Creates what is missing, re-applies what changed, and leaves alone what is right or not
+    ours (an event says which)."""
+    desired = desired_children(exp, SETTINGS)
+    owner = {"apiVersion": f"{API_GROUP}/{VERSION}", "kind": "RLExperiment", "metadata": body["metadata"]}
+    for child in desired:
+        # Not forced=True: that would rename every child after its owner; ours have names of their own.
+        kopf.adopt(child, owner=owner, nested="spec.template")
+    uid = body["metadata"]["uid"]
+    plan = plan_children(desired, live, uid)
+    taken = list(plan.taken)
+    for child in plan.create:
+        try:
+            kube.create(child, owner_uid=uid)
+        except kube.AlreadyTaken as err:
+            taken.append(str(err))
+    for child in plan.apply:
+        kube.server_side_apply(child)
+    for problem in taken:
+        kopf.warn(owner, reason="ChildNameTaken", message=problem)
 
 
 @kopf.on.resume(API_GROUP, VERSION, PLURAL)
@@ -59,29 +98,49 @@ def reconcile(name: str, namespace: str, spec: kopf.Spec, status: kopf.Status, b
     except ConfigError as err:
         kopf.warn(body, reason="InvalidSpec", message=str(err))
         raise kopf.PermanentError(f"invalid spec: {err}") from None
-    _apply_children(exp, body)
+    _apply_children(exp, {"metadata": dict(body.metadata)}, _list_children(exp))
 
 
-@kopf.timer(API_GROUP, VERSION, PLURAL, interval=TIMER_SECONDS, initial_delay=min(1.0, TIMER_SECONDS),
-            backoff=TIMER_SECONDS)
-def keep_status(name: str, namespace: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
-                body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    now = datetime.now(timezone.utc)
+def visit(body: dict[str, Any], now: datetime) -> None:
+    """One observation of one experiment: status, children, TTL."""
+    meta, spec, status = body["metadata"], body["spec"], body["status"]
+    name, namespace = meta["name"], meta["namespace"]
+    if meta.get("deletionTimestamp"):
+        return
     generation = int(meta.get("generation") or 0)
     try:
-        exp = Experiment.from_body(name, namespace, dict(spec), dict(status or {}))
+        exp = Experiment.from_body(name, namespace, spec, status)
     except ConfigError as err:
-        _patch_status_if_changed(status, invalid_spec_status(dict(status), generation, now, f"invalid spec: {err}"),
-                                 patch)
-        return
-    new_status = compute_status(exp, dict(status), observe(exp, generation, now, SETTINGS))
-    _apply_children(dataclasses.replace(exp, phase=new_status["phase"]), body)
-    _patch_status_if_changed(status, new_status, patch)
+        new_status = invalid_spec_status(status, generation, now, f"invalid spec: {err}")
+    else:
+        live = _list_children(exp)
+        pods = kube.list_labelled("Pod", namespace, experiment_selector(exp))
+        new_status = compute_status(exp, status, observe(exp, generation, now, SETTINGS,
+                                                         [c for c in live if c["kind"] == "Deployment"], pods))
+        _apply_children(dataclasses.replace(exp, phase=new_status["phase"]), body, live)
+    if any(status.get(key) != value for key, value in new_status.items()):
+        kube.patch_experiment_status(namespace, name, new_status)
     ttl = spec.get("ttlSecondsAfterFinished")
-    if ttl is not None and is_finished(new_status) and not meta.get("deletionTimestamp"):
+    if ttl is not None and is_finished(new_status):
         finished_at = datetime.strptime(new_status["completionTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
         if now >= finished_at + timedelta(seconds=ttl):
-            # Not from inside this handler: kopf stops an object's timers before it lets the
-            # object go, and a timer that deletes its own object mid-run can wait on itself.
-            threading.Thread(target=kube.delete_experiment, args=(namespace, name), daemon=True).start()
+            kube.delete_experiment(namespace, name)
 
+
+async def _visit_logged(body: dict[str, Any], gate: asyncio.Semaphore) -> None:
+    async with gate:
+        try:
+            await asyncio.to_thread(visit, body, datetime.now(timezone.utc))
+        except Exception:  # one experiment's trouble must not stop the others' observation
+            log.exception("observing %s/%s failed; retrying in %.0fs", body["metadata"]["namespace"],
+                          body["metadata"]["name"], TIMER_SECONDS)
+
+
+async def _observe_forever(index: kopf.Index) -> None:
+    gate = asyncio.Semaphore(PARALLEL_VISITS)
+    await asyncio.sleep(min(1.0, TIMER_SECONDS))
+    while True:
+        started = asyncio.get_running_loop().time()
+        bodies = [body for key in list(index) for body in index.get(key, [])]
+        await asyncio.gather(*(_visit_logged(body, gate) for body in bodies))
+        await asyncio.sleep(max(0.0, TIMER_SECONDS - (asyncio.get_running_loop().time() - started)))

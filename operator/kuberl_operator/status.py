@@ -34,9 +34,6 @@ class Reason:
     CRASH_LOOP = "CrashLoop"
 
 
-# A role whose container has crash-looped this many times fails the run: restarting it again
-# only burns the cluster (and its actors fill nothing).
-MAX_CRASH_LOOP_RESTARTS = 10
 
 
 @dataclass(frozen=True)
@@ -59,6 +56,9 @@ class Observation:
     episodes: int | None = None
     mean_return: float | None = None
     budget_is_the_goal: bool = False  # no target return: spending maxEnvSteps is success
+    # A role whose container has crash-looped this many times fails the run: restarting it
+    # again only burns the cluster (and its actors fill nothing).
+    crash_loop_restart_limit: int = 10
 
 
 def _time(now: datetime) -> str:
@@ -91,7 +91,7 @@ def compute_status(exp: Experiment, previous: dict[str, Any] | None, obs: Observ
     succeeded = _is_true(old_conditions, "Succeeded") or learner_state == SOLVED or (
         learner_state == BUDGET_EXHAUSTED and obs.budget_is_the_goal)
     failed_before = _is_true(old_conditions, "Failed") and old_conditions["Failed"].get("reason") != Reason.INVALID_SPEC
-    crashed = {role: n for role, n in obs.crash_loops.items() if n >= MAX_CRASH_LOOP_RESTARTS}
+    crashed = {role: n for role, n in obs.crash_loops.items() if n >= obs.crash_loop_restart_limit}
     failed = not succeeded and (failed_before or learner_state == FAILED or bool(crashed) or (
         learner_state == BUDGET_EXHAUSTED and not obs.budget_is_the_goal))
     finished = succeeded or failed

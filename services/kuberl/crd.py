@@ -14,7 +14,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-from kuberl.config import API_GROUP, EXPERIMENT_NAME, KIND, MAX_NAME_LENGTH, ExperimentConfig, _camel
+from kuberl.config import API_GROUP, EXPERIMENT_NAME, KIND, MAX_NAME_LENGTH, ExperimentConfig, _camel, to_spec
 
 PLURAL = "rlexperiments"
 SHORT_NAME = "rlx"
@@ -58,7 +58,9 @@ def _section_schema(cls: type, path: str) -> dict[str, Any]:
         name = _camel(f.name)
         if dataclasses.is_dataclass(hint):
             schema = _section_schema(hint, f"{path}.{name}".lstrip("."))
-            schema["default"] = {}  # so that defaults inside apply to an omitted section too
+            # An omitted section gets every default. Not `{}`: the API server checks a default
+            # against the section's CEL rules as written, before the defaults inside it apply.
+            schema["default"] = to_spec(default)
         elif get_origin(hint) is list:
             (item,) = get_args(hint)
             schema = {"type": "array", "items": _scalar(item, meta, None), "minItems": 2, "maxItems": 2,
@@ -123,11 +125,17 @@ def status_schema() -> dict[str, Any]:
 
 
 def crd_manifest() -> dict[str, Any]:
+    # Each column is one status (or spec) field, named in its description: what runs, not what
+    # was asked for (a suspended run shows 0 actors).
     columns = [
-        ("Phase", "string", ".status.phase"), ("Env", "string", ".spec.envId"),
-        ("Actors", "integer", ".spec.environment.replicas"), ("Shards", "integer", ".spec.buffer.replicas"),
-        ("Steps", "integer", ".status.envSteps"), ("Return", "number", ".status.meanReturn"),
-        ("Age", "date", ".metadata.creationTimestamp")]
+        ("Phase", "string", ".status.phase", "Summary of the conditions."),
+        ("Env", "string", ".spec.envId", "Gymnasium environment id."),
+        ("Actors", "integer", ".status.environment.readyReplicas", "Ready environment (actor) replicas."),
+        ("Shards", "integer", ".status.buffer.readyReplicas", "Ready replay-buffer shards."),
+        ("Steps", "integer", ".status.envSteps", "Environment steps so far."),
+        ("Return", "number", ".status.meanReturn", "Mean training return of the last 100 episodes."),
+        ("Eval", "number", ".status.evalReturn", "Mean greedy return of the latest evaluation."),
+        ("Age", "date", ".metadata.creationTimestamp", "Time since the experiment was created.")]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -156,7 +164,8 @@ def crd_manifest() -> dict[str, Any]:
                     "specReplicasPath": ".spec.environment.replicas",
                     "statusReplicasPath": ".status.environment.readyReplicas",
                     "labelSelectorPath": ".status.environment.selector"}},
-                "additionalPrinterColumns": [{"name": n, "type": t, "jsonPath": p} for n, t, p in columns],
+                "additionalPrinterColumns": [{"name": n, "type": t, "jsonPath": p, "description": d}
+                                             for n, t, p, d in columns],
             }],
         },
     }

@@ -514,6 +514,7 @@ def test_operator_rbac_framework_apart_from_application(rendered: list[dict]) ->
         ("", "configmaps", ("create", "get", "list", "patch", "watch")),
         ("", "services", ("create", "get", "list", "patch", "watch")),
         ("apps", "deployments", ("create", "get", "list", "patch", "watch")),
+        ("", "pods", ("get", "list", "watch")),
     }
     for name in (f"{FULLNAME}-operator-kopf", f"{FULLNAME}-operator"):
         binding = one(rendered, "ClusterRoleBinding", name)
