@@ -17,13 +17,11 @@ the CRD and a Helm release, and a kubeconfig's current context may be somebody's
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,8 +162,69 @@ class TestCluster:
                                  "push it where that cluster pulls from")
 
 
-def decoded(secret: dict, key: str) -> str:
-    return base64.b64decode(secret["data"][key]).decode()
+CONFIGMAPS = ("v1", "ConfigMap")
+SERVICES = ("v1", "Service")
+PODS = ("v1", "Pod")
+EVENTS = ("v1", "Event")
+NAMESPACES = ("v1", "Namespace")
+DEPLOYMENTS = ("apps/v1", "Deployment")
+RLEXPERIMENTS = ("kuberl.dev/v1alpha1", "RLExperiment")
+
+
+class Objects:
+    """What the API server holds, read and changed as the kubeconfig's user (the admin), for
+    tests to act and assert on; the code under test acts with identities of its own."""
+
+    def __init__(self, cluster: TestCluster):
+        from kubernetes.dynamic import DynamicClient
+
+        self._client = DynamicClient(cluster.api_client())
+
+    def _resource(self, kind: tuple[str, str]):
+        return self._client.resources.get(api_version=kind[0], kind=kind[1])
+
+    def get(self, kind: tuple[str, str], name: str, namespace: str | None = None) -> dict | None:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        try:
+            return self._resource(kind).get(name=name, namespace=namespace).to_dict()
+        except NotFoundError:
+            return None
+
+    def list(self, kind: tuple[str, str], namespace: str | None = None, selector: str | None = None) -> list[dict]:
+        return self._resource(kind).get(namespace=namespace, label_selector=selector).to_dict()["items"]
+
+    def create(self, kind: tuple[str, str], body: dict, namespace: str | None = None) -> dict:
+        return self._resource(kind).create(body=body, namespace=namespace).to_dict()
+
+    def patch(self, kind: tuple[str, str], name: str, body: dict, namespace: str | None = None,
+              subresource: str | None = None) -> dict:
+        resource = self._resource(kind)
+        if subresource:
+            resource = resource.subresources[subresource]
+        return resource.patch(name=name, namespace=namespace, body=body,
+                              content_type="application/merge-patch+json").to_dict()
+
+    def delete(self, kind: tuple[str, str], name: str, namespace: str | None = None) -> None:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        try:
+            self._resource(kind).delete(name=name, namespace=namespace)
+        except NotFoundError:
+            pass
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+    """The first truthy value of `predicate()` within `timeout` seconds, else a failure that
+    shows the last value seen."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last seen: {last!r})")
 
 
 def _marker():

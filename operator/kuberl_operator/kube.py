@@ -6,6 +6,7 @@ Each call has a timeout: no call may hang a handler forever (the client's defaul
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from kubernetes import client, config
@@ -26,11 +27,12 @@ class AlreadyTaken(Exception):
 
 
 def load_config() -> None:
-    """In a pod: its service account; elsewhere: KUBECONFIG (tests, `kopf run` on a laptop)."""
+    """In a pod: its service account; elsewhere: $KUBECONFIG as it is now (the client reads it
+    once, at import), else ~/.kube/config."""
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
 
 
 def _api(kind: str) -> tuple[Any, str]:

@@ -1,212 +1,226 @@
-"""The kuberl operator run for real (kopf's KopfRunner) against the emulated API server."""
+"""The operator (kopf, in this process, as the chart's ServiceAccount) against a real API server:
+real defaulting and validation, real Deployments whose pods run the project's image, real
+garbage collection. The learner is out of the operator's reach from here (its DNS name is the
+cluster's), so these runs never reach Running: the end-to-end suite covers training."""
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 
-from kuberl.config import ExperimentConfig
+from kuberl.config import ExperimentConfig, to_spec
 from kuberl.rpc import AlreadyExists, NotFound
 from kuberl.v1 import experiment_service_pb2 as exp_pb
-from tests.conftest import REPO
-from tests.operator.kube_api import (CONFIGMAPS, DEPLOYMENTS, EVENTS, PODS, RLEXPERIMENTS, SERVICES, KubeAPI,
-                                     run_operator)
+from tests.kube import (CONFIGMAPS, DEPLOYMENTS, EVENTS, RLEXPERIMENTS, SERVICES, Objects, TestCluster, wait_for)
+from tests.operator.conftest import IDENTITY_NAMESPACE, run_operator
 
-HANDLERS = REPO / "operator" / "kuberl_operator" / "handlers.py"
-NS = "research"
 ROLES = ("environment", "buffer", "learner")
+SMALL = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}}
 
 
-@pytest.fixture(autouse=True)
-def operator_environment(monkeypatch):
-    monkeypatch.setenv("KUBERL_OPERATOR_TIMER_SECONDS", "0.3")
-    monkeypatch.setenv("KUBERL_IMAGE", "registry.example/kuberl:9.9.9")
-    # Unreachable peers answer at once (connection refused), as a cluster without them would.
-    monkeypatch.setenv("KUBERL_ANALYTICS_ADDRESS", "127.0.0.1:9")
-    monkeypatch.setenv("KUBERL_POLICY_ADDRESS", "127.0.0.1:9")
+@pytest.fixture
+def settings(cluster_image: str) -> dict[str, str]:
+    """The operator's environment as the chart sets it, with peers that refuse at once."""
+    return {"KUBERL_OPERATOR_TIMER_SECONDS": "0.5", "KUBERL_IMAGE": cluster_image,
+            "KUBERL_IMAGE_PULL_POLICY": "Never", "KUBERL_ANALYTICS_ADDRESS": "127.0.0.1:9",
+            "KUBERL_POLICY_ADDRESS": "127.0.0.1:9", "KUBERL_CHILD_RESOURCES": json.dumps(dict.fromkeys(ROLES, SMALL)),
+            "KUBERL_CRASH_LOOP_RESTART_LIMIT": "2"}
 
 
-def rlexperiment(name: str, spec: dict) -> dict:
+def rlexperiment(name: str, namespace: str, spec: dict) -> dict:
     return {"apiVersion": "kuberl.dev/v1alpha1", "kind": "RLExperiment",
-            "metadata": {"name": name, "namespace": NS}, "spec": spec}
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
-def replicas(kube: KubeAPI, name: str) -> dict[str, int]:
-    return {role: kube.get(DEPLOYMENTS, f"{name}-{role}", NS)["spec"]["replicas"] for role in ROLES}
+def replicas(objects: Objects, name: str, namespace: str) -> dict[str, int | None]:
+    found = {role: objects.get(DEPLOYMENTS, f"{name}-{role}", namespace) for role in ROLES}
+    return {role: d["spec"]["replicas"] if d else None for role, d in found.items()}
 
 
-def status(kube: KubeAPI, name: str) -> dict:
-    return kube.get(RLEXPERIMENTS, name, NS).get("status") or {}
+def status(objects: Objects, name: str, namespace: str) -> dict:
+    return (objects.get(RLEXPERIMENTS, name, namespace) or {}).get("status") or {}
 
 
-def conditions(kube: KubeAPI, name: str) -> dict[str, dict]:
-    return {c["type"]: c for c in status(kube, name).get("conditions", [])}
+def conditions(objects: Objects, name: str, namespace: str) -> dict[str, dict]:
+    return {c["type"]: c for c in status(objects, name, namespace).get("conditions", [])}
 
 
-def mark_ready(kube: KubeAPI, name: str) -> None:
-    """No controllers run here: play the Deployment controller's part."""
-    for role in ROLES:
-        wanted = kube.get(DEPLOYMENTS, f"{name}-{role}", NS)["spec"]["replicas"]
-        kube.patch(DEPLOYMENTS, f"{name}-{role}", {"status": {"replicas": wanted, "readyReplicas": wanted}}, NS,
-                   subresource="status")
-
-
-def test_an_experiment_becomes_its_children_and_follows_its_spec(kube_api: KubeAPI):
-    kube = kube_api
-    kube.create_namespace(NS)
-    with run_operator(HANDLERS) as runner:
-        created = kube.create(RLEXPERIMENTS, rlexperiment("cartpole", {"environment": {"replicas": 2},
-                                                                        "buffer": {"replicas": 3}}), NS)
+def test_an_experiment_becomes_its_children_and_follows_its_spec(kube_cluster: TestCluster, objects: Objects,
+                                                                identities, settings, namespace: str):
+    with run_operator(identities["operator"], settings) as runner:
+        created = objects.create(RLEXPERIMENTS, rlexperiment("cartpole", namespace, {
+            "environment": {"replicas": 2, "envsPerReplica": 2}, "buffer": {"replicas": 2}}), namespace)
         uid = created["metadata"]["uid"]
+        # The API server defaulted every field the request left out, as the config model does.
+        expected = to_spec(ExperimentConfig().replace(environment={"replicas": 2, "envs_per_replica": 2},
+                                                      buffer={"replicas": 2}))
+        assert {key: created["spec"][key] for key in expected} == expected
         for role in ROLES:
-            deployment = kube.wait_for_object(DEPLOYMENTS, f"cartpole-{role}", NS)
-            service = kube.wait_for_object(SERVICES, f"cartpole-{role}", NS)
+            deployment = wait_for(lambda: objects.get(DEPLOYMENTS, f"cartpole-{role}", namespace), 30, role)
+            service = objects.get(SERVICES, f"cartpole-{role}", namespace)
             for child in (deployment, service):
                 (owner,) = child["metadata"]["ownerReferences"]
                 assert (owner["uid"], owner["kind"], owner["controller"]) == (uid, "RLExperiment", True)
             assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"]
-            (container,) = deployment["spec"]["template"]["spec"]["containers"]
-            assert container["image"] == "registry.example/kuberl:9.9.9"
-        config = kube.wait_for_object(CONFIGMAPS, "cartpole-config", NS)
+        config = objects.get(CONFIGMAPS, "cartpole-config", namespace)
         assert "name: cartpole" in config["data"]["experiment.yaml"]
-        assert replicas(kube, "cartpole") == {"environment": 2, "buffer": 3, "learner": 1}
+        assert replicas(objects, "cartpole", namespace) == {"environment": 2, "buffer": 2, "learner": 1}
 
-        # Status from the first visit: every condition, observedGeneration, the scale selector.
-        kube.wait_for(lambda: status(kube, "cartpole").get("observedGeneration") == 1, message="status")
-        first = status(kube, "cartpole")
-        assert first["phase"] == "Pending"
-        assert set(conditions(kube, "cartpole")) == {"Ready", "Suspended", "Succeeded", "Failed"}
-        assert first["environment"]["selector"] == "kuberl.dev/experiment=cartpole,app.kubernetes.io/component=environment"
-        mark_ready(kube, "cartpole")
-        kube.wait_for(lambda: conditions(kube, "cartpole")["Ready"]["status"] == "True", message="Ready")
-        assert status(kube, "cartpole")["buffer"] == {**first["buffer"], "readyReplicas": 3}
+        # Status from the first visit, then Ready once the kubelet says every pod is.
+        wait_for(lambda: status(objects, "cartpole", namespace).get("observedGeneration") == 1, 30, "status")
+        assert set(conditions(objects, "cartpole", namespace)) == {"Ready", "Suspended", "Succeeded", "Failed"}
+        assert status(objects, "cartpole", namespace)["environment"]["selector"] == (
+            "kuberl.dev/experiment=cartpole,app.kubernetes.io/component=environment")
+        wait_for(lambda: conditions(objects, "cartpole", namespace)["Ready"]["status"] == "True", 180, "Ready")
+        assert status(objects, "cartpole", namespace)["buffer"]["readyReplicas"] == 2
 
-        # Scaling: the Deployment follows, nothing else is touched.
-        learner_version = kube.get(DEPLOYMENTS, "cartpole-learner", NS)["metadata"]["resourceVersion"]
-        kube.patch(RLEXPERIMENTS, "cartpole", {"spec": {"environment": {"replicas": 5}}}, NS)
-        kube.wait_for(lambda: replicas(kube, "cartpole")["environment"] == 5, message="scale up")
-        kube.wait_for(lambda: status(kube, "cartpole").get("observedGeneration") == 2, message="generation 2")
-        assert kube.get(DEPLOYMENTS, "cartpole-learner", NS)["metadata"]["resourceVersion"] == learner_version
+        # `kubectl scale rlx` (the scale subresource): only the actors' Deployment changes.
+        learner_generation = objects.get(DEPLOYMENTS, "cartpole-learner", namespace)["metadata"]["generation"]
+        kube_cluster.kubectl("scale", "rlx", "cartpole", "--replicas=3", namespace=namespace)
+        wait_for(lambda: replicas(objects, "cartpole", namespace)["environment"] == 3, 30, "scale up")
+        wait_for(lambda: status(objects, "cartpole", namespace).get("observedGeneration") == 2, 30, "generation 2")
+        assert objects.get(DEPLOYMENTS, "cartpole-learner", namespace)["metadata"]["generation"] == learner_generation
+        scale = json.loads(kube_cluster.kubectl("get", "--raw", f"/apis/kuberl.dev/v1alpha1/namespaces/{namespace}"
+                                                "/rlexperiments/cartpole/scale").stdout)
+        assert scale["spec"]["replicas"] == 3
+        assert scale["status"]["selector"] == "kuberl.dev/experiment=cartpole,app.kubernetes.io/component=environment"
 
-        # A deleted child comes back.
-        kube.delete(DEPLOYMENTS, "cartpole-buffer", NS)
-        kube.wait_for(lambda: kube.get_or_none(DEPLOYMENTS, "cartpole-buffer", NS) is not None, message="recreated")
-        assert replicas(kube, "cartpole")["buffer"] == 3
+        # A deleted child comes back; someone's `kubectl scale deployment` is undone.
+        objects.delete(DEPLOYMENTS, "cartpole-buffer", namespace)
+        wait_for(lambda: replicas(objects, "cartpole", namespace)["buffer"] == 2, 30, "the buffer recreated")
+        objects.patch(DEPLOYMENTS, "cartpole-learner", {"spec": {"replicas": 4}}, namespace)
+        wait_for(lambda: replicas(objects, "cartpole", namespace)["learner"] == 1, 30, "one learner again")
 
         # Suspend: actors and learner at zero, shards kept; resume brings them back.
-        kube.patch(RLEXPERIMENTS, "cartpole", {"spec": {"suspend": True}}, NS)
-        kube.wait_for(lambda: replicas(kube, "cartpole") == {"environment": 0, "buffer": 3, "learner": 0},
-                      message="suspended")
-        kube.wait_for(lambda: status(kube, "cartpole").get("phase") == "Suspended", message="phase Suspended")
-        kube.patch(RLEXPERIMENTS, "cartpole", {"spec": {"suspend": False}}, NS)
-        kube.wait_for(lambda: replicas(kube, "cartpole") == {"environment": 5, "buffer": 3, "learner": 1},
-                      message="resumed")
-        kube.wait_for(lambda: conditions(kube, "cartpole")["Suspended"]["status"] == "False", message="resumed")
+        objects.patch(RLEXPERIMENTS, "cartpole", {"spec": {"suspend": True}}, namespace)
+        wait_for(lambda: replicas(objects, "cartpole", namespace) == {"environment": 0, "buffer": 2, "learner": 0},
+                 30, "suspended")
+        wait_for(lambda: status(objects, "cartpole", namespace).get("phase") == "Suspended", 30, "phase Suspended")
+        objects.patch(RLEXPERIMENTS, "cartpole", {"spec": {"suspend": False}}, namespace)
+        wait_for(lambda: replicas(objects, "cartpole", namespace) == {"environment": 3, "buffer": 2, "learner": 1},
+                 30, "resumed")
+        wait_for(lambda: conditions(objects, "cartpole", namespace)["Suspended"]["status"] == "False", 30, "resumed")
+    assert runner.exception is None
+    # No finalizer: with the operator gone, the experiment can still be deleted.
+    assert not objects.get(RLEXPERIMENTS, "cartpole", namespace)["metadata"].get("finalizers")
+    kube_cluster.kubectl("delete", "rlx", "cartpole", "--timeout=30s", namespace=namespace)
+    wait_for(lambda: not objects.list(DEPLOYMENTS, namespace), 60, "the garbage collector to delete the children")
+
+
+def test_a_restarted_operator_changes_nothing_that_is_right(objects: Objects, identities, settings, namespace: str):
+    objects.create(RLEXPERIMENTS, rlexperiment("steady", namespace, {"buffer": {"replicas": 2},
+                                                                    "environment": {"envsPerReplica": 2}}), namespace)
+    with run_operator(identities["operator"], settings) as runner:
+        wait_for(lambda: conditions(objects, "steady", namespace).get("Ready", {}).get("status") == "True", 180,
+                 "Ready")
     assert runner.exception is None
 
+    def written_by_the_operator() -> dict[str, str]:
+        # Deployments' resourceVersions move with their status (the Deployment controller);
+        # their generation moves only with a spec change.
+        kept = {f"Deployment/{d['metadata']['name']}": d["metadata"]["generation"]
+                for d in objects.list(DEPLOYMENTS, namespace)}
+        for kind in (SERVICES, CONFIGMAPS, RLEXPERIMENTS):
+            kept.update({f"{kind[1]}/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
+                         for o in objects.list(kind, namespace)})
+        return kept
 
-def test_a_restarted_operator_changes_nothing_that_is_right(kube_api: KubeAPI):
-    kube = kube_api
-    kube.create_namespace(NS)
-    kube.create(RLEXPERIMENTS, rlexperiment("steady", {"buffer": {"replicas": 2}}), NS)
-    with run_operator(HANDLERS) as runner:
-        kube.wait_for_object(DEPLOYMENTS, "steady-learner", NS)
-        kube.wait_for(lambda: status(kube, "steady").get("observedGeneration") == 1, message="status")
+    before = written_by_the_operator()
+    with run_operator(identities["operator"], settings) as runner:
+        time.sleep(4.0)  # the resume handler and several observation rounds
     assert runner.exception is None
+    assert written_by_the_operator() == before
 
-    def versions() -> dict[str, str]:
-        objects = [*kube.list(DEPLOYMENTS, NS), *kube.list(SERVICES, NS), *kube.list(CONFIGMAPS, NS),
-                   *kube.list(RLEXPERIMENTS, NS)]
-        return {f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["resourceVersion"] for o in objects}
 
-    before = versions()
-    with run_operator(HANDLERS) as runner:
-        kube.wait_for(lambda: kube.watchers(RLEXPERIMENTS) > 0, message="watching")
-        import time
-
-        time.sleep(2.0)  # several timer rounds and the resume handler
+def test_a_child_name_held_by_someone_else_is_left_alone(objects: Objects, identities, settings, namespace: str):
+    theirs = objects.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap",
+                                         "metadata": {"name": "taken-config", "namespace": namespace},
+                                         "data": {"mine": "yes"}}, namespace)
+    with run_operator(identities["operator"], settings) as runner:
+        objects.create(RLEXPERIMENTS, rlexperiment("taken", namespace, {}), namespace)
+        wait_for(lambda: objects.get(DEPLOYMENTS, "taken-learner", namespace), 30, "the other children")
+        events = wait_for(lambda: [e for e in objects.list(EVENTS, namespace) if e.get("reason") == "ChildNameTaken"],
+                          30, "a ChildNameTaken event")
+        assert "ConfigMap taken-config" in events[0]["message"]
+        assert events[0]["involvedObject"]["name"] == "taken"
     assert runner.exception is None
-    assert versions() == before
+    after = objects.get(CONFIGMAPS, "taken-config", namespace)
+    assert after["data"] == {"mine": "yes"} and after["metadata"]["resourceVersion"] == theirs["metadata"]["resourceVersion"]
+    assert not after["metadata"].get("ownerReferences")
 
 
-def test_an_invalid_spec_is_refused_with_the_field_and_creates_nothing(kube_api: KubeAPI):
-    kube = kube_api
-    kube.create_namespace(NS)
-    with run_operator(HANDLERS) as runner:
-        kube.create(RLEXPERIMENTS, rlexperiment("broken", {"buffer": {"replicas": 0}}), NS)
-        events = kube.wait_for(lambda: [e for e in kube.list(EVENTS, NS)
-                                        if "spec.buffer.replicas" in e.get("message", "")], message="an event")
-        assert events[0]["involvedObject"]["name"] == "broken" and events[0]["reason"] == "InvalidSpec"
-        kube.wait_for(lambda: status(kube, "broken").get("phase") == "Failed", message="phase Failed")
-        failed = conditions(kube, "broken")["Failed"]
-        assert failed["reason"] == "InvalidSpec" and "spec.buffer.replicas" in failed["message"]
-        assert kube.list(DEPLOYMENTS, NS) == [] and kube.list(CONFIGMAPS, NS) == []
-
-        # Fixed: the next generation is reconciled and the failure goes away.
-        kube.patch(RLEXPERIMENTS, "broken", {"spec": {"buffer": {"replicas": 1}}}, NS)
-        kube.wait_for_object(DEPLOYMENTS, "broken-buffer", NS)
-        kube.wait_for(lambda: status(kube, "broken").get("phase") == "Pending", message="no longer Failed")
-    assert runner.exception is None
-
-
-def test_a_finished_experiment_scales_down_and_goes_after_its_ttl(kube_api: KubeAPI):
-    kube = kube_api
-    kube.create_namespace(NS)
-    kube.create(RLEXPERIMENTS, rlexperiment("done", {"environment": {"replicas": 2}, "ttlSecondsAfterFinished": 1}),
-                NS)
-    kube.patch(RLEXPERIMENTS, "done", {"status": {"phase": "Succeeded", "conditions": [
+def test_a_finished_experiment_scales_down_and_goes_after_its_ttl(objects: Objects, identities, settings,
+                                                                  namespace: str):
+    objects.create(RLEXPERIMENTS, rlexperiment("done", namespace, {"environment": {"replicas": 2},
+                                                                   "ttlSecondsAfterFinished": 3}), namespace)
+    # What a finished run leaves in its status (the end-to-end suite reaches it by training).
+    objects.patch(RLEXPERIMENTS, "done", {"status": {"phase": "Succeeded", "conditions": [
         {"type": "Succeeded", "status": "True", "reason": "TargetReturnReached", "message": "solved",
-         "lastTransitionTime": "2026-11-24T12:00:00Z"}]}}, NS, subresource="status")
-    with run_operator(HANDLERS) as runner:
-        kube.wait_for(lambda: status(kube, "done").get("completionTime"), message="completion time")
-        assert status(kube, "done")["phase"] == "Succeeded"
-        kube.wait_gone(RLEXPERIMENTS, "done", NS, timeout=30)
-        kube.wait_for(lambda: kube.list(DEPLOYMENTS, NS) == [], message="children collected with their owner")
+         "lastTransitionTime": "2026-11-24T12:00:00Z"}]}}, namespace, subresource="status")
+    with run_operator(identities["operator"], settings) as runner:
+        wait_for(lambda: status(objects, "done", namespace).get("completionTime"), 30, "completion time")
+        assert status(objects, "done", namespace)["phase"] == "Succeeded"
+        assert replicas(objects, "done", namespace) == {"environment": 0, "buffer": 1, "learner": 0}
+        wait_for(lambda: objects.get(RLEXPERIMENTS, "done", namespace) is None, 60, "the TTL to delete it")
+        wait_for(lambda: not objects.list(DEPLOYMENTS, namespace) and not objects.list(SERVICES, namespace), 60,
+                 "the garbage collector to delete its children")
     assert runner.exception is None
 
 
-def test_the_experiment_api_keeps_experiments_as_rlexperiments(kube_api: KubeAPI):
-    kube = kube_api
-    kube.create_namespace(NS)
+def test_a_crash_looping_role_fails_the_run_and_stops_it(objects: Objects, identities, settings, base_image: str,
+                                                         kube_cluster: TestCluster, namespace: str):
+    # The base image has no `kuberl`: every container exits at once, and the kubelet backs off.
+    kube_cluster.load_image(base_image)
+    with run_operator(identities["operator"], {**settings, "KUBERL_IMAGE": base_image}) as runner:
+        objects.create(RLEXPERIMENTS, rlexperiment("flaky", namespace, {"environment": {"replicas": 2}}), namespace)
+        wait_for(lambda: "crash-looping" in conditions(objects, "flaky", namespace).get("Ready", {}).get("message", ""),
+                 120, "Ready to name the crash loop")
+        wait_for(lambda: status(objects, "flaky", namespace).get("phase") == "Failed", 180, "phase Failed")
+        assert conditions(objects, "flaky", namespace)["Failed"]["reason"] == "CrashLoop"
+        assert "crash-looped" in status(objects, "flaky", namespace)["message"]
+        wait_for(lambda: replicas(objects, "flaky", namespace) == {"environment": 0, "buffer": 1, "learner": 0},
+                 30, "actors and learner stopped")
+    assert runner.exception is None
+
+
+def test_the_experiment_api_keeps_experiments_as_rlexperiments(objects: Objects, identities,
+                                                               monkeypatch: pytest.MonkeyPatch):
+    from kubernetes.client.exceptions import ApiException
+
     from kuberl.experiment.kubernetes import ClusterExperiments
 
-    api = ClusterExperiments(NS)
+    # As the chart's experiment-API ServiceAccount: its Role is in the release namespace only.
+    monkeypatch.setenv("KUBECONFIG", str(identities["experiment"]))
+    api = ClusterExperiments(IDENTITY_NAMESPACE)
     config = ExperimentConfig().replace(environment={"replicas": 3})
     assert api.start_experiment("from-api", config) == ("from-api", [])
-    stored = kube.get(RLEXPERIMENTS, "from-api", NS)
-    assert stored["spec"]["environment"]["replicas"] == 3 and stored["spec"]["envId"] == "CartPole-v1"
-    with pytest.raises(AlreadyExists):
-        api.start_experiment("from-api", config)
-    with pytest.raises(ValueError, match="experiment_id"):
-        api.start_experiment("Not_A_DNS_Label", config)
-    kube.patch(RLEXPERIMENTS, "from-api", {"status": {"phase": "Running", "envSteps": 1234, "meanReturn": 88.5}}, NS,
-               subresource="status")
-    status_msg = api.experiment_status("from-api")
-    assert (status_msg.phase, status_msg.env_steps, status_msg.mean_return) == (
-        exp_pb.EXPERIMENT_PHASE_RUNNING, 1234, 88.5)
-    assert [s.experiment_id for s in api.list_statuses()] == ["from-api"]
-    api.stop_experiment("from-api")
-    assert kube.get(RLEXPERIMENTS, "from-api", NS)["spec"]["suspend"] is True
-    with pytest.raises(NotFound):
-        api.experiment_status("nope")
-
-
-def test_a_crash_looping_learner_fails_the_run_and_stops_it(kube_api: KubeAPI):
-    kube = kube_api
-    kube.create_namespace(NS)
-    with run_operator(HANDLERS) as runner:
-        kube.create(RLEXPERIMENTS, rlexperiment("flaky", {"environment": {"replicas": 2}}), NS)
-        template = kube.wait_for_object(DEPLOYMENTS, "flaky-learner", NS)["spec"]["template"]
-        # What the kubelet would report for a learner that keeps dying at start.
-        kube.create(PODS, {"metadata": {"name": "flaky-learner-abc", "namespace": NS,
-                                        "labels": template["metadata"]["labels"]},
-                           "spec": {"containers": [{"name": "learner", "image": "kuberl"}]}}, NS)
-        kube.patch(PODS, "flaky-learner-abc", {"status": {"containerStatuses": [{
-            "name": "learner", "image": "kuberl", "imageID": "", "ready": False, "restartCount": 12,
-            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s"}}}]}}, NS,
-            subresource="status")
-        kube.wait_for(lambda: status(kube, "flaky").get("phase") == "Failed", message="phase Failed")
-        assert conditions(kube, "flaky")["Failed"]["reason"] == "CrashLoop"
-        assert "learner crash-looped 12 times" in status(kube, "flaky")["message"]
-        kube.wait_for(lambda: replicas(kube, "flaky") == {"environment": 0, "buffer": 1, "learner": 0},
-                      message="actors and learner stopped")
-    assert runner.exception is None
+    try:
+        stored = objects.get(RLEXPERIMENTS, "from-api", IDENTITY_NAMESPACE)
+        assert stored["spec"]["environment"]["replicas"] == 3 and stored["spec"]["envId"] == "CartPole-v1"
+        with pytest.raises(AlreadyExists):
+            api.start_experiment("from-api", config)
+        with pytest.raises(ValueError, match="experiment_id"):
+            api.start_experiment("Not_A_DNS_Label", config)
+        objects.patch(RLEXPERIMENTS, "from-api", {"status": {"phase": "Running", "envSteps": 1234,
+                                                             "meanReturn": 88.5}}, IDENTITY_NAMESPACE,
+                      subresource="status")
+        status_msg = api.experiment_status("from-api")
+        assert (status_msg.phase, status_msg.env_steps, status_msg.mean_return) == (
+            exp_pb.EXPERIMENT_PHASE_RUNNING, 1234, 88.5)
+        assert [s.experiment_id for s in api.list_statuses()] == ["from-api"]
+        api.stop_experiment("from-api")
+        assert objects.get(RLEXPERIMENTS, "from-api", IDENTITY_NAMESPACE)["spec"]["suspend"] is True
+        with pytest.raises(NotFound):
+            api.experiment_status("nope")
+        # RBAC holds: the API may not delete experiments, nor touch another namespace.
+        with pytest.raises(ApiException) as denied:
+            api.api.delete_namespaced_custom_object("kuberl.dev", "v1alpha1", IDENTITY_NAMESPACE, "rlexperiments",
+                                                    "from-api")
+        assert denied.value.status == 403
+        with pytest.raises(ApiException) as denied:
+            api.api.list_namespaced_custom_object("kuberl.dev", "v1alpha1", "default", "rlexperiments")
+        assert denied.value.status == 403
+    finally:
+        objects.delete(RLEXPERIMENTS, "from-api", IDENTITY_NAMESPACE)

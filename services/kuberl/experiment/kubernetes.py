@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from kubernetes import client, config
@@ -37,7 +38,7 @@ class ClusterExperiments:
         try:
             config.load_incluster_config()
         except config.ConfigException:
-            config.load_kube_config()
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
         self.namespace = namespace
         self.api = client.CustomObjectsApi()
 
