@@ -146,6 +146,21 @@ class TestCluster:
         path.chmod(0o600)
         return path
 
+    def install_crd(self) -> None:
+        """The chart's CRDs (crds/), applied as `helm install` applies them, and Established."""
+        chart_crds = Path(__file__).resolve().parents[1] / "charts" / "kuberl" / "crds"
+        for path in sorted(chart_crds.glob("*.yaml")):
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+            name = yaml.safe_load(path.read_text())["metadata"]["name"]
+            self.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+
+    def ensure_namespace(self, name: str) -> None:
+        """The namespace, made now unless it exists; one an earlier run is deleting is waited for."""
+        phase = self.kubectl("get", "namespace", name, "-o", "jsonpath={.status.phase}", check=False).stdout
+        if phase == "Terminating":
+            self.kubectl("wait", "--for=delete", f"namespace/{name}", "--timeout=180s", timeout=200)
+        self.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}])
+
     def load_image(self, tag: str) -> None:
         """Makes a Docker image available to the cluster's nodes without any registry."""
         if self.local_layout is not None:

@@ -1,63 +1,88 @@
-"""The CRD is generated from the config model and agrees with it; skaffold.yaml and the
-Dockerfile say what users rely on."""
+"""The CRD is generated from the config model and, installed on a real API server, has the
+subresources and columns users rely on; skaffold.yaml and the Dockerfile say what users rely on
+(skaffold itself runs skaffold.yaml in tests/e2e)."""
 
 from __future__ import annotations
 
+import json
 import re
 
+import pytest
 import yaml
 
 from kuberl import crd
-from kuberl.config import ExperimentConfig, from_spec, to_spec
-from tests import tools
 from tests.conftest import REPO
+from tests.kube import RLEXPERIMENTS, Objects, TestCluster
 
-CRD = yaml.safe_load(crd.CRD_PATH.read_text())
-MINIMAL = {"apiVersion": "kuberl.dev/v1alpha1", "kind": "RLExperiment", "metadata": {"name": "x", "namespace": "d"},
-           "spec": {}}
+NAMESPACE = "kuberl-crd-tests"
 
 
 def test_checked_in_crd_is_fresh():
     assert crd.CRD_PATH.read_text() == crd.render(), "run `python -m kuberl.crd`"
 
 
-def test_crd_is_a_valid_kubernetes_object():
-    tools.validate_k8s(CRD, tools.latest_k8s_version())
+@pytest.fixture(scope="module")
+def server(kube_cluster: TestCluster):
+    kube_cluster.install_crd()
+    kube_cluster.ensure_namespace(NAMESPACE)
+    yield kube_cluster
+    kube_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
 
 
-def test_api_server_defaults_equal_the_config_models():
-    defaulted = tools.validate_custom_resource(CRD, MINIMAL)
-    spec = dict(defaulted["spec"])
-    assert spec.pop("suspend") is False
-    assert from_spec(spec) == ExperimentConfig()
-    assert spec == to_spec(ExperimentConfig())
+def _create(server: TestCluster, name: str, spec: dict) -> dict:
+    server.kubectl("delete", "rlx", name, "--ignore-not-found", "--wait=true", namespace=NAMESPACE)
+    return Objects(server).create(RLEXPERIMENTS, {"apiVersion": "kuberl.dev/v1alpha1", "kind": "RLExperiment",
+                                                  "metadata": {"name": name}, "spec": spec}, NAMESPACE)
 
 
-def test_short_name_scale_subresource_and_printer_columns_point_at_real_fields():
-    version = CRD["spec"]["versions"][0]
-    assert CRD["spec"]["names"]["shortNames"] == ["rlx"]
-    schema = version["schema"]["openAPIV3Schema"]
-
-    def resolve(path: str) -> dict:
-        node = schema
-        for part in path.strip(".").split("."):
-            node = node["properties"][part]
-        return node
-
-    scale = version["subresources"]["scale"]
-    assert resolve(scale["specReplicasPath"])["type"] == "integer"
-    assert resolve(scale["statusReplicasPath"])["type"] == "integer"
-    assert resolve(scale["labelSelectorPath"])["type"] == "string"
-    assert "status" in version["subresources"]
-    columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
-    assert list(columns) == ["Phase", "Env", "Actors", "Shards", "Steps", "Return", "Age"]
-    for column in columns.values():
-        if not column["jsonPath"].startswith(".metadata"):
-            assert resolve(column["jsonPath"])["type"] == column["type"]
+def test_printer_columns_show_the_fields_they_name(server: TestCluster):
+    _create(server, "columns", {"environment": {"replicas": 5}, "buffer": {"replicas": 3}})
+    status = {"phase": "Running", "envSteps": 12345, "meanReturn": 87.5, "evalReturn": 480.25,
+              "environment": {"replicas": 5, "readyReplicas": 2, "selector": "a=b"},
+              "buffer": {"replicas": 3, "readyReplicas": 3, "selector": "c=d"}}
+    Objects(server).patch(RLEXPERIMENTS, "columns", {"status": status}, NAMESPACE, subresource="status")
+    header, row = server.kubectl("get", "rlx", "columns", namespace=NAMESPACE).stdout.splitlines()
+    shown = dict(zip(header.split(), row.split()))
+    assert list(shown) == ["NAME", "PHASE", "ENV", "ACTORS", "SHARDS", "STEPS", "RETURN", "EVAL", "AGE"]
+    # Actors and shards are what is ready (2 of 5 actors), not what was asked for.
+    assert {k: shown[k] for k in ("PHASE", "ENV", "ACTORS", "SHARDS", "STEPS", "RETURN", "EVAL")} == {
+        "PHASE": "Running", "ENV": "CartPole-v1", "ACTORS": "2", "SHARDS": "3", "STEPS": "12345",
+        "RETURN": "87.5", "EVAL": "480.25"}
+    assert server.kubectl("get", "rlexperiments.kuberl.dev", namespace=NAMESPACE).stdout.split() == \
+        server.kubectl("get", "rlx", namespace=NAMESPACE).stdout.split()  # the short name
 
 
-def test_skaffold_config_is_valid_and_hands_the_image_to_the_chart():
-    tools.validate_skaffold(REPO / "skaffold.yaml")
+def test_scale_subresource_is_the_actors(server: TestCluster):
+    _create(server, "scaled", {"environment": {"replicas": 2}})
+    Objects(server).patch(RLEXPERIMENTS, "scaled", {"status": {"environment": {
+        "replicas": 2, "readyReplicas": 1, "selector": "kuberl.dev/experiment=scaled"}}}, NAMESPACE,
+        subresource="status")
+    server.kubectl("scale", "rlx", "scaled", "--replicas=4", namespace=NAMESPACE)
+    stored = Objects(server).get(RLEXPERIMENTS, "scaled", NAMESPACE)
+    assert stored["spec"]["environment"]["replicas"] == 4 and stored["metadata"]["generation"] == 2
+    scale = json.loads(server.kubectl("get", "--raw", f"/apis/kuberl.dev/v1alpha1/namespaces/{NAMESPACE}"
+                                      "/rlexperiments/scaled/scale").stdout)
+    assert scale["spec"]["replicas"] == 4
+    assert scale["status"] == {"replicas": 1, "selector": "kuberl.dev/experiment=scaled"}
+
+
+def test_status_is_its_own_subresource_and_unknown_status_fields_are_pruned(server: TestCluster):
+    objects = Objects(server)
+    created = _create(server, "statused", {})
+    # A write to the main resource leaves status alone; a status write leaves spec alone.
+    objects.patch(RLEXPERIMENTS, "statused", {"status": {"phase": "Running"}}, NAMESPACE)
+    assert not objects.get(RLEXPERIMENTS, "statused", NAMESPACE).get("status")
+    after = objects.patch(RLEXPERIMENTS, "statused", {"spec": {"seed": 1}, "status": {"phase": "Running",
+                                                                                      "bogus": 1}},
+                          NAMESPACE, subresource="status")
+    assert after["status"] == {"phase": "Running"} and after["spec"]["seed"] == 0
+    assert after["metadata"]["generation"] == created["metadata"]["generation"]
+    refused = server.kubectl("patch", "rlx", "statused", "--subresource=status", "--type=merge", "-p",
+                             json.dumps({"status": {"phase": "Sleeping"}}), namespace=NAMESPACE, check=False)
+    assert refused.returncode != 0 and "status.phase" in refused.stderr
+
+
+def test_skaffold_config_hands_the_image_to_the_chart():
     config = yaml.safe_load((REPO / "skaffold.yaml").read_text())
     (release,) = config["deploy"]["helm"]["releases"]
     assert (REPO / release["chartPath"] / "Chart.yaml").exists()

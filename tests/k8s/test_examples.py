@@ -1,35 +1,51 @@
-"""The RLExperiment examples, and the CRD's schema against the config model it is generated from.
+"""The RLExperiment examples and specs, on a real API server and in the config model.
 
 Every manifest under examples/ must be accepted twice: by the API server (the CRD's structural
-schema and CEL rules, applied offline by tests/tools.py) and by `kuberl run` (kuberl.config).
-Bad specs must be refused by both, and the defaults both fill in must agree.
+schema, defaults and CEL rules, with strict field validation) and by `kuberl run`
+(kuberl.config), and both must fill in the same defaults. A bad spec must be refused by both,
+each naming the same field.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from kuberl.config import ConfigError, load_manifest, parse_manifest, to_spec
-from tests import tools
+from tests.conftest import REPO
+from tests.kube import TestCluster
 
-REPO = Path(__file__).resolve().parents[2]
-CRD_PATH = REPO / "charts" / "kuberl" / "crds" / "rlexperiments.kuberl.dev.yaml"
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 CLUSTER_ONLY = ("suspend", "ttlSecondsAfterFinished")
+NAMESPACE = "kuberl-schema-tests"
 
 
 @pytest.fixture(scope="module")
-def crd() -> dict:
-    return yaml.safe_load(CRD_PATH.read_text())
+def server(kube_cluster: TestCluster) -> TestCluster:
+    kube_cluster.install_crd()
+    kube_cluster.ensure_namespace(NAMESPACE)
+    return kube_cluster
 
 
 def manifest(spec: dict, name: str = "bad") -> dict:
     return {"apiVersion": "kuberl.dev/v1alpha1", "kind": "RLExperiment",
-            "metadata": {"name": name, "namespace": "default"}, "spec": spec}  # fmt: skip
+            "metadata": {"name": name, "namespace": NAMESPACE}, "spec": spec}
+
+
+def server_create(server: TestCluster, doc: dict):
+    """What the API server makes of a create (dry run: nothing is stored)."""
+    return server.kubectl("create", "--dry-run=server", "--validate=strict", "-o", "json", "-f", "-",
+                          input=json.dumps(doc), check=False)
+
+
+def stored_spec(server: TestCluster, doc: dict) -> dict:
+    done = server_create(server, doc)
+    assert done.returncode == 0, done.stderr
+    return {k: v for k, v in json.loads(done.stdout)["spec"].items() if k not in CLUSTER_ONLY}
 
 
 def test_there_are_examples() -> None:
@@ -37,21 +53,21 @@ def test_there_are_examples() -> None:
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-def test_example_is_a_valid_custom_resource_and_config(crd: dict, path: Path) -> None:
+def test_example_is_accepted_by_the_api_server_and_the_config_alike(server: TestCluster, path: Path) -> None:
     (doc,) = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-    defaulted = tools.validate_custom_resource(crd, doc)
+    doc["metadata"]["namespace"] = NAMESPACE
     experiment = load_manifest(path)
     assert experiment.name == doc["metadata"]["name"]
     # What the API server stores (CRD defaults) is what `kuberl run` uses (config defaults).
-    stored = {k: v for k, v in defaulted["spec"].items() if k not in CLUSTER_ONLY}
-    assert stored == to_spec(experiment.config)
+    assert stored_spec(server, doc) == to_spec(experiment.config)
 
 
-def test_crd_and_config_default_an_empty_spec_alike(crd: dict) -> None:
-    defaulted = tools.validate_custom_resource(crd, manifest({}, name="empty"))
-    stored = {k: v for k, v in defaulted["spec"].items() if k not in CLUSTER_ONLY}
-    assert stored == to_spec(parse_manifest(manifest({}, name="empty")).config)
-    assert defaulted["spec"]["suspend"] is False
+def test_the_api_server_and_the_config_default_an_empty_spec_alike(server: TestCluster) -> None:
+    done = server_create(server, manifest({}, name="empty"))
+    assert done.returncode == 0, done.stderr
+    spec = json.loads(done.stdout)["spec"]
+    assert spec.pop("suspend") is False
+    assert spec == to_spec(parse_manifest(manifest({}, name="empty")).config)
 
 
 BASE = {"buffer": {"capacity": 1000}, "learner": {"batchSize": 32}}
@@ -85,15 +101,27 @@ INVALID = {
     "seed above 2**32-1": _with("seed", 2**32),
     "empty envId": _with("envId", ""),
     "samplesPerInsert 0": _with("learner.samplesPerInsert", 0),
+    "suspend not a boolean": _with("suspend", "yes"),
+    "negative ttl": _with("ttlSecondsAfterFinished", -1),
 }
 
 
 @pytest.mark.parametrize("spec", INVALID.values(), ids=INVALID.keys())
-def test_invalid_spec_is_refused_by_the_crd_and_by_the_config(crd: dict, spec: dict) -> None:
-    with pytest.raises(tools.ValidationFailed):
-        tools.validate_custom_resource(crd, manifest(spec))
-    with pytest.raises(ConfigError):
+def test_invalid_spec_is_refused_by_both_naming_the_field(server: TestCluster, spec: dict) -> None:
+    with pytest.raises(ConfigError) as refused:
         parse_manifest(manifest(spec))
+    field = refused.value.path.split("[")[0]
+    done = server_create(server, manifest(spec))
+    assert done.returncode != 0, f"the API server accepted {spec}"
+    assert field in done.stderr, f"the API server's refusal does not name {field}: {done.stderr}"
+
+
+@pytest.mark.parametrize("name", ["9lives", "a" * 52, "under_score"])
+def test_a_name_the_services_cannot_carry_is_refused_by_both(server: TestCluster, name: str) -> None:
+    with pytest.raises(ConfigError, match="metadata.name"):
+        parse_manifest(manifest({}, name=name))
+    done = server_create(server, manifest({}, name=name))
+    assert done.returncode != 0 and "metadata.name" in done.stderr, done.stderr
 
 
 EDGES = {
@@ -107,8 +135,6 @@ EDGES = {
 
 
 @pytest.mark.parametrize("spec", EDGES.values(), ids=EDGES.keys())
-def test_edge_values_are_accepted_by_both(crd: dict, spec: dict) -> None:
-    defaulted = tools.validate_custom_resource(crd, manifest(spec, name="edge"))
+def test_edge_values_are_accepted_by_both_alike(server: TestCluster, spec: dict) -> None:
     config = parse_manifest(manifest(spec, name="edge")).config
-    stored = {k: v for k, v in defaulted["spec"].items() if k not in CLUSTER_ONLY}
-    assert stored == to_spec(config)
+    assert stored_spec(server, manifest(spec, name="edge")) == to_spec(config)

@@ -25,23 +25,13 @@ IDENTITY_NAMESPACE = "kuberl-optest"
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 
 
-def install_crd(cluster: TestCluster) -> None:
-    for path in sorted((CHART / "crds").glob("*.yaml")):
-        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-        name = yaml.safe_load(path.read_text())["metadata"]["name"]
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
-
-
 @pytest.fixture(scope="session")
 def identities(kube_cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """Kubeconfigs of the chart's operator and experiment-API ServiceAccounts."""
-    install_crd(kube_cluster)
+    kube_cluster.install_crd()
     rendered = tools.helm("4", "template", RELEASE, str(CHART), "--namespace", IDENTITY_NAMESPACE, check=True).stdout
     rbac = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] in RBAC_KINDS]
-    # An earlier run's namespace may still be terminating: it must be gone before we make ours.
-    kube_cluster.kubectl("wait", "--for=delete", f"namespace/{IDENTITY_NAMESPACE}", "--timeout=180s", check=False,
-                         timeout=200)
-    kube_cluster.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": IDENTITY_NAMESPACE}}])
+    kube_cluster.ensure_namespace(IDENTITY_NAMESPACE)
     kube_cluster.apply(rbac)
     directory = tmp_path_factory.mktemp("identities")
     yield {role: kube_cluster.service_account_kubeconfig(IDENTITY_NAMESPACE, f"{RELEASE}-{role}", directory)
