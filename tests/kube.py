@@ -146,6 +146,24 @@ class TestCluster:
         path.chmod(0o600)
         return path
 
+    def kill_container(self, pod: dict, container: str) -> None:
+        """SIGKILLs a container's process through the node's runtime, as a crash would end it
+        (from inside its pod, PID 1 cannot be killed)."""
+        (status,) = [c for c in pod["status"]["containerStatuses"] if c["name"] == container]
+        container_id = status["containerID"].removeprefix("containerd://")
+        if self.local_layout is not None:
+            from tests.localcluster import cluster
+
+            cluster.ctr(self.local_layout, "tasks", "kill", "--signal", "SIGKILL", container_id, timeout=30)
+        elif self.is_kind:  # a kind node is a Docker container named after the node
+            done = subprocess.run(["docker", "exec", pod["spec"]["nodeName"], "ctr", "--namespace", "k8s.io", "tasks",
+                                   "kill", "--signal", "SIGKILL", container_id], capture_output=True, text=True,
+                                  timeout=30)
+            if done.returncode != 0:
+                raise AssertionError(f"killing {container_id} failed: {done.stderr}")
+        else:
+            raise AssertionError(f"do not know how to reach the container runtime of {self.context}")
+
     def install_crd(self) -> None:
         """The chart's CRDs (crds/), applied as `helm install` applies them, and Established."""
         chart_crds = Path(__file__).resolve().parents[1] / "charts" / "kuberl" / "crds"

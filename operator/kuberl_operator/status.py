@@ -142,7 +142,8 @@ def compute_status(exp: Experiment, previous: dict[str, Any] | None, obs: Observ
         phase = "Failed"
     elif exp.suspend:
         phase = "Suspended"
-    elif not waiting and learner_state:
+    elif learner_state or (previous.get("phase") == "Running" and not exp.suspend):
+        # Once training has started, a role that restarts shows in Ready, not as Pending again.
         phase = "Running"
     else:
         phase = "Pending"

@@ -77,6 +77,16 @@ def test_suspend_is_reported_and_resume_is_right_again():
     assert resumed["observedGeneration"] == 3
 
 
+def test_a_running_experiment_whose_shard_restarts_stays_running_and_not_ready():
+    running = compute_status(exp(), None, Observation(generation=1, now=T0, ready=ALL_READY,
+                                                      learner=LearnerView("TRAINING", 5, 100)))
+    restarting = compute_status(exp(), running, Observation(generation=1, now=T0 + timedelta(seconds=5),
+                                                            ready={**ALL_READY, "buffer": 1}))
+    assert restarting["phase"] == "Running"
+    assert conditions(restarting)["Ready"]["status"] == "False"
+    assert "buffer: 1/2 ready" in conditions(restarting)["Ready"]["message"]
+
+
 def test_unchanged_observations_give_an_identical_status():
     obs = Observation(generation=1, now=T0, ready=ALL_READY, learner=LearnerView("TRAINING", 5, 100),
                       mean_return=math.nan)

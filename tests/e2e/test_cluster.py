@@ -1,0 +1,272 @@
+"""The system on a real cluster, as users meet it: `helm install --wait` and `helm test`;
+`kubectl apply -f examples/cartpole.yaml` to Succeeded; one long experiment (a target it cannot
+reach) that carries scaling, suspend and resume, a killed shard, a killed operator and a
+`helm upgrade`; a crash-looping experiment; deletion and TTL. After each, the status and the
+`kubectl get rlx` columns are checked against what the roles themselves report.
+
+    bash tests/run.sh tests/e2e       # on the local cluster here, or on your kind cluster
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tests.e2e.conftest import (CRASH_LOOP_RESTART_LIMIT, OBSERVATION_SECONDS, RELEASE, Release, helm_values,
+                                wait_phase)
+from tests.kube import wait_for
+
+pytestmark = pytest.mark.slow
+CARTPOLE = REPO / "examples" / "cartpole.yaml"
+MARATHON = "marathon"
+
+
+def apply(release: Release, doc: dict) -> None:
+    release.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+
+
+def assert_columns_tell_the_truth(release: Release, name: str) -> None:
+    """Each printed column is the status field it names (read right after, within one write)."""
+    for _ in range(3):  # a status write between the two reads shows as a mismatch: read again
+        printed = release.printed(name)
+        obj = release.rlx(name)
+        status = obj.get("status") or {}
+        expected = {"PHASE": status.get("phase"), "ENV": obj["spec"]["envId"],
+                    "ACTORS": (status.get("environment") or {}).get("readyReplicas"),
+                    "SHARDS": (status.get("buffer") or {}).get("readyReplicas"), "STEPS": status.get("envSteps"),
+                    "RETURN": status.get("meanReturn"), "EVAL": status.get("evalReturn")}
+        shown = {key: printed.get(key) for key in expected}
+        if shown == {key: None if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+                     for key, value in expected.items()}:
+            return
+    raise AssertionError(f"kubectl get rlx {name} shows {shown}, the status holds {expected}")
+
+
+def assert_status_agrees_with_the_learner(release: Release, name: str) -> None:
+    """Status envSteps/updates lie between what the learner said just before and one
+    observation interval later."""
+    before = release.learner_stats(name)
+    time.sleep(OBSERVATION_SECONDS + 1)
+    status = release.status(name)
+    after = release.learner_stats(name)
+    assert before["env_steps"] <= status["envSteps"] <= after["env_steps"], (before, status, after)
+    assert before["updates"] <= status["updates"] <= after["updates"], (before, status, after)
+    assert status["policyVersion"] <= after["policy_version"]
+
+
+def test_helm_install_and_helm_test(release: Release):
+    release.cluster.helm("test", RELEASE, "--namespace", release.namespace, "--timeout", "5m")
+    pods = release.get("pods", "-l", f"app.kubernetes.io/instance={RELEASE}")["items"]
+    roles = {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods}
+    assert {"operator", "experiment", "policy", "analytics", "mysql"} <= roles
+    for pod in pods:
+        if pod["metadata"]["labels"]["app.kubernetes.io/component"] != "test":
+            assert all(c["ready"] and c["restartCount"] == 0 for c in pod["status"]["containerStatuses"]), pod["metadata"]["name"]
+
+
+def test_the_cartpole_example_succeeds_then_scales_down_and_goes_after_its_ttl(release: Release):
+    started = time.monotonic()
+    release.kubectl("apply", "-f", str(CARTPOLE))
+    first_transition = None
+    while True:
+        status = release.status("cartpole")
+        if first_transition is None and release.ready_pods("cartpole", "learner"):
+            try:
+                if release.learner_stats("cartpole")["env_steps"] > 0:
+                    first_transition = time.monotonic() - started
+            except AssertionError:  # the learner pod is up but not yet serving
+                pass
+        if status.get("phase") in ("Succeeded", "Failed"):
+            break
+        assert time.monotonic() - started < 900, f"cartpole did not finish: {status}"
+        if status.get("phase") == "Running":
+            assert_columns_tell_the_truth(release, "cartpole")
+        time.sleep(1)
+    solved = time.monotonic() - started
+    print(f"\n[e2e] kubectl apply examples/cartpole.yaml -> first transition {first_transition:.1f}s, "
+          f"-> Succeeded {solved:.1f}s ({status.get('envSteps')} env steps)")
+    assert status["phase"] == "Succeeded", status
+    assert status["evalReturn"] >= 475
+    conditions = release.conditions("cartpole")
+    assert conditions["Succeeded"]["status"] == "True" and conditions["Succeeded"]["reason"] == "TargetReturnReached"
+    assert conditions["Failed"]["status"] == "False"
+    wait_for(lambda: not release.pods("cartpole", "environment") and not release.pods("cartpole", "learner"), 120,
+             "actors and learner gone")
+    assert release.replicas("cartpole") == {"environment": 0, "buffer": 2, "learner": 0}
+    wait_for(lambda: release.status("cartpole")["environment"]["readyReplicas"] == 0, 30, "status to show 0 actors")
+    assert_columns_tell_the_truth(release, "cartpole")
+    assert release.printed("cartpole")["PHASE"] == "Succeeded"
+
+    release.kubectl("patch", "rlx", "cartpole", "--type=merge", "-p", json.dumps({"spec": {"ttlSecondsAfterFinished": 3}}))
+    wait_for(lambda: not release.get("rlx")["items"], 60, "the TTL to delete cartpole")
+    wait_for(lambda: not release.get("deployments,services,configmaps", "-l", "kuberl.dev/experiment=cartpole")["items"]
+             and not release.pods("cartpole", "buffer"), 120, "its children to be collected")
+
+
+@pytest.fixture(scope="module")
+def marathon(release: Release) -> Release:
+    """A long run: a target no policy reaches, so it trains until deleted."""
+    doc = yaml.safe_load(CARTPOLE.read_text())
+    doc["metadata"]["name"] = MARATHON
+    doc["spec"]["stop"] = {"targetReturn": 100000, "maxEnvSteps": 10**10, "evalIntervalUpdates": 100000}
+    doc["spec"]["buffer"]["snapshotIntervalSeconds"] = 2
+    doc["spec"]["learner"]["samplesPerInsert"] = 4
+    apply(release, doc)
+    wait_phase(release, MARATHON, "Running", 300)
+    wait_for(lambda: release.status(MARATHON).get("envSteps", 0) > 0, 120, "the first transitions")
+    return release
+
+
+def learner_pod(release: Release) -> dict:
+    (pod,) = release.pods(MARATHON, "learner")
+    return pod
+
+
+def test_a_long_run_reports_what_its_learner_reports(marathon: Release):
+    assert_status_agrees_with_the_learner(marathon, MARATHON)
+    assert_columns_tell_the_truth(marathon, MARATHON)
+    assert marathon.conditions(MARATHON)["Ready"]["status"] == "True"
+
+
+def test_kubectl_scale_rlx_changes_the_actors_not_the_learner(marathon: Release):
+    learner = learner_pod(marathon)
+    marathon.kubectl("scale", "rlx", MARATHON, "--replicas=3")
+    wait_for(lambda: len(marathon.ready_pods(MARATHON, "environment")) == 3, 180, "three ready actors")
+    wait_for(lambda: marathon.status(MARATHON)["environment"]["readyReplicas"] == 3, 30, "status: 3 actors")
+    assert marathon.printed(MARATHON)["ACTORS"] == "3"
+    after = learner_pod(marathon)
+    assert after["metadata"]["uid"] == learner["metadata"]["uid"]
+    assert after["status"]["containerStatuses"][0]["restartCount"] == 0
+    assert_status_agrees_with_the_learner(marathon, MARATHON)
+
+
+def shard_stats(release: Release) -> dict[str, dict]:
+    return {p["metadata"]["name"]: release.stats(p["metadata"]["name"], "buffer", MARATHON)
+            for p in release.ready_pods(MARATHON, "buffer")}
+
+
+def test_shards_scaled_from_two_to_three_are_all_sampled(marathon: Release):
+    marathon.kubectl("patch", "rlx", MARATHON, "--type=merge", "-p", json.dumps({"spec": {"buffer": {"replicas": 3}}}))
+    wait_for(lambda: len(marathon.ready_pods(MARATHON, "buffer")) == 3, 180, "three ready shards")
+    wait_for(lambda: marathon.learner_stats(MARATHON)["shards"] == 3, 60, "the learner to sample three shards")
+    before = shard_stats(marathon)
+    time.sleep(5)
+    after = shard_stats(marathon)
+    assert set(after) == set(before) and len(after) == 3
+    for pod, stats in after.items():
+        assert stats["total_sampled"] > before[pod]["total_sampled"], f"{pod} was not sampled: {before[pod]} {stats}"
+        assert stats["total_inserted"] > before[pod]["total_inserted"], f"{pod} got no pushes"
+    wait_for(lambda: marathon.status(MARATHON)["buffer"]["readyReplicas"] == 3, 30, "status: 3 shards")
+    assert_columns_tell_the_truth(marathon, MARATHON)
+
+
+def test_suspend_then_resume_keeps_the_replay(marathon: Release):
+    shards = {p["metadata"]["name"]: p["metadata"]["uid"] for p in marathon.pods(MARATHON, "buffer")}
+    before = shard_stats(marathon)
+    version = marathon.learner_stats(MARATHON)["policy_version"]
+    marathon.kubectl("patch", "rlx", MARATHON, "--type=merge", "-p", json.dumps({"spec": {"suspend": True}}))
+    wait_phase(marathon, MARATHON, "Suspended", 60)
+    wait_for(lambda: not marathon.pods(MARATHON, "environment") and not marathon.pods(MARATHON, "learner"), 120,
+             "actors and learner gone")
+    assert marathon.replicas(MARATHON) == {"environment": 0, "buffer": 3, "learner": 0}
+    assert marathon.conditions(MARATHON)["Suspended"]["status"] == "True"
+    wait_for(lambda: marathon.status(MARATHON)["environment"]["readyReplicas"] == 0, 30, "status: no actors")
+    assert_columns_tell_the_truth(marathon, MARATHON)
+    suspended = shard_stats(marathon)
+    for pod, stats in suspended.items():  # the same shards, holding at least what they held
+        assert stats["size"] >= before[pod]["size"] and stats["total_inserted"] >= before[pod]["total_inserted"]
+
+    marathon.kubectl("patch", "rlx", MARATHON, "--type=merge", "-p", json.dumps({"spec": {"suspend": False}}))
+    wait_phase(marathon, MARATHON, "Running", 180)
+    assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in marathon.pods(MARATHON, "buffer")} == shards
+    wait_for(lambda: marathon.learner_stats(MARATHON)["policy_version"] > version, 120,
+             "the resumed learner to go on from the policy role's newest weights")
+    resumed = shard_stats(marathon)
+    for pod, stats in resumed.items():
+        assert stats["total_inserted"] >= suspended[pod]["total_inserted"]
+    assert marathon.conditions(MARATHON)["Suspended"]["status"] == "False"
+
+
+def test_a_killed_shard_container_comes_back_with_its_data(marathon: Release):
+    pod = marathon.ready_pods(MARATHON, "buffer")[0]
+    name = pod["metadata"]["name"]
+    held = marathon.stats(name, "buffer", MARATHON)
+    time.sleep(5)  # more than one snapshot interval (2 s): a snapshot holds at least `held`
+    marathon.cluster.kill_container(marathon.get("pod", name), "buffer")
+    wait_for(lambda: marathon.get("pod", name)["status"]["containerStatuses"][0]["restartCount"] == 1, 60,
+             "the shard container to restart")
+    wait_for(lambda: name in {p["metadata"]["name"] for p in marathon.ready_pods(MARATHON, "buffer")}, 120,
+             "the shard to be ready again")
+    restored = marathon.stats(name, "buffer", MARATHON)
+    # A fresh shard would count from zero; this one restored its snapshot's counters and rows.
+    assert restored["total_inserted"] >= held["total_inserted"], (held, restored)
+    assert restored["size"] >= min(held["size"], restored["capacity"]), (held, restored)
+    wait_for(lambda: marathon.conditions(MARATHON)["Ready"]["status"] == "True", 60, "Ready again")
+    assert marathon.status(MARATHON)["phase"] == "Running"
+
+
+def _children_generations(release: Release) -> dict[str, int]:
+    listed = release.get("deployments,services,configmaps", "-l", f"kuberl.dev/experiment={MARATHON}")["items"]
+    return {f"{o['kind']}/{o['metadata']['name']}": o["metadata"].get("generation") or o["metadata"]["resourceVersion"]
+            for o in listed}
+
+
+def test_a_killed_operator_changes_nothing_that_was_right(marathon: Release):
+    before = _children_generations(marathon)
+    learner = learner_pod(marathon)["metadata"]["uid"]
+    (operator,) = marathon.get("pods", "-l", "app.kubernetes.io/component=operator")["items"]
+    marathon.kubectl("delete", "pod", operator["metadata"]["name"], "--wait=true")
+    wait_for(lambda: [p for p in marathon.get("pods", "-l", "app.kubernetes.io/component=operator")["items"]
+                      if p["metadata"]["uid"] != operator["metadata"]["uid"] and all(
+                          c["ready"] for c in p["status"].get("containerStatuses", []))], 120, "a new operator")
+    steps = marathon.status(MARATHON)["envSteps"]
+    wait_for(lambda: marathon.status(MARATHON)["envSteps"] > steps, 60, "the new operator to write status")
+    time.sleep(2 * OBSERVATION_SECONDS)
+    assert _children_generations(marathon) == before
+    assert learner_pod(marathon)["metadata"]["uid"] == learner
+    assert marathon.status(MARATHON)["phase"] == "Running"
+    assert_status_agrees_with_the_learner(marathon, MARATHON)
+
+
+def test_helm_upgrade_while_it_runs_leaves_it_running(marathon: Release, cluster_image: str, mariadb_image: str):
+    learner = learner_pod(marathon)["metadata"]["uid"]
+    before = _children_generations(marathon)
+    marathon.cluster.helm("upgrade", RELEASE, str(REPO / "charts" / "kuberl"), "--namespace", marathon.namespace,
+                          *helm_values(marathon.cluster, cluster_image, mariadb_image),
+                          "--set", "operator.logLevel=DEBUG", "--set", "experiment.resources.requests.cpu=30m",
+                          "--wait", "--timeout", "5m")
+    steps = marathon.status(MARATHON)["envSteps"]
+    wait_for(lambda: marathon.status(MARATHON)["envSteps"] > steps, 90, "training and status to go on")
+    assert learner_pod(marathon)["metadata"]["uid"] == learner
+    assert _children_generations(marathon) == before
+    assert marathon.status(MARATHON)["phase"] == "Running"
+    assert_status_agrees_with_the_learner(marathon, MARATHON)
+    assert_columns_tell_the_truth(marathon, MARATHON)
+
+
+def test_deleting_the_experiment_removes_everything_it_owns(marathon: Release):
+    marathon.kubectl("delete", "rlx", MARATHON, "--wait=true", "--timeout=60s")
+    wait_for(lambda: not marathon.get("deployments,services,configmaps,replicasets,pods", "-l",
+                                      f"kuberl.dev/experiment={MARATHON}")["items"], 180, "everything it owned gone")
+
+
+def test_a_crash_looping_role_shows_in_ready_and_past_the_cap_fails_the_run(release: Release):
+    # No such Gymnasium environment: actors and learner exit at start, again and again.
+    apply(release, {"apiVersion": "kuberl.dev/v1alpha1", "kind": "RLExperiment", "metadata": {"name": "typo"},
+                    "spec": {"envId": "CartPoleTypo-v1"}})
+    wait_for(lambda: "crash-looping" in release.conditions("typo").get("Ready", {}).get("message", ""), 180,
+             "Ready to name the crash loop", interval=1.0)
+    assert release.conditions("typo")["Ready"]["status"] == "False"
+    status = wait_phase(release, "typo", "Failed", 300)
+    failed = release.conditions("typo")["Failed"]
+    assert failed["reason"] == "CrashLoop" and "crash-looped" in failed["message"], failed
+    assert int(failed["message"].split("crash-looped ")[1].split()[0]) >= CRASH_LOOP_RESTART_LIMIT
+    wait_for(lambda: not release.pods("typo", "environment") and not release.pods("typo", "learner"), 120,
+             "its actors and learner stopped")
+    assert status["completionTime"]
+    assert_columns_tell_the_truth(release, "typo")
+    release.kubectl("delete", "rlx", "typo", "--wait=true", "--timeout=60s")
