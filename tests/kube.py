@@ -172,11 +172,15 @@ class TestCluster:
             name = yaml.safe_load(path.read_text())["metadata"]["name"]
             self.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
 
-    def ensure_namespace(self, name: str) -> None:
-        """The namespace, made now unless it exists; one an earlier run is deleting is waited for."""
-        phase = self.kubectl("get", "namespace", name, "-o", "jsonpath={.status.phase}", check=False).stdout
+    def wait_while_terminating(self, namespace: str) -> None:
+        """Returns once `namespace` is not being deleted (an earlier run's teardown)."""
+        phase = self.kubectl("get", "namespace", namespace, "-o", "jsonpath={.status.phase}", check=False).stdout
         if phase == "Terminating":
-            self.kubectl("wait", "--for=delete", f"namespace/{name}", "--timeout=180s", timeout=200)
+            self.kubectl("wait", "--for=delete", f"namespace/{namespace}", "--timeout=180s", timeout=200)
+
+    def ensure_namespace(self, name: str) -> None:
+        """The namespace, made now unless it exists."""
+        self.wait_while_terminating(name)
         self.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}])
 
     def load_image(self, tag: str) -> None:

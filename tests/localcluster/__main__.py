@@ -5,11 +5,15 @@
     python -m tests.localcluster load kuberl:dev      # a Docker image into the cluster
     python -m tests.localcluster build [skaffold]     # only the binaries
     python -m tests.localcluster down
+
+skaffold's `localcluster` profile builds with `python -m tests.localcluster skaffold-build DIR`:
+the Dockerfile in DIR on the locally made base image, tagged $IMAGE, imported into the cluster.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from tests.localcluster import build, cluster, images, lifecycle
@@ -25,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("status", help="say whether the cluster answers")
     load = commands.add_parser("load", help="import Docker images into the cluster's containerd")
     load.add_argument("images", nargs="+")
+    custom = commands.add_parser("skaffold-build", help="skaffold's custom build: $IMAGE from DIR/Dockerfile")
+    custom.add_argument("directory")
     make = commands.add_parser("build", help="build the binaries only")
     make.add_argument("extra", nargs="*", choices=["skaffold"], help="also build these tools")
     args = parser.parse_args(argv)
@@ -42,6 +48,21 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "load":
             for tag in args.images:
                 print(f"{tag}: {'imported' if images.import_image(layout, tag) else 'already there'}")
+        elif args.command == "skaffold-build":
+            from tests.docker import engine
+
+            tag = os.environ["IMAGE"]  # set by skaffold: repository:tag it chose
+            engine.ensure_engine()
+            engine.docker("build", "--build-arg", f"BASE_IMAGE={engine.ensure_base_image()}", "-t", tag,
+                          args.directory, timeout=1800)
+            # Without a registry skaffold deploys `repository:<image id>` (what it loads into kind):
+            # the cluster needs the image under that name too.
+            image_id = engine.docker("image", "inspect", tag, "--format", "{{.Id}}").stdout.decode().strip()
+            by_id = f"{tag.rsplit(':', 1)[0]}:{image_id.removeprefix('sha256:')}"
+            engine.docker("tag", tag, by_id)
+            for name in (tag, by_id):
+                images.import_image(layout, name)
+            print(f"{tag} ({by_id}): built and imported")
         elif args.command == "build":
             extra = [build.SKAFFOLD] if "skaffold" in args.extra else []
             for component in (*build.CLUSTER_COMPONENTS, *extra):

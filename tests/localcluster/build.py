@@ -68,6 +68,8 @@ class Component:
     tags: tuple[str, ...] = ()
     cgo: bool = False
     kubernetes_version_flags: bool = False
+    # Version variables to set at link time: "-X" package.variable, given the release's version.
+    version_variables: tuple[str, ...] = ()
     # go build names a binary after its package path ("server" for .../server/v3): new names.
     renames: tuple[tuple[str, str], ...] = ()
     source_dir: Path | None = field(default=None, compare=False)
@@ -79,7 +81,8 @@ class Component:
             source = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(self.source_dir.rglob("*"))
                                              if p.is_file())).hexdigest()
         return json.dumps([self.module, self.version, self.packages, self.sibling_version, self.tags, self.cgo,
-                           self.kubernetes_version_flags, self.renames, source, _go_version()])
+                           self.kubernetes_version_flags, self.version_variables, self.renames, source,
+                           _go_version()])
 
     @property
     def directory(self) -> Path:
@@ -116,7 +119,8 @@ COREDNS = Component("coredns", "github.com/coredns/coredns", "v1.15.0", ("github
 LOCAL_PATH_PROVISIONER = Component("local-path-provisioner", "github.com/rancher/local-path-provisioner", "v0.0.30",
                                    ("github.com/rancher/local-path-provisioner",))
 SKAFFOLD = Component("skaffold", "github.com/GoogleContainerTools/skaffold/v2", "v2.16.1",
-                     ("github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold",))
+                     ("github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold",),
+                     version_variables=("github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version",))
 # The pod sandbox's process: ours (tests/localcluster/pause), as no image can be pulled.
 PAUSE = Component("pause", "", "v1", (".",), source_dir=HERE / "pause")
 
@@ -206,6 +210,7 @@ def build(component: Component, log=print) -> Path:
             ldflags = ["-s", "-w"]
             if component.kubernetes_version_flags:
                 ldflags += _kubernetes_ldflags(component.version, info.get("Time") or "1970-01-01T00:00:00Z")
+            ldflags += [f"-X {variable}={component.version}" for variable in component.version_variables]
         command = ["go", "build", "-trimpath", "-ldflags", " ".join(ldflags), "-o", str(component.bin) + "/"]
         if component.tags:
             command += ["-tags", ",".join(component.tags)]
