@@ -6,6 +6,7 @@ into a failure, so CI can never pass by skipping.
 
 from __future__ import annotations
 
+import collections
 import os
 from pathlib import Path
 
@@ -20,6 +21,31 @@ def skip_or_fail(reason: str) -> None:
     if REQUIRE_ALL:
         pytest.fail(f"KUBERL_REQUIRE_ALL=1 but {reason}")
     pytest.skip(reason)
+
+
+_SUITE_SECONDS: collections.Counter[str] = collections.Counter()
+
+
+def _suite(nodeid: str) -> str:
+    parts = nodeid.split("::")[0].split("/")
+    return "/".join(parts[:2]) if len(parts) > 2 else parts[0]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "kube_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cluster)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _SUITE_SECONDS[_suite(report.nodeid)] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The time of each suite (its tests' setup, call and teardown), as CI prints its stages."""
+    terminalreporter.section("time per suite")
+    for suite, seconds in sorted(_SUITE_SECONDS.items()):
+        terminalreporter.write_line(f"stage suite {suite}: {seconds:.0f}s")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import json
+
 import pytest
 import yaml
 
 from kuberl.config import ConfigError, load_manifest
-from kuberl_operator.builders import (CONFIG_HASH_ANNOTATION, Experiment, Settings, build_deployment,
-                                      config_hash, desired_children, desired_replicas, manifest_text)
+from kuberl_operator.builders import (CONFIG_HASH_ANNOTATION, DEFAULT_RESOURCES, ChildPlan, Experiment, Settings,
+                                      build_deployment, config_hash, desired_children, desired_replicas,
+                                      manifest_text, plan_children)
 
 SETTINGS = Settings(image="registry.example/kuberl:1.2.3", policy_address="kuberl-policy.ops.svc:50056",
                     analytics_address="kuberl-analytics.ops.svc:50052")
@@ -115,3 +119,61 @@ def test_settings_come_from_the_environment():
 def test_children_are_plain_yaml_serialisable():
     for child in desired_children(experiment(), SETTINGS):
         assert yaml.safe_load(yaml.safe_dump(child)) == child
+
+
+def test_resources_and_the_crash_loop_cap_come_from_the_chart():
+    small = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
+    settings = Settings.from_environ({"KUBERL_CHILD_RESOURCES": json.dumps({"buffer": small}),
+                                      "KUBERL_CRASH_LOOP_RESTART_LIMIT": "3"})
+    assert settings.crash_loop_restart_limit == 3
+    containers = {role: build_deployment(experiment(), role, settings)["spec"]["template"]["spec"]["containers"][0]
+                  for role in ("buffer", "learner")}
+    assert containers["buffer"]["resources"] == small
+    assert containers["learner"]["resources"] == DEFAULT_RESOURCES
+    with pytest.raises(ValueError, match="unknown roles.*'shard'"):
+        Settings.from_environ({"KUBERL_CHILD_RESOURCES": json.dumps({"shard": small})})
+
+
+OWNER = "uid-of-cartpole"
+
+
+def listed(children: list[dict], owner: str = OWNER) -> list[dict]:
+    """What the API server would list after applying `children` for `owner`."""
+    live = copy.deepcopy(children)
+    for child in live:
+        child["metadata"]["ownerReferences"] = [{"uid": owner}]
+        child["metadata"]["resourceVersion"] = "7"  # and whatever else the server adds
+    return live
+
+
+def desired(spec=None) -> list[dict]:
+    return desired_children(experiment(spec), SETTINGS)
+
+
+def test_a_missing_child_is_created_and_a_right_one_left_alone():
+    applied = plan_children(desired(), [], OWNER)
+    assert len(applied.create) == 7 and not applied.apply and not applied.taken
+    steady = plan_children(desired(), listed(applied.create), OWNER)
+    assert steady == ChildPlan([], [], [])
+
+
+def test_a_changed_spec_is_applied_to_the_children_it_changes_only():
+    before = listed(plan_children(desired(), [], OWNER).create)
+    changed = plan_children(desired({"environment": {"replicas": 4}}), before, OWNER)
+    assert [f"{c['kind']}/{c['metadata']['name']}" for c in changed.apply] == [
+        "ConfigMap/cartpole-config", "Deployment/cartpole-environment"]
+    assert not changed.create
+
+
+def test_someone_scaling_a_deployment_by_hand_is_undone():
+    live = listed(plan_children(desired(), [], OWNER).create)
+    (learner,) = [c for c in live if c["metadata"]["name"] == "cartpole-learner" and c["kind"] == "Deployment"]
+    learner["spec"]["replicas"] = 3
+    assert [c["metadata"]["name"] for c in plan_children(desired(), live, OWNER).apply] == ["cartpole-learner"]
+
+
+def test_a_child_owned_by_another_object_is_not_touched():
+    live = listed(plan_children(desired(), [], OWNER).create, owner="uid-of-someone-else")
+    plan = plan_children(desired(), live, OWNER)
+    assert not plan.create and not plan.apply and len(plan.taken) == 7
+    assert "ConfigMap cartpole-config exists and is not this experiment's" in plan.taken

@@ -105,3 +105,21 @@ def test_a_crash_loop_is_reported_then_capped():
     assert capped["phase"] == "Failed" and conditions(capped)["Failed"]["reason"] == "CrashLoop"
     assert "learner crash-looped 10 times" in capped["message"]
     assert capped["environment"]["replicas"] == 0 and capped["learner"]["replicas"] == 0
+
+
+def test_ready_replicas_and_crash_loops_are_read_from_the_listed_objects():
+    from kuberl_operator.observe import crash_loops, ready_replicas
+
+    deployments = [{"metadata": {"name": f"cartpole-{role}"}, "status": {"readyReplicas": n} if n else {}}
+                   for role, n in (("environment", 2), ("buffer", 0))]
+    deployments.append({"metadata": {"name": "somebody-else-learner"}, "status": {"readyReplicas": 1}})
+    assert ready_replicas(exp(), deployments) == {"environment": 2, "buffer": 0}
+
+    def pod(role: str, *containers: tuple[str, int]) -> dict:
+        return {"metadata": {"labels": {"app.kubernetes.io/component": role}},
+                "status": {"containerStatuses": [{"restartCount": n, "state": {"waiting": {"reason": r}} if r else
+                                                  {"running": {}}} for r, n in containers]}}
+
+    pods = [pod("learner", ("CrashLoopBackOff", 4)), pod("learner", ("CrashLoopBackOff", 7)),
+            pod("buffer", ("", 9)), pod("environment", ("ContainerCreating", 0))]
+    assert crash_loops(pods) == {"learner": 7}  # a container running again is not looping now
