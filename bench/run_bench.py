@@ -6,6 +6,8 @@ Rows (select with --only):
   buffer   transitions/s one real buffer process accepts over loopback (2 client threads)
   learner  Double DQN updates/s, in-process core and through a real learner process (TrainStep)
   solve    time to solve CartPole-v1 with `kuberl run examples/cartpole.yaml`
+  cluster  the same manifest `kubectl apply`d on the test cluster (tests/kube.py says which): seconds
+           to its first transition and to Succeeded
   sb3      Stable-Baselines3 DQN with rl-zoo CartPole-v1 hyperparameters (only if installed)
 
     cd /work/main && python bench/run_bench.py [--quick] [--only buffer,learner] [--solve-runs 3]
@@ -48,7 +50,7 @@ from kuberl.v1 import learner_service_pb2_grpc as learner_grpc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "examples" / "cartpole.yaml"
-ROWS = ("env", "buffer", "learner", "metrics", "solve", "sb3")
+ROWS = ("env", "buffer", "learner", "metrics", "solve", "cluster", "sb3")
 # The largest learningStarts the config accepts (LearnerSpec.learning_starts maximum); on one
 # shard it makes the limiter's warm-up (min_inserts) and tolerance 1e8 inserts, i.e. no hold-back.
 NO_HOLDBACK_LEARNING_STARTS = 100_000_000
@@ -548,6 +550,84 @@ def bench_sb3(runs: int) -> list[Row]:
     return rows
 
 
+# --- row 5: the same manifest on a cluster -------------------------------------------------
+
+CLUSTER_WHAT = "examples/cartpole.yaml by kubectl apply"
+
+
+def bench_cluster(runs: int, timeout: float) -> list[Row]:
+    """The chart installed as the end-to-end suite installs it (its own release and namespace),
+    then the example applied `runs` times: seconds from `kubectl apply` to the first transition
+    the learner reports and to the status phase Succeeded (which lags by the operator's 5 s)."""
+    sys.path.insert(0, str(ROOT))
+    from tests import kube
+    from tests.docker import engine
+    from tests.e2e.release import CHART, Release, helm_values
+    from tests.localcluster import cluster as local_cluster
+    from tests.localcluster import images, lifecycle
+
+    choice = kube.choose()
+    if choice.kind == "none":
+        return [Row(CLUSTER_WHAT, choice.detail[:100], "-", "")]
+    started_cluster = False
+    if choice.kind == "local":
+        layout, started_cluster = lifecycle.ensure_up(log=note)
+    target = kube.TestCluster.for_choice(choice)
+    release = Release(target, namespace="kuberl-bench")
+    rows = []
+    try:
+        engine.ensure_engine()
+        base = engine.ensure_base_image()
+        image, _ = engine.build_project_image(base)
+        mariadb = images.mariadb_image(base)
+        for tag in (image, mariadb):
+            target.load_image(tag)
+        target.ensure_namespace(release.namespace)
+        target.helm("upgrade", "--install", "kuberl-bench", str(CHART), "--namespace", release.namespace,
+                    *helm_values(image, mariadb), "--wait", "--timeout", "10m")
+        firsts, solved = [], []
+        for i in range(runs):
+            started = time.monotonic()
+            release.kubectl("apply", "-f", str(MANIFEST))
+            first, status = None, {}
+            while time.monotonic() - started < timeout:
+                status = release.status("cartpole")
+                if status.get("phase") in ("Succeeded", "Failed"):
+                    break
+                if first is None and release.ready_pods("cartpole", "learner"):
+                    try:
+                        if release.learner_stats("cartpole")["env_steps"] > 0:
+                            first = time.monotonic() - started
+                    except AssertionError:  # not serving yet
+                        pass
+                time.sleep(0.5)
+            done = time.monotonic() - started
+            phase = status.get("phase", "?")
+            note(f"cluster run {i + 1}/{runs}: first transition {first}, {phase} after {done:.1f}s, "
+                 f"{status.get('envSteps')} env steps")
+            rows.append(Row(CLUSTER_WHAT, f"run {i + 1}/{runs}, first transition", f"{first:.1f}" if first else "?",
+                            "s"))
+            rows.append(Row(CLUSTER_WHAT, f"run {i + 1}/{runs}, {phase}, {status.get('envSteps', '?')} env steps",
+                            f"{done:.1f}", "s"))
+            if first is not None:
+                firsts.append(first)
+            if phase == "Succeeded":
+                solved.append(done)
+            release.kubectl("delete", "rlx", "cartpole", "--wait=true", "--timeout=120s")
+        if firsts:
+            rows.append(Row(CLUSTER_WHAT, f"median of {len(firsts)}, first transition",
+                            f"{statistics.median(firsts):.1f}", "s"))
+        if solved:
+            rows.append(Row(CLUSTER_WHAT, f"median of {len(solved)}, Succeeded", f"{statistics.median(solved):.1f}",
+                            "s"))
+    finally:
+        target.helm("uninstall", "kuberl-bench", "--namespace", release.namespace, "--wait", check=False)
+        target.kubectl("delete", "namespace", release.namespace, "--wait=false", check=False)
+        if started_cluster:
+            local_cluster.down(layout, log=note)
+    return rows
+
+
 # --- main ----------------------------------------------------------------------------------
 
 def parse_only(values: list[str] | None) -> list[str]:
@@ -582,6 +662,7 @@ def main(argv: list[str] | None = None) -> int:
             "learner": lambda: bench_learner_core(learner_s) + bench_learner_process(train_updates, workdir),
             "metrics": lambda: bench_metrics(buffer_s, workdir),
             "solve": lambda: bench_solve(solve_runs, workdir, args.solve_timeout),
+            "cluster": lambda: bench_cluster(solve_runs, args.solve_timeout),
             "sb3": lambda: bench_sb3(solve_runs),
         }
         for name in only:

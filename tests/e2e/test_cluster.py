@@ -16,8 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.e2e.conftest import (CRASH_LOOP_RESTART_LIMIT, OBSERVATION_SECONDS, RELEASE, Release, helm_values,
-                                wait_phase)
+from tests.e2e.release import CRASH_LOOP_RESTART_LIMIT, OBSERVATION_SECONDS, RELEASE, Release, helm_values, wait_phase
 from tests.kube import wait_for
 
 pytestmark = pytest.mark.slow
@@ -236,7 +235,7 @@ def test_helm_upgrade_while_it_runs_leaves_it_running(marathon: Release, cluster
     learner = learner_pod(marathon)["metadata"]["uid"]
     before = _children_generations(marathon)
     marathon.cluster.helm("upgrade", RELEASE, str(REPO / "charts" / "kuberl"), "--namespace", marathon.namespace,
-                          *helm_values(marathon.cluster, cluster_image, mariadb_image),
+                          *helm_values(cluster_image, mariadb_image),
                           "--set", "operator.logLevel=DEBUG", "--set", "experiment.resources.requests.cpu=30m",
                           "--wait", "--timeout", "5m")
     steps = marathon.status(MARATHON)["envSteps"]

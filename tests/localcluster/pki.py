@@ -45,6 +45,12 @@ def _name(common_name: str, organizations: tuple[str, ...] = ()) -> x509.Name:
                      + [x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
+def _key_usage(authority: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature=True, key_cert_sign=authority, crl_sign=authority, content_commitment=False,
+                         key_encipherment=False, data_encipherment=False, key_agreement=False, encipher_only=False,
+                         decipher_only=False)
+
+
 def make_authority(directory: Path, stem: str, common_name: str) -> Authority:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -52,10 +58,7 @@ def make_authority(directory: Path, stem: str, common_name: str) -> Authority:
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False),
-                           critical=True)
+            .add_extension(_key_usage(authority=True), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256()))
     pair = KeyPair(directory / f"{stem}.crt", directory / f"{stem}.key")
@@ -75,10 +78,7 @@ def issue(authority: Authority, directory: Path, stem: str, common_name: str, *,
                .serial_number(x509.random_serial_number())
                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, key_cert_sign=False,
-                                            crl_sign=False, content_commitment=False, data_encipherment=False,
-                                            key_agreement=False, encipher_only=False, decipher_only=False),
-                              critical=True)
+               .add_extension(_key_usage(authority=False), critical=True)
                .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.private_key.public_key()),
                               critical=False))

@@ -1,0 +1,102 @@
+"""The chart installed on a real cluster, and the means to look inside its running roles: their
+gRPC stats read from inside their pods (`kubectl exec`), never by sending to pod or Service
+addresses from outside. Used by the end-to-end suite and by bench/run_bench.py."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from tests.conftest import REPO
+from tests.kube import TestCluster, wait_for
+
+NAMESPACE = "kuberl-e2e"
+RELEASE = "kuberl"
+CHART = REPO / "charts" / "kuberl"
+SMALL_NODE = CHART / "ci" / "small-node-values.yaml"
+# The operator's observation interval (the chart's default): status may lag the roles by this.
+OBSERVATION_SECONDS = 5.0
+CRASH_LOOP_RESTART_LIMIT = 2
+
+# Run inside a role's pod: its stats as JSON (GetLearnerStats on a learner, GetStats on a shard).
+PROBE = """
+import json, sys
+from google.protobuf.json_format import MessageToDict
+from kuberl.rpc import stub
+from kuberl.v1 import buffer_service_pb2 as b, buffer_service_pb2_grpc as bg
+from kuberl.v1 import learner_service_pb2 as l, learner_service_pb2_grpc as lg
+role, experiment = sys.argv[1:3]
+if role == "learner":
+    reply = stub(lg.LearnerServiceStub, "localhost:50054").GetLearnerStats(
+        l.GetLearnerStatsRequest(experiment_id=experiment), timeout=5).stats
+else:
+    reply = stub(bg.BufferServiceStub, "localhost:50051").GetStats(
+        b.GetStatsRequest(experiment_id=experiment), timeout=5).stats
+print(json.dumps(MessageToDict(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)))
+"""
+INTEGER_FIELDS = ("updates", "policy_version", "env_steps", "buffer_size", "shards", "size", "capacity",
+                  "total_inserted", "total_sampled")
+
+
+@dataclass
+class Release:
+    cluster: TestCluster
+    namespace: str = NAMESPACE
+
+    def kubectl(self, *args: str, **kw):
+        return self.cluster.kubectl(*args, namespace=self.namespace, **kw)
+
+    def get(self, *args: str) -> dict:
+        return self.cluster.get_json(*args, namespace=self.namespace)
+
+    def rlx(self, name: str) -> dict:
+        return self.get("rlx", name)
+
+    def status(self, name: str) -> dict:
+        return self.rlx(name).get("status") or {}
+
+    def conditions(self, name: str) -> dict[str, dict]:
+        return {c["type"]: c for c in self.status(name).get("conditions", [])}
+
+    def pods(self, experiment: str, role: str) -> list[dict]:
+        selector = f"kuberl.dev/experiment={experiment},app.kubernetes.io/component={role}"
+        return [p for p in self.get("pods", "-l", selector)["items"] if not p["metadata"].get("deletionTimestamp")]
+
+    def ready_pods(self, experiment: str, role: str) -> list[dict]:
+        return [p for p in self.pods(experiment, role)
+                if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+
+    def stats(self, pod: str, role: str, experiment: str) -> dict:
+        done = self.kubectl("exec", pod, "--", "python", "-c", PROBE, role, experiment, timeout=60)
+        stats = json.loads(done.stdout)
+        return {k: int(v) if k in INTEGER_FIELDS else v for k, v in stats.items()}
+
+    def learner_stats(self, experiment: str) -> dict:
+        (pod,) = self.ready_pods(experiment, "learner")
+        return self.stats(pod["metadata"]["name"], "learner", experiment)
+
+    def replicas(self, experiment: str) -> dict[str, int]:
+        return {role: self.get("deployment", f"{experiment}-{role}")["spec"]["replicas"]
+                for role in ("environment", "buffer", "learner")}
+
+    def printed(self, name: str) -> dict[str, str | None]:
+        """`kubectl get rlx NAME` as column -> cell (None where the cell is empty), cut at the
+        header's column starts: an empty cell leaves no word to split on."""
+        header, row = self.kubectl("get", "rlx", name).stdout.splitlines()
+        starts = [i for i, ch in enumerate(header) if ch != " " and (i == 0 or header[i - 1] == " ")]
+        cells = [row[a:b].strip() for a, b in zip(starts, starts[1:] + [None])]
+        return {header[a:].split()[0]: cell or None for a, cell in zip(starts, cells)}
+
+
+def helm_values(image: str, mariadb: str) -> list[str]:
+    repository, tag = image.rsplit(":", 1)
+    mariadb_repository, mariadb_tag = mariadb.rsplit(":", 1)
+    return ["-f", str(SMALL_NODE), "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
+            "--set", "image.pullPolicy=Never", "--set", f"mysql.image.repository={mariadb_repository}",
+            "--set-string", f"mysql.image.tag={mariadb_tag}", "--set", "mysql.image.pullPolicy=Never",
+            "--set", f"experiments.crashLoopRestartLimit={CRASH_LOOP_RESTART_LIMIT}"]
+
+
+def wait_phase(release: Release, name: str, phase: str, timeout: float) -> dict:
+    return wait_for(lambda: release.status(name).get("phase") == phase and release.status(name), timeout,
+                    f"{name} to be {phase}", interval=1.0)
