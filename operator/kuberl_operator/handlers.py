@@ -35,6 +35,8 @@ TIMER_SECONDS = float(os.environ.get("KUBERL_OPERATOR_TIMER_SECONDS", "5"))
 PARALLEL_VISITS = 8
 CHILD_KINDS = ("ConfigMap", "Service", "Deployment")
 log = logging.getLogger(__name__)
+# (experiment uid, problem) already reported: one event each, not one every visit.
+_REPORTED: set[tuple[str, str]] = set()
 
 
 @kopf.on.startup()
@@ -86,7 +88,9 @@ def _apply_children(exp: Experiment, body: dict[str, Any], live: list[dict[str, 
     for child in plan.apply:
         kube.server_side_apply(child)
     for problem in taken:
-        kopf.warn(owner, reason="ChildNameTaken", message=problem)
+        if (uid, problem) not in _REPORTED:
+            _REPORTED.add((uid, problem))
+            kopf.warn(owner, reason="ChildNameTaken", message=problem)
 
 
 @kopf.on.resume(API_GROUP, VERSION, PLURAL)

@@ -145,6 +145,8 @@ def test_a_child_name_held_by_someone_else_is_left_alone(objects: Objects, ident
                           30, "a ChildNameTaken event")
         assert "ConfigMap taken-config" in events[0]["message"]
         assert events[0]["involvedObject"]["name"] == "taken"
+        time.sleep(2)  # several more visits: still one event
+        assert len([e for e in objects.list(EVENTS, namespace) if e.get("reason") == "ChildNameTaken"]) == 1
     assert runner.exception is None
     after = objects.get(CONFIGMAPS, "taken-config", namespace)
     assert after["data"] == {"mine": "yes"} and after["metadata"]["resourceVersion"] == theirs["metadata"]["resourceVersion"]
