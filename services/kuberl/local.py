@@ -129,18 +129,22 @@ class LocalCluster:
             return "(no log)"
 
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM to everyone (each role drains and snapshots), SIGKILL to whoever lingers."""
-        everyone = [r for rs in self.replicas.values() for r in rs if r.process is not None]
-        for replica in everyone:
-            if replica.process.poll() is None:
-                replica.process.terminate()
-        deadline = time.monotonic() + grace
-        for replica in everyone:
-            try:
-                replica.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                replica.process.kill()
-                replica.process.wait()
+        """SIGTERM to every role (each drains and snapshots), SIGKILL to whoever lingers;
+        analytics last, so that the others' final metrics (the evaluation that ended the run
+        among them) still have somewhere to go."""
+        for wave in ([r for role, rs in self.replicas.items() if role != "analytics" for r in rs],
+                     self.replicas.get("analytics", [])):
+            running = [r for r in wave if r.process is not None]
+            for replica in running:
+                if replica.process.poll() is None:
+                    replica.process.terminate()
+            deadline = time.monotonic() + grace
+            for replica in running:
+                try:
+                    replica.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    replica.process.kill()
+                    replica.process.wait()
 
     def __enter__(self) -> LocalCluster:
         try:
