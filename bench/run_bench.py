@@ -35,6 +35,7 @@ from pathlib import Path  # noqa: E402
 
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 from kuberl.config import ExperimentConfig, load_manifest, to_proto  # noqa: E402
 from kuberl.environment.core import Actor  # noqa: E402
@@ -587,16 +588,20 @@ def bench_cluster(runs: int, timeout: float) -> list[Row]:
                     *helm_values(image, mariadb), "--wait", "--timeout", "10m")
         firsts, solved = [], []
         for i in range(runs):
+            # A name of its own each run: the policy role keeps an experiment's weights by name, and
+            # a re-created `cartpole` would start from the last run's.
+            doc = yaml.safe_load(MANIFEST.read_text())
+            name = doc["metadata"]["name"] = f"cartpole-{i + 1}"
             started = time.monotonic()
-            release.kubectl("apply", "-f", str(MANIFEST))
+            release.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
             first, status = None, {}
             while time.monotonic() - started < timeout:
-                status = release.status("cartpole")
+                status = release.status(name)
                 if status.get("phase") in ("Succeeded", "Failed"):
                     break
-                if first is None and release.ready_pods("cartpole", "learner"):
+                if first is None and release.ready_pods(name, "learner"):
                     try:
-                        if release.learner_stats("cartpole")["env_steps"] > 0:
+                        if release.learner_stats(name)["env_steps"] > 0:
                             first = time.monotonic() - started
                     except AssertionError:  # not serving yet
                         pass
@@ -613,7 +618,7 @@ def bench_cluster(runs: int, timeout: float) -> list[Row]:
                 firsts.append(first)
             if phase == "Succeeded":
                 solved.append(done)
-            release.kubectl("delete", "rlx", "cartpole", "--wait=true", "--timeout=120s")
+            release.kubectl("delete", "rlx", name, "--wait=true", "--timeout=120s")
         if firsts:
             rows.append(Row(CLUSTER_WHAT, f"median of {len(firsts)}, first transition",
                             f"{statistics.median(firsts):.1f}", "s"))
