@@ -26,7 +26,7 @@ from kuberl.crd import PLURAL, VERSION
 from kuberl_operator import kube
 from kuberl_operator.builders import Experiment, Settings, desired_children, experiment_selector, plan_children
 from kuberl_operator.observe import observe
-from kuberl_operator.status import compute_status, invalid_spec_status, is_finished
+from kuberl_operator.status import StatusWrites, compute_status, invalid_spec_status, is_finished
 
 SETTINGS = Settings.from_environ()
 # How often status is observed and children re-applied (tests set it lower).
@@ -37,6 +37,7 @@ CHILD_KINDS = ("ConfigMap", "Service", "Deployment")
 log = logging.getLogger(__name__)
 # (experiment uid, problem) already reported: one event each, not one every visit.
 _REPORTED: set[tuple[str, str]] = set()
+_WRITTEN = StatusWrites()
 
 
 @kopf.on.startup()
@@ -50,12 +51,16 @@ async def configure(settings: kopf.OperatorSettings, experiments: kopf.Index, me
     settings.watching.client_timeout = 330
     settings.posting.level = logging.WARNING
     kube.load_config()
-    memo.observer = asyncio.create_task(_observe_forever(experiments))
+    memo.stopping = asyncio.Event()
+    memo.observer = asyncio.create_task(_observe_forever(experiments, memo.stopping))
 
 
 @kopf.on.cleanup()
 async def stop_observer(memo: kopf.Memo, **_: Any) -> None:
-    memo.observer.cancel()
+    # Not cancel(): a visit runs in a thread that cancelling would not stop, and a stopped
+    # operator must write nothing more. The round in progress finishes first.
+    memo.stopping.set()
+    await memo.observer
 
 
 @kopf.index(API_GROUP, VERSION, PLURAL)
@@ -107,9 +112,10 @@ def reconcile(name: str, namespace: str, spec: kopf.Spec, status: kopf.Status, b
 
 def visit(body: dict[str, Any], now: datetime) -> None:
     """One observation of one experiment: status, children, TTL."""
-    meta, spec, status = body["metadata"], body["spec"], body["status"]
+    meta, spec, status = body["metadata"], body["spec"], _WRITTEN.latest(body)
     name, namespace = meta["name"], meta["namespace"]
     if meta.get("deletionTimestamp"):
+        _WRITTEN.forget(body)
         return
     generation = int(meta.get("generation") or 0)
     try:
@@ -124,6 +130,7 @@ def visit(body: dict[str, Any], now: datetime) -> None:
         _apply_children(dataclasses.replace(exp, phase=new_status["phase"]), body, live)
     if any(status.get(key) != value for key, value in new_status.items()):
         kube.patch_experiment_status(namespace, name, new_status)
+        _WRITTEN.remember(body, new_status)
     ttl = spec.get("ttlSecondsAfterFinished")
     if ttl is not None and is_finished(new_status):
         finished_at = datetime.strptime(new_status["completionTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
@@ -140,11 +147,19 @@ async def _visit_logged(body: dict[str, Any], gate: asyncio.Semaphore) -> None:
                           body["metadata"]["name"], TIMER_SECONDS)
 
 
-async def _observe_forever(index: kopf.Index) -> None:
+async def _observe_forever(index: kopf.Index, stopping: asyncio.Event) -> None:
     gate = asyncio.Semaphore(PARALLEL_VISITS)
-    await asyncio.sleep(min(1.0, TIMER_SECONDS))
-    while True:
+    pause = min(1.0, TIMER_SECONDS)
+    while not await _stopped_within(stopping, pause):
         started = asyncio.get_running_loop().time()
         bodies = [body for key in list(index) for body in index.get(key, [])]
         await asyncio.gather(*(_visit_logged(body, gate) for body in bodies))
-        await asyncio.sleep(max(0.0, TIMER_SECONDS - (asyncio.get_running_loop().time() - started)))
+        pause = max(0.0, TIMER_SECONDS - (asyncio.get_running_loop().time() - started))
+
+
+async def _stopped_within(stopping: asyncio.Event, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(stopping.wait(), seconds)
+    except asyncio.TimeoutError:
+        return False
+    return True

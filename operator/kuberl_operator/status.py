@@ -190,5 +190,32 @@ def _message_kept(old: dict[str, dict], type_: str, message: str) -> str:
     return old[type_]["message"] if _is_true(old, type_) else message
 
 
+class StatusWrites:
+    """The status each experiment was last patched to, and the resourceVersion it was computed
+    from. The watch that feeds the operator's index may lag behind the operator's own patch; a
+    visit that computed from the older status would write again (a condition's
+    lastTransitionTime moved to a later second), so while the index still shows the version a
+    patch was based on, the status last written stands in for it."""
+
+    def __init__(self) -> None:
+        self._written: dict[tuple[str, str], tuple[str | None, dict[str, Any]]] = {}
+
+    @staticmethod
+    def _key(body: dict[str, Any]) -> tuple[str, str]:
+        return body["metadata"]["namespace"], body["metadata"]["name"]
+
+    def latest(self, body: dict[str, Any]) -> dict[str, Any]:
+        based_on, written = self._written.get(self._key(body), (None, {}))
+        if based_on is not None and based_on == body["metadata"].get("resourceVersion"):
+            return {**body["status"], **written}  # what a merge patch of `written` made of it
+        return body["status"]
+
+    def remember(self, body: dict[str, Any], written: dict[str, Any]) -> None:
+        self._written[self._key(body)] = (body["metadata"].get("resourceVersion"), written)
+
+    def forget(self, body: dict[str, Any]) -> None:
+        self._written.pop(self._key(body), None)
+
+
 def is_finished(status: dict[str, Any] | None) -> bool:
     return (status or {}).get("phase") in ("Succeeded", "Failed")

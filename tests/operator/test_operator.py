@@ -125,6 +125,10 @@ def test_a_restarted_operator_changes_nothing_that_is_right(objects: Objects, id
         for kind in (SERVICES, CONFIGMAPS, RLEXPERIMENTS):
             kept.update({f"{kind[1]}/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
                          for o in objects.list(kind, namespace)})
+        # What was written, so that a failure says which field moved.
+        experiment = objects.get(RLEXPERIMENTS, "steady", namespace)
+        kept["RLExperiment/steady written"] = {"annotations": experiment["metadata"].get("annotations"),
+                                               "status": experiment.get("status")}
         return kept
 
     before = written_by_the_operator()

@@ -6,7 +6,7 @@ import math
 from datetime import datetime, timedelta, timezone
 
 from kuberl_operator.builders import Experiment
-from kuberl_operator.status import LearnerView, Observation, compute_status
+from kuberl_operator.status import LearnerView, Observation, StatusWrites, compute_status
 
 T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
 ALL_READY = {"environment": 2, "buffer": 2, "learner": 1}
@@ -123,3 +123,25 @@ def test_ready_replicas_and_crash_loops_are_read_from_the_listed_objects():
     pods = [pod("learner", ("CrashLoopBackOff", 4)), pod("learner", ("CrashLoopBackOff", 7)),
             pod("buffer", ("", 9)), pod("environment", ("ContainerCreating", 0))]
     assert crash_loops(pods) == {"learner": 7}  # a container running again is not looping now
+
+
+def test_a_visit_before_the_watch_delivered_our_patch_computes_from_what_was_written():
+    writes = StatusWrites()
+    seen = {"metadata": {"namespace": "default", "name": "cartpole", "resourceVersion": "7"},
+            "status": {"phase": "Pending", "envSteps": 0}}
+    assert writes.latest(seen) == seen["status"]
+    first = compute_status(exp(), seen["status"], Observation(generation=1, now=T0, ready=ALL_READY))
+    writes.remember(seen, first)
+    # Next visit, a second later, on the same stale version: nothing moves, so nothing is written.
+    again = compute_status(exp(), writes.latest(seen), Observation(generation=1, now=T0 + timedelta(seconds=1),
+                                                                   ready=ALL_READY))
+    assert again == first
+    # Without the memory the Ready condition would have moved to the later second.
+    stale = compute_status(exp(), seen["status"], Observation(generation=1, now=T0 + timedelta(seconds=1),
+                                                              ready=ALL_READY))
+    assert conditions(stale)["Ready"]["lastTransitionTime"] != conditions(first)["Ready"]["lastTransitionTime"]
+    # Once the watch has delivered a newer version, it is what counts.
+    delivered = {"metadata": {**seen["metadata"], "resourceVersion": "8"}, "status": {**first, "envSteps": 5}}
+    assert writes.latest(delivered)["envSteps"] == 5
+    writes.forget(delivered)
+    assert writes.latest(seen) == seen["status"]
