@@ -19,8 +19,8 @@ import yaml
 from kuberl.cli import DEFAULT_PORTS
 from kuberl.config import (API_VERSION, CLUSTER_ONLY_FIELDS, KIND, ExperimentConfig, check_cluster_fields, from_spec,
                            to_spec)
-
-ROLES = ("environment", "buffer", "learner")
+from kuberl.lifecycle import EXPERIMENT_ROLES as ROLES
+from kuberl.lifecycle import Intent, Phase, desired_replicas
 CONFIG_FILE = "experiment.yaml"
 CONFIG_MOUNT = "/etc/kuberl"
 DATA_MOUNT = "/var/lib/kuberl"
@@ -28,7 +28,6 @@ EXPERIMENT_LABEL = "kuberl.dev/experiment"
 CONFIG_HASH_ANNOTATION = "kuberl.dev/config-hash"
 # The digest of the desired object last applied: a child carrying the current one is left alone.
 APPLIED_HASH_ANNOTATION = "kuberl.dev/applied-hash"
-FINISHED_PHASES = ("Succeeded", "Failed")
 # Requests and limits of each child role's container when the chart sets none.
 DEFAULT_RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 
@@ -75,22 +74,21 @@ class Experiment:
     namespace: str
     config: ExperimentConfig
     suspend: bool = False
-    phase: str = ""
+    stopped: bool = False
 
     @classmethod
-    def from_body(cls, name: str, namespace: str, spec: dict[str, Any], status: dict[str, Any] | None = None
-                  ) -> Experiment:
+    def from_body(cls, name: str, namespace: str, spec: dict[str, Any]) -> Experiment:
         """Raises kuberl.config.ConfigError (naming the field) for an invalid spec."""
         spec = dict(spec or {})
         check_cluster_fields(spec)
-        suspend = spec.get("suspend", False)
+        suspend, stopped = spec.get("suspend", False), spec.get("stopped", False)
         for key in CLUSTER_ONLY_FIELDS:
             spec.pop(key, None)
-        return cls(name, namespace, from_spec(spec), suspend, (status or {}).get("phase", ""))
+        return cls(name, namespace, from_spec(spec), suspend, stopped)
 
     @property
-    def finished(self) -> bool:
-        return self.phase in FINISHED_PHASES
+    def intent(self) -> Intent:
+        return Intent(self.config, suspend=self.suspend, stop=self.stopped)
 
     def child_name(self, role: str) -> str:
         return f"{self.name}-{role}"
@@ -138,15 +136,6 @@ def build_configmap(exp: Experiment, settings: Settings) -> dict[str, Any]:
             "data": {CONFIG_FILE: manifest_text(exp)}}
 
 
-def desired_replicas(exp: Experiment, role: str) -> int:
-    """Suspended or finished: no actors and no learner; shards stay, with their replay."""
-    if role == "buffer":
-        return exp.config.buffer.replicas
-    if exp.suspend or exp.finished:
-        return 0
-    return exp.config.environment.replicas if role == "environment" else 1
-
-
 def _container(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]:
     port = DEFAULT_PORTS[role]
     probe = {"grpc": {"port": port}, "periodSeconds": 10, "timeoutSeconds": 5}
@@ -170,16 +159,17 @@ def _container(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]
     }
 
 
-def build_deployment(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]:
-    """The Deployment of one role. Actors restart on any config change (the hash annotation);
-    shards and the learner re-read their mounted config instead, so replay and optimiser survive."""
+def build_deployment(exp: Experiment, role: str, settings: Settings, phase: Phase) -> dict[str, Any]:
+    """The Deployment of one role, sized for the phase. Actors restart on any config change (the
+    hash annotation); shards and the learner re-read their mounted config instead, so replay and
+    optimiser survive."""
     annotations = {CONFIG_HASH_ANNOTATION: config_hash(exp)} if role == "environment" else {}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": exp.child_name(role), "namespace": exp.namespace,
                      "labels": labels(exp, role, settings)},
         "spec": {
-            "replicas": desired_replicas(exp, role),
+            "replicas": desired_replicas(exp.intent, phase)[role],
             "selector": {"matchLabels": selector_labels(exp, role)},
             # Two learners would train apart; shards replaced one at a time keep most replay up.
             "strategy": {"type": "Recreate"} if role == "learner" else {"type": "RollingUpdate"},
@@ -217,12 +207,12 @@ def build_headless_service(exp: Experiment, role: str, settings: Settings) -> di
     }
 
 
-def desired_children(exp: Experiment, settings: Settings) -> list[dict[str, Any]]:
-    """Everything the experiment owns, ConfigMap first (the pods mount it)."""
+def desired_children(exp: Experiment, settings: Settings, phase: Phase) -> list[dict[str, Any]]:
+    """Everything the experiment owns in this phase, ConfigMap first (the pods mount it)."""
     children = [build_configmap(exp, settings)]
     for role in ROLES:
         children.append(build_headless_service(exp, role, settings))
-        children.append(build_deployment(exp, role, settings))
+        children.append(build_deployment(exp, role, settings, phase))
     return children
 
 

@@ -13,7 +13,6 @@ Run: kopf run -m kuberl_operator.handlers --all-namespaces --liveness=http://0.0
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 from datetime import datetime, timedelta, timezone
@@ -26,7 +25,8 @@ from kuberl.crd import PLURAL, VERSION
 from kuberl_operator import kube
 from kuberl_operator.builders import Experiment, Settings, desired_children, experiment_selector, plan_children
 from kuberl_operator.observe import observe
-from kuberl_operator.status import StatusWrites, compute_status, invalid_spec_status, is_finished
+from kuberl.lifecycle import Phase, invalid_spec_status, is_finished, recorded_phase
+from kuberl_operator.status import StatusWrites, cluster_status
 
 SETTINGS = Settings.from_environ()
 # How often status is observed and children re-applied (tests set it lower).
@@ -74,10 +74,10 @@ def _list_children(exp: Experiment) -> list[dict[str, Any]]:
     return [obj for kind in CHILD_KINDS for obj in kube.list_labelled(kind, exp.namespace, experiment_selector(exp))]
 
 
-def _apply_children(exp: Experiment, body: dict[str, Any], live: list[dict[str, Any]]) -> None:
+def _apply_children(exp: Experiment, phase: Phase, body: dict[str, Any], live: list[dict[str, Any]]) -> None:
     """Creates what is missing, re-applies what changed, and leaves alone what is right or not
     ours (an event says which)."""
-    desired = desired_children(exp, SETTINGS)
+    desired = desired_children(exp, SETTINGS, phase)
     owner = {"apiVersion": f"{API_GROUP}/{VERSION}", "kind": "RLExperiment", "metadata": body["metadata"]}
     for child in desired:
         # Not forced=True: that would rename every child after its owner; ours have names of their own.
@@ -103,11 +103,12 @@ def _apply_children(exp: Experiment, body: dict[str, Any], live: list[dict[str, 
 @kopf.on.update(API_GROUP, VERSION, PLURAL, field="spec")
 def reconcile(name: str, namespace: str, spec: kopf.Spec, status: kopf.Status, body: kopf.Body, **_: Any) -> None:
     try:
-        exp = Experiment.from_body(name, namespace, dict(spec), dict(status or {}))
+        exp = Experiment.from_body(name, namespace, dict(spec))
     except ConfigError as err:
         kopf.warn(body, reason="InvalidSpec", message=str(err))
         raise kopf.PermanentError(f"invalid spec: {err}") from None
-    _apply_children(exp, {"metadata": dict(body.metadata)}, _list_children(exp))
+    # Before any observation, the phase is the one last recorded: a finished run stays scaled down.
+    _apply_children(exp, recorded_phase(dict(status or {})), {"metadata": dict(body.metadata)}, _list_children(exp))
 
 
 def visit(body: dict[str, Any], now: datetime) -> None:
@@ -119,15 +120,15 @@ def visit(body: dict[str, Any], now: datetime) -> None:
         return
     generation = int(meta.get("generation") or 0)
     try:
-        exp = Experiment.from_body(name, namespace, spec, status)
+        exp = Experiment.from_body(name, namespace, spec)
     except ConfigError as err:
         new_status = invalid_spec_status(status, generation, now, f"invalid spec: {err}")
     else:
         live = _list_children(exp)
         pods = kube.list_labelled("Pod", namespace, experiment_selector(exp))
-        new_status = compute_status(exp, status, observe(exp, generation, now, SETTINGS,
+        new_status = cluster_status(exp, status, observe(exp, generation, now, SETTINGS,
                                                          [c for c in live if c["kind"] == "Deployment"], pods))
-        _apply_children(dataclasses.replace(exp, phase=new_status["phase"]), body, live)
+        _apply_children(exp, Phase(new_status["phase"]), body, live)
     if any(status.get(key) != value for key, value in new_status.items()):
         kube.patch_experiment_status(namespace, name, new_status)
         _WRITTEN.remember(body, new_status)

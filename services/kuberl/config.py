@@ -317,13 +317,14 @@ def parse_manifest(doc: Any) -> Experiment:
     return Experiment(name=name, namespace=namespace, config=from_spec(spec))
 
 
-CLUSTER_ONLY_FIELDS = ("suspend", "ttlSecondsAfterFinished")
+CLUSTER_ONLY_FIELDS = ("suspend", "stopped", "ttlSecondsAfterFinished")
 
 
 def check_cluster_fields(spec: dict[str, Any]) -> None:
-    """The spec fields only a cluster acts on (suspend, TTL), checked as the CRD checks them."""
-    if "suspend" in spec and not isinstance(spec["suspend"], bool):
-        raise ConfigError("spec.suspend", f"must be true or false, got {spec['suspend']!r}")
+    """The spec fields only a cluster acts on (suspend, stopped, TTL), checked as the CRD checks them."""
+    for flag in ("suspend", "stopped"):
+        if flag in spec and not isinstance(spec[flag], bool):
+            raise ConfigError(f"spec.{flag}", f"must be true or false, got {spec[flag]!r}")
     ttl = spec.get("ttlSecondsAfterFinished")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0):
         raise ConfigError("spec.ttlSecondsAfterFinished", f"must be an integer >= 0, got {ttl!r}")

@@ -15,6 +15,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from kuberl.config import API_GROUP, EXPERIMENT_NAME, KIND, MAX_NAME_LENGTH, ExperimentConfig, _camel, to_spec
+from kuberl.lifecycle import Phase
 
 PLURAL = "rlexperiments"
 SHORT_NAME = "rlx"
@@ -86,9 +87,13 @@ def spec_schema() -> dict[str, Any]:
     spec["properties"]["suspend"] = {
         "type": "boolean", "default": False,
         "description": "Pause: actors and learner scale to zero, the replay shards and their data stay."}
+    spec["properties"]["stopped"] = {
+        "type": "boolean", "default": False,
+        "description": "End the experiment (phase Stopped): actors and learner scale to zero for good, its "
+                       "results stay. Unlike suspend it is final; the experiment API's Stop sets it."}
     spec["properties"]["ttlSecondsAfterFinished"] = {
         "type": "integer", "format": "int64", "minimum": 0,
-        "description": "Delete the experiment this many seconds after it succeeded or failed."}
+        "description": "Delete the experiment this many seconds after it succeeded, failed or was stopped."}
     return spec
 
 
@@ -110,7 +115,7 @@ def status_schema() -> dict[str, Any]:
     number = {"type": "number"}
     integer = {"type": "integer", "format": "int64"}
     return {"type": "object", "description": "What the operator observed; written by it only.", "properties": {
-        "phase": {"type": "string", "enum": ["Pending", "Running", "Succeeded", "Failed", "Suspended"],
+        "phase": {"type": "string", "enum": [phase.value for phase in Phase],
                   "description": "Summary of the conditions."},
         "message": {"type": "string"},
         "observedGeneration": integer,

@@ -557,13 +557,14 @@ def test_experiment_api_rbac_is_namespaced(rendered: list[dict]) -> None:
 
 def test_operator_rbac_covers_what_its_code_calls() -> None:
     """The kinds the operator's builders create are exactly the ones it may create."""
+    from kuberl.lifecycle import Phase
     from kuberl_operator.builders import Experiment, Settings, desired_children
 
     application = one(render("4"), "ClusterRole", f"{FULLNAME}-operator")
     allowed = {(g, r) for g, r, verbs in _rules(application) if {"create", "patch", "get"} <= set(verbs)}
     exp = Experiment.from_body("cartpole", NAMESPACE, {})
     kinds = {(c["apiVersion"].rpartition("/")[0], c["kind"].lower() + "s")
-             for c in desired_children(exp, Settings())}  # fmt: skip
+             for c in desired_children(exp, Settings(), Phase.RUNNING)}  # fmt: skip
     assert kinds == allowed
 
 
@@ -649,6 +650,7 @@ def test_network_policies_allow_exactly_the_kuberl_paths(helm: str) -> None:
 
 def test_network_policies_cover_the_operators_children() -> None:
     """Children built by the operator's own builders, with the settings the chart gives it."""
+    from kuberl.lifecycle import Phase
     from kuberl_operator.builders import Experiment, Settings, desired_children
 
     docs = render("4")
@@ -657,7 +659,7 @@ def test_network_policies_cover_the_operators_children() -> None:
     settings = Settings.from_environ({k: v for k, v in env.items() if isinstance(v, str)})
     assert settings.image == env["KUBERL_IMAGE"]
     exp = Experiment.from_body(RELEASE, NAMESPACE, {})  # an experiment named like the release
-    children = [c for c in desired_children(exp, settings) if c["kind"] == "Deployment"]
+    children = [c for c in desired_children(exp, settings, Phase.RUNNING) if c["kind"] == "Deployment"]
     assert len(children) == len(CHILD_PORTS)
     workloads = [d for d in docs if d["kind"] in WORKLOADS]
     for child in children:

@@ -102,6 +102,17 @@ def test_an_experiment_becomes_its_children_and_follows_its_spec(kube_cluster: T
         wait_for(lambda: replicas(objects, "cartpole", namespace) == {"environment": 3, "buffer": 2, "learner": 1},
                  30, "resumed")
         wait_for(lambda: conditions(objects, "cartpole", namespace)["Suspended"]["status"] == "False", 30, "resumed")
+
+        # Stop is an end: Stopped, actors and learner at zero for good, shards (and results) kept.
+        objects.patch(RLEXPERIMENTS, "cartpole", {"spec": {"stopped": True}}, namespace)
+        wait_for(lambda: status(objects, "cartpole", namespace).get("phase") == "Stopped", 30, "phase Stopped")
+        wait_for(lambda: replicas(objects, "cartpole", namespace) == {"environment": 0, "buffer": 2, "learner": 0},
+                 30, "stopped")
+        assert conditions(objects, "cartpole", namespace)["Succeeded"]["reason"] == "StoppedByUser"
+        objects.patch(RLEXPERIMENTS, "cartpole", {"spec": {"stopped": False}}, namespace)
+        time.sleep(2)  # several visits
+        assert status(objects, "cartpole", namespace)["phase"] == "Stopped"
+        assert replicas(objects, "cartpole", namespace)["environment"] == 0
     assert runner.exception is None
     # No finalizer: with the operator gone, the experiment can still be deleted.
     assert not objects.get(RLEXPERIMENTS, "cartpole", namespace)["metadata"].get("finalizers")
@@ -217,7 +228,8 @@ def test_the_experiment_api_keeps_experiments_as_rlexperiments(objects: Objects,
             exp_pb.EXPERIMENT_PHASE_RUNNING, 1234, 88.5)
         assert [s.experiment_id for s in api.list_statuses()] == ["from-api"]
         api.stop_experiment("from-api")
-        assert objects.get(RLEXPERIMENTS, "from-api", IDENTITY_NAMESPACE)["spec"]["suspend"] is True
+        stored = objects.get(RLEXPERIMENTS, "from-api", IDENTITY_NAMESPACE)["spec"]
+        assert stored["stopped"] is True and stored["suspend"] is False  # an end, not a pause
         with pytest.raises(NotFound):
             api.experiment_status("nope")
         # RBAC holds: the API may not delete experiments, nor touch another namespace.

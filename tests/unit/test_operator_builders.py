@@ -9,16 +9,17 @@ import pytest
 import yaml
 
 from kuberl.config import ConfigError, load_manifest
+from kuberl.lifecycle import Phase
 from kuberl_operator.builders import (CONFIG_HASH_ANNOTATION, DEFAULT_RESOURCES, ChildPlan, Experiment, Settings,
-                                      build_deployment, config_hash, desired_children, desired_replicas,
+                                      build_deployment, config_hash, desired_children,
                                       manifest_text, plan_children)
 
 SETTINGS = Settings(image="registry.example/kuberl:1.2.3", policy_address="kuberl-policy.ops.svc:50056",
                     analytics_address="kuberl-analytics.ops.svc:50052")
 
 
-def experiment(spec=None, status=None, name="cartpole", namespace="research") -> Experiment:
-    return Experiment.from_body(name, namespace, spec or {}, status)
+def experiment(spec=None, name="cartpole", namespace="research") -> Experiment:
+    return Experiment.from_body(name, namespace, spec or {})
 
 
 def by_name(children):
@@ -27,7 +28,7 @@ def by_name(children):
 
 def test_children_are_a_configmap_three_deployments_and_three_headless_services():
     children = by_name(desired_children(experiment({"environment": {"replicas": 3}, "buffer": {"replicas": 2}}),
-                                        SETTINGS))
+                                        SETTINGS, Phase.RUNNING))
     assert sorted(children) == ["ConfigMap/cartpole-config", "Deployment/cartpole-buffer",
                                 "Deployment/cartpole-environment", "Deployment/cartpole-learner",
                                 "Service/cartpole-buffer", "Service/cartpole-environment", "Service/cartpole-learner"]
@@ -46,7 +47,7 @@ def test_children_are_a_configmap_three_deployments_and_three_headless_services(
 
 
 def test_pods_run_the_role_non_root_with_the_configured_image_and_peers():
-    deployment = build_deployment(experiment(), "buffer", SETTINGS)
+    deployment = build_deployment(experiment(), "buffer", SETTINGS, Phase.RUNNING)
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == "registry.example/kuberl:1.2.3"
@@ -71,8 +72,8 @@ def test_the_configmap_holds_a_manifest_the_roles_can_load(tmp_path):
 
 
 def test_scaling_changes_only_replicas():
-    small = by_name(desired_children(experiment({"environment": {"replicas": 1}}), SETTINGS))
-    big = by_name(desired_children(experiment({"environment": {"replicas": 5}}), SETTINGS))
+    small = by_name(desired_children(experiment({"environment": {"replicas": 1}}), SETTINGS, Phase.RUNNING))
+    big = by_name(desired_children(experiment({"environment": {"replicas": 5}}), SETTINGS, Phase.RUNNING))
     assert big["Deployment/cartpole-environment"]["spec"]["replicas"] == 5
     # Replicas are not part of the experiment file: scaling restarts no actor and no learner.
     assert small["ConfigMap/cartpole-config"] != big["ConfigMap/cartpole-config"]  # the spec is recorded
@@ -80,23 +81,27 @@ def test_scaling_changes_only_replicas():
         assert small[f"Deployment/cartpole-{role}"] == big[f"Deployment/cartpole-{role}"]
 
 
-def test_suspend_and_finish_scale_actors_and_learner_to_zero_but_keep_the_shards():
+def test_deployments_are_sized_for_the_phase():
     spec = {"environment": {"replicas": 4}, "buffer": {"replicas": 3}}
-    for exp in (experiment({**spec, "suspend": True}), experiment(spec, {"phase": "Succeeded"}),
-                experiment(spec, {"phase": "Failed"})):
-        assert [desired_replicas(exp, r) for r in ("environment", "buffer", "learner")] == [0, 3, 0]
-    running = experiment(spec, {"phase": "Running"})
-    assert [desired_replicas(running, r) for r in ("environment", "buffer", "learner")] == [4, 3, 1]
+
+    def sizes(exp, phase):
+        return [build_deployment(exp, r, SETTINGS, phase)["spec"]["replicas"] for r in ("environment", "buffer",
+                                                                                        "learner")]
+    assert sizes(experiment({**spec, "suspend": True}), Phase.SUSPENDED) == [0, 3, 0]
+    assert sizes(experiment(spec), Phase.SUCCEEDED) == [0, 3, 0]
+    assert sizes(experiment({**spec, "stopped": True}), Phase.STOPPED) == [0, 3, 0]
+    assert sizes(experiment(spec), Phase.RUNNING) == [4, 3, 1]
 
 
 def test_a_config_change_restarts_actors_only():
     a, b = experiment(), experiment({"exploration": {"epsilonDecay": 0.9}})
     assert config_hash(a) != config_hash(b)
-    annotations = build_deployment(b, "environment", SETTINGS)["spec"]["template"]["metadata"]["annotations"]
+    template = build_deployment(b, "environment", SETTINGS, Phase.RUNNING)["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
     assert annotations[CONFIG_HASH_ANNOTATION] == config_hash(b)
     for role in ("buffer", "learner"):
-        assert CONFIG_HASH_ANNOTATION not in build_deployment(b, role, SETTINGS)["spec"]["template"]["metadata"][
-            "annotations"]
+        template = build_deployment(b, role, SETTINGS, Phase.RUNNING)["spec"]["template"]
+        assert CONFIG_HASH_ANNOTATION not in template["metadata"]["annotations"]
 
 
 @pytest.mark.parametrize("spec, field", [
@@ -117,7 +122,7 @@ def test_settings_come_from_the_environment():
 
 
 def test_children_are_plain_yaml_serialisable():
-    for child in desired_children(experiment(), SETTINGS):
+    for child in desired_children(experiment(), SETTINGS, Phase.RUNNING):
         assert yaml.safe_load(yaml.safe_dump(child)) == child
 
 
@@ -126,8 +131,8 @@ def test_resources_and_the_crash_loop_cap_come_from_the_chart():
     settings = Settings.from_environ({"KUBERL_CHILD_RESOURCES": json.dumps({"buffer": small}),
                                       "KUBERL_CRASH_LOOP_RESTART_LIMIT": "3"})
     assert settings.crash_loop_restart_limit == 3
-    containers = {role: build_deployment(experiment(), role, settings)["spec"]["template"]["spec"]["containers"][0]
-                  for role in ("buffer", "learner")}
+    containers = {role: build_deployment(experiment(), role, settings, Phase.RUNNING)["spec"]["template"]["spec"][
+                  "containers"][0] for role in ("buffer", "learner")}
     assert containers["buffer"]["resources"] == small
     assert containers["learner"]["resources"] == DEFAULT_RESOURCES
     with pytest.raises(ValueError, match="unknown roles.*'shard'"):
@@ -147,7 +152,7 @@ def listed(children: list[dict], owner: str = OWNER) -> list[dict]:
 
 
 def desired(spec=None) -> list[dict]:
-    return desired_children(experiment(spec), SETTINGS)
+    return desired_children(experiment(spec), SETTINGS, Phase.RUNNING)
 
 
 def test_a_missing_child_is_created_and_a_right_one_left_alone():

@@ -1,10 +1,11 @@
 """Cluster mode of the experiment API: experiments are RLExperiment objects. Start creates one
-(the operator does the rest), Stop suspends it, status is read from what the operator wrote."""
+(the operator does the rest), Stop sets its `spec.stopped` (as `kubectl patch` would), status
+is read from what the operator wrote."""
 
 from __future__ import annotations
 
-import math
 import os
+from datetime import datetime, timezone
 from typing import Any
 
 from kubernetes import client, config
@@ -13,24 +14,25 @@ from kubernetes.client.exceptions import ApiException
 from kuberl.config import API_GROUP, API_VERSION, KIND, ConfigError, ExperimentConfig, parse_manifest, to_spec
 from kuberl.crd import PLURAL, VERSION
 from kuberl.rpc import AlreadyExists, NotFound, Unavailable
+from kuberl.experiment.server import status_to_proto
 from kuberl.v1 import experiment_service_pb2 as pb
 
-PHASES = {"Pending": pb.EXPERIMENT_PHASE_PENDING, "Running": pb.EXPERIMENT_PHASE_RUNNING,
-          "Succeeded": pb.EXPERIMENT_PHASE_SUCCEEDED, "Failed": pb.EXPERIMENT_PHASE_FAILED,
-          "Suspended": pb.EXPERIMENT_PHASE_SUSPENDED}
+def _elapsed(status: dict[str, Any]) -> float:
+    def parse(stamp: str) -> datetime:
+        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+    if not status.get("startTime"):
+        return 0.0
+    end = parse(status["completionTime"]) if status.get("completionTime") else datetime.now(timezone.utc)
+    return max(0.0, (end - parse(status["startTime"])).total_seconds())
 
 
 def status_from_object(obj: dict[str, Any]) -> pb.ExperimentStatus:
     """An RLExperiment object (as the API server returns it) as the API's ExperimentStatus."""
     meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status") or {}
-    environment = status.get("environment") or {}
-    return pb.ExperimentStatus(
-        experiment_id=meta.get("name", ""), phase=PHASES.get(status.get("phase", ""), pb.EXPERIMENT_PHASE_PENDING),
-        message=status.get("message", ""), env_id=spec.get("envId", ""), env_steps=int(status.get("envSteps", 0)),
-        episodes=int(status.get("episodes", 0)), mean_return=float(status.get("meanReturn", math.nan)),
-        eval_return=float(status.get("evalReturn", math.nan)), policy_version=int(status.get("policyVersion", 0)),
-        updates=int(status.get("updates", 0)),
-        environment_replicas=[f"{meta.get('name', '')}-environment"] * int(environment.get("readyReplicas", 0)))
+    ready = int((status.get("environment") or {}).get("readyReplicas", 0))
+    return status_to_proto(meta.get("name", ""), spec.get("envId", ""), status, _elapsed(status),
+                           [f"{meta.get('name', '')}-environment"] * ready)
 
 
 class ClusterExperiments:
@@ -65,8 +67,8 @@ class ClusterExperiments:
         return experiment_id, []
 
     def stop_experiment(self, experiment_id: str) -> pb.ExperimentStatus:
-        obj = self._call("the suspension", experiment_id, self.api.patch_namespaced_custom_object, experiment_id,
-                         {"spec": {"suspend": True}})
+        obj = self._call("the stop", experiment_id, self.api.patch_namespaced_custom_object, experiment_id,
+                         {"spec": {"stopped": True}})
         return status_from_object(obj)
 
     def experiment_status(self, experiment_id: str) -> pb.ExperimentStatus:

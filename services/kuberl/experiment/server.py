@@ -1,15 +1,17 @@
-"""gRPC front of the experiment role: starts experiments on environment replicas (round-robin),
-starts the learner, watches the stop rule, and answers status from the learner and analytics."""
+"""gRPC front of the experiment role. Pool mode (`LocalExperiments`): experiments share the
+environment replicas it finds, each spread round-robin over them, and the role drives the
+replicas and the learner itself; their status comes from the same lifecycle function as a
+cluster's (kuberl.lifecycle). Cluster mode (`ClusterExperiments`) keeps RLExperiment objects."""
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -17,10 +19,10 @@ from kuberl.config import ExperimentConfig, from_proto, to_proto
 from kuberl.discovery import Discovery
 from kuberl.envs import describe
 from kuberl.experiment.core import ReplicaAssigner
+from kuberl.lifecycle import Intent, LearnerView, Observation, Phase, compute_status, recorded_phase
+from kuberl.observe import episode_returns, learner_view
 from kuberl.registry import Registry
 from kuberl.rpc import AlreadyExists, Exhausted, Server, rpc_errors, stub
-from kuberl.v1 import analytics_service_pb2 as analytics_pb
-from kuberl.v1 import analytics_service_pb2_grpc as analytics_grpc
 from kuberl.v1 import environment_service_pb2 as env_pb
 from kuberl.v1 import environment_service_pb2_grpc as env_grpc
 from kuberl.v1 import experiment_service_pb2 as pb
@@ -34,24 +36,46 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RPC_TIMEOUT = 30.0
-MEAN_RETURN_WINDOW = 100
-FINISHED = (pb.EXPERIMENT_PHASE_SUCCEEDED, pb.EXPERIMENT_PHASE_FAILED, pb.EXPERIMENT_PHASE_STOPPED)
+OBSERVE_TIMEOUT = 5.0
+
+
+def phase_to_proto(phase: Phase) -> int:
+    """The wire's ExperimentPhase for a lifecycle phase: the same names, prefixed."""
+    return pb.ExperimentPhase.Value(f"EXPERIMENT_PHASE_{phase.name}")
+
+
+def status_to_proto(experiment_id: str, env_id: str, status: dict[str, Any], elapsed_seconds: float,
+                    environment_replicas: list[str], buffer_size: int = 0) -> pb.ExperimentStatus:
+    """A lifecycle status (the RLExperiment status vocabulary) as the API's ExperimentStatus."""
+    nan = float("nan")
+    return pb.ExperimentStatus(
+        experiment_id=experiment_id, phase=phase_to_proto(recorded_phase(status)), message=status.get("message", ""),
+        env_id=env_id, env_steps=int(status.get("envSteps", 0)), episodes=int(status.get("episodes", 0)),
+        mean_return=float(status.get("meanReturn", nan)), eval_return=float(status.get("evalReturn", nan)),
+        policy_version=int(status.get("policyVersion", 0)), updates=int(status.get("updates", 0)),
+        elapsed_seconds=elapsed_seconds, environment_replicas=environment_replicas, buffer_size=buffer_size)
 
 
 @dataclass
 class Record:
     experiment_id: str
-    config: ExperimentConfig
-    replicas: list[str]
+    intent: Intent
+    replicas: list[str]  # the environment replicas that own the experiment
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
-    phase: int = pb.EXPERIMENT_PHASE_PENDING
-    message: str = ""
-    learner: learner_pb.LearnerStats = field(default_factory=learner_pb.LearnerStats)
+    status: dict[str, Any] = field(default_factory=dict)  # as the lifecycle last computed it
+    learner: LearnerView | None = None
+    released: bool = False  # rollouts and training stopped: the pool's "scaled to zero"
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def phase(self) -> Phase:
+        return recorded_phase(self.status)
 
 
 class LocalExperiments:
-    """Local mode: drives environment replicas and the learner directly, as the seed's N1 does."""
+    """Pool mode: drives environment replicas and the learner directly, as the seed's
+    experiment role does."""
 
     def __init__(self, environment_target: str, learner_address: str, analytics_address: str,
                  poll_seconds: float = 0.25):
@@ -73,13 +97,13 @@ class LocalExperiments:
         if len(experiment_id) > 128:
             raise ValueError("experiment_id: at most 128 characters")
         existing = self._records.find(experiment_id)
-        if existing is not None and existing.phase not in FINISHED:
+        if existing is not None and not existing.phase.finished:
             raise AlreadyExists(f"experiment_id: {experiment_id!r} is already running")
         try:
             replicas = self.assigner.assign(self.environments.addresses(), config.environment.replicas)
         except LookupError as err:
             raise Exhausted(str(err)) from None
-        record = Record(experiment_id, config, replicas)
+        record = Record(experiment_id, Intent(config), replicas)
         self._records.put(experiment_id, record)
         config_msg = to_proto(config)
         try:
@@ -92,106 +116,92 @@ class LocalExperiments:
             for address in replicas:
                 stub(env_grpc.EnvironmentServiceStub, address).StartRollout(
                     env_pb.StartRolloutRequest(experiment_id=experiment_id), timeout=RPC_TIMEOUT)
-        except grpc.RpcError as err:
-            record.phase, record.finished = pb.EXPERIMENT_PHASE_FAILED, time.monotonic()
-            record.message = f"start failed: {err.code().name}: {err.details()}"
+        except grpc.RpcError:
+            # As a refused create in a cluster: the caller gets the error and no experiment exists.
+            self._release(record)
+            self._records.pop(experiment_id)
             raise
-        record.phase = pb.EXPERIMENT_PHASE_RUNNING
+        self._observe(record)
         log.info("%s: started %s on %s", experiment_id, config.env_id, ", ".join(replicas))
         return record
 
-    def stop(self, experiment_id: str, phase: int = pb.EXPERIMENT_PHASE_STOPPED, message: str = "stopped on request"
-             ) -> Record:
+    def stop(self, experiment_id: str) -> Record:
+        """The user's end of the experiment: Stopped (unless it has already ended), results kept."""
         record = self.get(experiment_id)
-        if record.phase in FINISHED:
-            return record
-        # The owners, not whichever replica a fresh round-robin would pick.
-        for address in record.replicas:
-            try:
-                stub(env_grpc.EnvironmentServiceStub, address).StopRollout(
-                    env_pb.StopRolloutRequest(experiment_id=experiment_id), timeout=RPC_TIMEOUT)
-            except grpc.RpcError as err:
-                log.warning("%s: StopRollout on %s: %s", experiment_id, address, err.code().name)
-        try:
-            record.learner = stub(learner_grpc.LearnerServiceStub, self.learner_address).StopTraining(
-                learner_pb.StopTrainingRequest(experiment_id=experiment_id), timeout=RPC_TIMEOUT).stats
-        except grpc.RpcError as err:
-            log.warning("%s: StopTraining: %s", experiment_id, err.code().name)
-        record.phase, record.message, record.finished = phase, message, time.monotonic()
-        log.info("%s: %s (%s)", experiment_id, pb.ExperimentPhase.Name(phase), message)
+        record.intent = Intent(record.intent.config, stop=True)
+        self._observe(record)
         return record
 
     def get(self, experiment_id: str) -> Record:
         return self._records.get(experiment_id)
 
     def records(self) -> list[Record]:
-        return self._records.values()
+        return list(self._records.values())
 
-    # --- the stop rule -----------------------------------------------------------------------
+    # --- observation -------------------------------------------------------------------------
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             for record in self.records():
-                if record.phase == pb.EXPERIMENT_PHASE_RUNNING:
+                if not record.released:
                     self._observe(record)
 
+    def _observation(self, record: Record, learner: LearnerView | None) -> Observation:
+        episodes, mean_return = episode_returns(self.analytics_address, record.experiment_id, OBSERVE_TIMEOUT)
+        ready = {"environment": len(record.replicas), "buffer": learner.shards if learner else 0,
+                 "learner": 1 if learner else 0}
+        return Observation(generation=1, now=datetime.now(timezone.utc), ready=ready, learner=learner,
+                           episodes=episodes, mean_return=mean_return)
+
     def _observe(self, record: Record) -> None:
-        learner = stub(learner_grpc.LearnerServiceStub, self.learner_address)
-        try:
-            record.learner = learner.GetLearnerStats(
-                learner_pb.GetLearnerStatsRequest(experiment_id=record.experiment_id), timeout=5.0).stats
-        except grpc.RpcError as err:
-            record.message = f"learner unreachable: {err.code().name}"
-            if err.code() == grpc.StatusCode.NOT_FOUND:
+        """Status from the lifecycle; a phase that ended releases the experiment's actors and learner."""
+        with record.lock:
+            if record.released:
+                return
+            learner = learner_view(self.learner_address, record.experiment_id, OBSERVE_TIMEOUT)
+            if learner is None and not record.intent.stop:
                 self._restart_training(record)
-            return
-        record.message = ""
-        state = record.learner.state
-        if state == learner_pb.TRAINING_STATE_SOLVED:
-            self.stop(record.experiment_id, pb.EXPERIMENT_PHASE_SUCCEEDED, record.learner.message)
-        elif state == learner_pb.TRAINING_STATE_BUDGET_EXHAUSTED:
-            # Without a target return, spending the budget is the whole job.
-            solved_by_budget = record.config.stop.target_return is None and describe(
-                record.config.env_id).reward_threshold is None
-            phase = pb.EXPERIMENT_PHASE_SUCCEEDED if solved_by_budget else pb.EXPERIMENT_PHASE_FAILED
-            self.stop(record.experiment_id, phase, record.learner.message)
-        elif state == learner_pb.TRAINING_STATE_FAILED:
-            self.stop(record.experiment_id, pb.EXPERIMENT_PHASE_FAILED, record.learner.message)
+            record.learner = learner or record.learner
+            before = record.phase
+            record.status = compute_status(record.intent, record.status, self._observation(record, learner))
+            if record.phase is not before:
+                log.info("%s: %s -> %s (%s)", record.experiment_id, before.value, record.phase.value,
+                         record.status.get("message", ""))
+            if record.phase.finished:
+                self._release(record)
+
+    def _release(self, record: Record) -> None:
+        # The owners, not whichever replica a fresh round-robin would pick.
+        for address in record.replicas:
+            try:
+                stub(env_grpc.EnvironmentServiceStub, address).StopRollout(
+                    env_pb.StopRolloutRequest(experiment_id=record.experiment_id), timeout=RPC_TIMEOUT)
+            except grpc.RpcError as err:
+                log.warning("%s: StopRollout on %s: %s", record.experiment_id, address, err.code().name)
+        try:
+            stub(learner_grpc.LearnerServiceStub, self.learner_address).StopTraining(
+                learner_pb.StopTrainingRequest(experiment_id=record.experiment_id), timeout=RPC_TIMEOUT)
+        except grpc.RpcError as err:
+            log.warning("%s: StopTraining: %s", record.experiment_id, err.code().name)
+        record.released, record.finished = True, time.monotonic()
 
     def _restart_training(self, record: Record) -> None:
         """A learner that restarted has forgotten the experiment: start it again. It resumes from
         the policy role's newest weights, and the shards still hold the replay."""
         try:
             stub(learner_grpc.LearnerServiceStub, self.learner_address).StartTraining(
-                learner_pb.StartTrainingRequest(experiment_id=record.experiment_id, config=to_proto(record.config)),
-                timeout=RPC_TIMEOUT)
+                learner_pb.StartTrainingRequest(experiment_id=record.experiment_id,
+                                                config=to_proto(record.intent.config)), timeout=RPC_TIMEOUT)
             log.info("%s: the learner had restarted; training started again", record.experiment_id)
         except grpc.RpcError as err:
             log.warning("%s: restarting training failed: %s", record.experiment_id, err.code().name)
 
-    # --- status ------------------------------------------------------------------------------
+    # --- the API ------------------------------------------------------------------------------
 
     def status(self, record: Record) -> pb.ExperimentStatus:
-        episodes, mean_return = 0, math.nan
-        try:
-            reply = stub(analytics_grpc.AnalyticsServiceStub, self.analytics_address).QueryMetrics(
-                analytics_pb.QueryMetricsRequest(experiment_id=record.experiment_id, metric="charts/episodic_return",
-                                                 limit=MEAN_RETURN_WINDOW, newest_first=True), timeout=5.0)
-            episodes = reply.total
-            if reply.points:
-                mean_return = sum(p.value for p in reply.points) / len(reply.points)
-        except grpc.RpcError as err:
-            log.warning("%s: analytics unreachable: %s", record.experiment_id, err.code().name)
         end = record.finished if record.finished is not None else time.monotonic()
-        learner = record.learner
-        return pb.ExperimentStatus(
-            experiment_id=record.experiment_id, phase=record.phase, message=record.message or learner.message,
-            env_id=record.config.env_id, env_steps=learner.env_steps, episodes=episodes, mean_return=mean_return,
-            eval_return=learner.eval_return if learner.updates else math.nan, policy_version=learner.policy_version,
-            updates=learner.updates, elapsed_seconds=end - record.started, environment_replicas=record.replicas,
-            buffer_size=learner.buffer_size)
-
-    # --- the API ------------------------------------------------------------------------------
+        return status_to_proto(record.experiment_id, record.intent.config.env_id, record.status, end - record.started,
+                               record.replicas, record.learner.buffer_size if record.learner else 0)
 
     def start_experiment(self, experiment_id: str, config: ExperimentConfig) -> tuple[str, list[str]]:
         record = self.start(experiment_id, config)
@@ -210,8 +220,8 @@ class LocalExperiments:
         self._stop.set()
         self._monitor.join()
         for record in self.records():
-            if record.phase not in FINISHED:
-                self.stop(record.experiment_id, message="experiment service shut down")
+            if not record.phase.finished:
+                self.stop(record.experiment_id)
 
 
 class ExperimentServicer(pb_grpc.ExperimentServiceServicer):

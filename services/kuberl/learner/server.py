@@ -214,8 +214,13 @@ class TrainingRun:
             while not self._stop.is_set():
                 stop = self.config.stop  # read each round: reconfigure() may replace it
                 if self.sampler.env_steps >= stop.max_env_steps:
-                    self._finish(pb.TRAINING_STATE_BUDGET_EXHAUSTED,
-                                 f"{self.sampler.env_steps} env steps without reaching the target return")
+                    if self.target_return is None:  # no target, no reward threshold: the budget was the goal
+                        self._finish(pb.TRAINING_STATE_BUDGET_SPENT,
+                                     f"{self.sampler.env_steps} env steps spent (no target return)")
+                    else:
+                        self._finish(pb.TRAINING_STATE_BUDGET_EXHAUSTED,
+                                     f"{self.sampler.env_steps} env steps without reaching the target return "
+                                     f"{self.target_return:g}")
                     return
                 try:
                     batches = self._batches.get(timeout=0.1)

@@ -1,20 +1,24 @@
-"""Status as a pure function of observations: conditions, phase, and what stays once reached."""
+"""The lifecycle: status as a pure function of intent, the last status and observations
+(conditions, phase, and what stays once reached), the same in every mode."""
 
 from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta, timezone
 
+from kuberl.config import from_spec
+from kuberl.lifecycle import Intent, LearnerView, Observation, compute_status, desired_replicas, Phase
 from kuberl_operator.builders import Experiment
-from kuberl_operator.status import LearnerView, Observation, StatusWrites, compute_status
+from kuberl_operator.status import StatusWrites
 
 T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
 ALL_READY = {"environment": 2, "buffer": 2, "learner": 1}
 
 
-def exp(spec=None, status=None) -> Experiment:
-    return Experiment.from_body("cartpole", "default", {"environment": {"replicas": 2}, "buffer": {"replicas": 2},
-                                                        **(spec or {})}, status)
+def exp(spec=None) -> Intent:
+    spec = {"environment": {"replicas": 2}, "buffer": {"replicas": 2}, **(spec or {})}
+    flags = {key: spec.pop(key) for key in ("suspend", "stopped") if key in spec}
+    return Intent(from_spec(spec), suspend=flags.get("suspend", False), stop=flags.get("stopped", False))
 
 
 def conditions(status):
@@ -42,27 +46,56 @@ def test_running_when_ready_and_training_then_succeeded_and_it_stays():
 
     solved = Observation(generation=1, now=T0 + timedelta(seconds=30), ready=ALL_READY,
                          learner=LearnerView("SOLVED", 900, 30000, 18, 500.0, "greedy return 500.0 >= 475"))
-    done = compute_status(exp(status=running), running, solved)
+    done = compute_status(exp(), running, solved)
     assert done["phase"] == "Succeeded" and done["completionTime"] == "2026-11-24T12:00:30Z"
     assert conditions(done)["Succeeded"]["reason"] == "TargetReturnReached"
     assert done["environment"]["replicas"] == 0 and done["learner"]["replicas"] == 0
     assert done["buffer"]["replicas"] == 2
 
     # The learner is scaled away afterwards: nothing observed, and nothing forgotten.
-    later = compute_status(exp(status=done), done, Observation(generation=1, now=T0 + timedelta(minutes=5),
+    later = compute_status(exp(), done, Observation(generation=1, now=T0 + timedelta(minutes=5),
                                                                 ready={"environment": 0, "buffer": 2, "learner": 0}))
     assert later["phase"] == "Succeeded" and later["envSteps"] == 30000 and later["evalReturn"] == 500.0
     assert later["completionTime"] == done["completionTime"]
     assert conditions(later)["Succeeded"]["lastTransitionTime"] == "2026-11-24T12:00:30Z"
 
 
-def test_budget_exhausted_fails_unless_the_budget_is_the_goal():
-    obs = dict(generation=3, now=T0, ready=ALL_READY, learner=LearnerView("BUDGET_EXHAUSTED", message="spent"))
-    failed = compute_status(exp(), None, Observation(**obs))
+def test_the_learners_verdict_is_the_end_it_names():
+    obs = dict(generation=3, now=T0, ready=ALL_READY)
+    failed = compute_status(exp(), None, Observation(**obs, learner=LearnerView("BUDGET_EXHAUSTED", message="spent")))
     assert failed["phase"] == "Failed" and conditions(failed)["Failed"]["reason"] == "BudgetExhausted"
     assert conditions(failed)["Succeeded"]["status"] == "False"
-    spent = compute_status(exp(), None, Observation(**obs, budget_is_the_goal=True))
+    spent = compute_status(exp(), None, Observation(**obs, learner=LearnerView("BUDGET_SPENT", message="spent")))
     assert spent["phase"] == "Succeeded" and conditions(spent)["Succeeded"]["reason"] == "BudgetSpent"
+    broken = compute_status(exp(), None, Observation(**obs, learner=LearnerView("FAILED", message="NaN loss")))
+    assert broken["phase"] == "Failed" and conditions(broken)["Failed"]["reason"] == "TrainingFailed"
+    assert broken["message"] == "NaN loss"
+
+
+def test_stop_is_final_keeps_the_shards_and_the_figures():
+    running = compute_status(exp(), None, Observation(generation=1, now=T0, ready=ALL_READY, episodes=12,
+                                                      learner=LearnerView("TRAINING", 50, 4000, 3)))
+    stopped = compute_status(exp({"stopped": True}), running, Observation(generation=2, now=T0 + timedelta(seconds=3),
+                                                                        ready=ALL_READY))
+    assert stopped["phase"] == "Stopped" and stopped["completionTime"] == "2026-11-24T12:00:03Z"
+    assert conditions(stopped)["Succeeded"]["reason"] == "StoppedByUser"
+    assert conditions(stopped)["Failed"]["status"] == "False"
+    assert (stopped["environment"]["replicas"], stopped["buffer"]["replicas"], stopped["learner"]["replicas"]) == (
+        0, 2, 0)
+    assert stopped["envSteps"] == 4000 and stopped["episodes"] == 12
+    # Un-stopping the spec does not bring it back; a learner verdict arriving late does not rewrite it.
+    later = compute_status(exp(), stopped, Observation(generation=3, now=T0 + timedelta(minutes=1), ready=ALL_READY,
+                                                       learner=LearnerView("SOLVED", message="late")))
+    assert later["phase"] == "Stopped" and later["completionTime"] == stopped["completionTime"]
+
+
+def test_each_phase_has_its_replicas():
+    spec = exp({"environment": {"replicas": 4}, "buffer": {"replicas": 3}})
+    for phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.STOPPED):
+        assert desired_replicas(spec, phase) == {"environment": 0, "buffer": 3, "learner": 0}
+    for phase in (Phase.PENDING, Phase.RUNNING):
+        assert desired_replicas(spec, phase) == {"environment": 4, "buffer": 3, "learner": 1}
+    assert desired_replicas(exp({"environment": {"replicas": 4}, "suspend": True}), Phase.SUSPENDED)["learner"] == 0
 
 
 def test_suspend_is_reported_and_resume_is_right_again():
@@ -113,7 +146,7 @@ def test_ready_replicas_and_crash_loops_are_read_from_the_listed_objects():
     deployments = [{"metadata": {"name": f"cartpole-{role}"}, "status": {"readyReplicas": n} if n else {}}
                    for role, n in (("environment", 2), ("buffer", 0))]
     deployments.append({"metadata": {"name": "somebody-else-learner"}, "status": {"readyReplicas": 1}})
-    assert ready_replicas(exp(), deployments) == {"environment": 2, "buffer": 0}
+    assert ready_replicas(Experiment.from_body("cartpole", "default", {}), deployments) == {"environment": 2, "buffer": 0}
 
     def pod(role: str, *containers: tuple[str, int]) -> dict:
         return {"metadata": {"labels": {"app.kubernetes.io/component": role}},
