@@ -14,11 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from kuberl.cli import DEFAULT_PORTS
-from kuberl.config import (API_VERSION, CLUSTER_ONLY_FIELDS, KIND, ExperimentConfig, check_cluster_fields, from_spec,
-                           to_spec)
+from kuberl.config import CLUSTER_ONLY_FIELDS, ExperimentConfig, Manifest, check_cluster_fields, from_spec
 from kuberl.lifecycle import EXPERIMENT_ROLES as ROLES
 from kuberl.lifecycle import Intent, Phase, desired_replicas
 CONFIG_FILE = "experiment.yaml"
@@ -119,10 +116,7 @@ def experiment_selector(exp: Experiment) -> str:
 
 
 def manifest_text(exp: Experiment) -> str:
-    """The experiment as a manifest, the file every role reads (`kuberl serve ROLE --experiment`)."""
-    return yaml.safe_dump({"apiVersion": API_VERSION, "kind": KIND,
-                           "metadata": {"name": exp.name, "namespace": exp.namespace},
-                           "spec": to_spec(exp.config)}, sort_keys=True)
+    return Manifest(exp.name, exp.namespace, exp.config).manifest_text()
 
 
 def config_hash(exp: Experiment) -> str:

@@ -9,7 +9,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from kuberl.config import ConfigError, Experiment, load_manifest
+from kuberl.config import ConfigError, Manifest, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class ExperimentFile:
     an invalid version is logged and ignored (the last good one stays in force).
     """
 
-    def __init__(self, path: Path, on_change: Callable[[Experiment], None], interval: float = 5.0):
+    def __init__(self, path: Path, on_change: Callable[[Manifest], None], interval: float = 5.0):
         self.path = path
         self.on_change = on_change
         self.interval = interval

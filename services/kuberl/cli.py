@@ -58,6 +58,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--database", default=os.environ.get("KUBERL_DATABASE_URL"),
                    help="metrics store URL (env KUBERL_DATABASE_URL; default: SQLite in the output directory); "
                         "a MySQL password comes from KUBERL_DATABASE_PASSWORD(_FILE)")
+    p.add_argument("--resume", nargs="?", type=Path, const=True, default=None, metavar="DIR",
+                   help="continue a run from its replay and weight snapshots: DIR, or the newest run of this "
+                        "manifest (default: a fresh run; a taken output directory gets a new name)")
 
 
 def _status_parser(sub: argparse._SubParsersAction) -> None:
@@ -88,7 +91,7 @@ def status(args: argparse.Namespace) -> int:
         return 1
     print(f"{'EXPERIMENT':<24} {'PHASE':<10} {'ENV':<16} {'STEPS':>9} {'EPISODES':>8} {'RETURN':>8} {'EVAL':>8}")
     for s in rows:
-        phase = pb.ExperimentPhase.Name(s.phase).removeprefix("EXPERIMENT_PHASE_").capitalize()
+        phase = pb.ExperimentPhase.Name(s.phase).removeprefix("EXPERIMENT_PHASE_").capitalize()  # Phase's value
         print(f"{s.experiment_id:<24} {phase:<10} {s.env_id:<16} {s.env_steps:>9} {s.episodes:>8} "
               f"{s.mean_return:>8.1f} {s.eval_return:>8.1f}")
     return 0
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         return status(args)
     from kuberl.local import run_manifest
     return run_manifest(args.manifest, args.output, timeout=args.timeout, progress=not args.no_progress,
-                        database_url=args.database)
+                        database_url=args.database, resume=args.resume)
 
 
 if __name__ == "__main__":

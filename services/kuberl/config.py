@@ -276,15 +276,21 @@ EXPERIMENT_NAME = re.compile(rf"[a-z]([-a-z0-9]{{0,{MAX_NAME_LENGTH - 2}}}[a-z0-
 
 
 @dataclass(frozen=True)
-class Experiment:
-    """An RLExperiment manifest, validated."""
+class Manifest:
+    """An RLExperiment manifest, validated: its name, namespace and config."""
 
     name: str
     namespace: str
     config: ExperimentConfig
 
+    def manifest_text(self) -> str:
+        """The experiment as a manifest, the file every role reads (`kuberl serve ROLE --experiment`)."""
+        return yaml.safe_dump({"apiVersion": API_VERSION, "kind": KIND,
+                               "metadata": {"name": self.name, "namespace": self.namespace},
+                               "spec": to_spec(self.config)}, sort_keys=True)
 
-def parse_manifest(doc: Any) -> Experiment:
+
+def parse_manifest(doc: Any) -> Manifest:
     """Validates an RLExperiment object (as loaded from YAML) and returns its name and config."""
     if not isinstance(doc, dict):
         raise ConfigError("(document)", "must be a mapping with apiVersion, kind, metadata and spec")
@@ -314,7 +320,7 @@ def parse_manifest(doc: Any) -> Experiment:
     # Cluster-only knobs that a local run has no use for.
     for key in CLUSTER_ONLY_FIELDS:
         spec.pop(key, None)
-    return Experiment(name=name, namespace=namespace, config=from_spec(spec))
+    return Manifest(name=name, namespace=namespace, config=from_spec(spec))
 
 
 CLUSTER_ONLY_FIELDS = ("suspend", "stopped", "ttlSecondsAfterFinished")
@@ -330,7 +336,7 @@ def check_cluster_fields(spec: dict[str, Any]) -> None:
         raise ConfigError("spec.ttlSecondsAfterFinished", f"must be an integer >= 0, got {ttl!r}")
 
 
-def load_manifest(path: str | Path) -> Experiment:
+def load_manifest(path: str | Path) -> Manifest:
     """Reads and validates an RLExperiment YAML file."""
     try:
         text = Path(path).read_text()

@@ -1,33 +1,58 @@
-"""Local mode: every role as its own process on loopback (real gRPC, static discovery, SQLite),
-driven through the experiment role exactly as a cluster would be."""
+"""Local mode: every role as its own process on loopback (real gRPC, static discovery, SQLite).
+
+A `LocalCluster` is a small cluster: with `supervise=True` a role process that dies is
+restarted with backoff, as a Deployment's kubelet would (a shard restores its snapshot, the
+learner its policy), and one that keeps dying is reported as crash-looping. `kuberl run`
+starts the roles the way the operator does (each from the experiment file) and reports the
+status the lifecycle computes, the same function as `kubectl get rlx`.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Callable
 
-import grpc
-
-from kuberl.config import ConfigError, Experiment, load_manifest, to_proto
+from kuberl.config import ConfigError, Manifest, load_manifest
+from kuberl.lifecycle import Intent, Observation, Phase, compute_status, recorded_phase
+from kuberl.observe import episode_returns, learner_view
 from kuberl.rpc import stub, wait_until_serving
-from kuberl.v1 import experiment_service_pb2 as exp_pb
 from kuberl.v1 import experiment_service_pb2_grpc as exp_grpc
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 60.0
+ALL_ROLES = ("analytics", "policy", "buffer", "learner", "environment", "experiment")
+# What `kuberl run` starts: the experiment's own roles and the shared ones they report to.
+RUN_ROLES = ("analytics", "policy", "buffer", "learner", "environment")
+FILE_ROLES = ("environment", "buffer", "learner")  # the roles that serve the experiment file
+# Restart backoff, as the kubelet's: doubling from BASE to CAP; a replica that ran for
+# STABLE_SECONDS has its count of consecutive restarts reset.
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 8.0
+STABLE_SECONDS = 30.0
+LOCAL_CRASH_LOOP_RESTART_LIMIT = 5
+OBSERVE_TIMEOUT = 2.0
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
+
+
+def restart_delay(restarts: int) -> float:
+    """Seconds before the next start of a replica that has exited `restarts` times in a row."""
+    return min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, restarts - 1))
 
 
 @dataclass
@@ -38,6 +63,9 @@ class Replica:
     args: list[str]
     log_path: Path
     process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restarts: int = 0  # consecutive exits without a stable run in between
+    restart_at: float | None = None  # while down under supervision: when it comes back
 
     @property
     def address(self) -> str:
@@ -47,25 +75,32 @@ class Replica:
     def name(self) -> str:
         return f"{self.role}-{self.index}"
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
 
 @dataclass
 class LocalCluster:
-    """All six roles as child processes: M environment and N buffer replicas, one of the rest."""
+    """Role processes on loopback: M environment and N buffer replicas, one of the rest."""
 
     workdir: Path
     environment_replicas: int = 1
     buffer_replicas: int = 1
     database_url: str | None = None  # default: SQLite in workdir
     extra_args: dict[str, list[str]] = field(default_factory=dict)  # role -> more `kuberl serve` flags
+    roles: tuple[str, ...] = ALL_ROLES
+    supervise: bool = False
+    on_event: Callable[[str], None] = lambda message: None  # noqa: E731
     replicas: dict[str, list[Replica]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        counts = {"analytics": 1, "policy": 1, "buffer": self.buffer_replicas, "learner": 1,
-                  "environment": self.environment_replicas, "experiment": 1}
+        counts = {role: {"buffer": self.buffer_replicas, "environment": self.environment_replicas}.get(role, 1)
+                  for role in ALL_ROLES}
         ports = {role: [free_port() for _ in range(n)] for role, n in counts.items()}
         peers = {role: ",".join(f"{LOOPBACK}:{p}" for p in ports[role]) for role in counts}
-        for role in counts:
+        for role in self.roles:
             self.replicas[role] = []
             for i, port in enumerate(ports[role]):
                 args = ["serve", role, "--host", LOOPBACK, "--port", str(port), "--node-name", f"{role}-{i}",
@@ -74,9 +109,15 @@ class LocalCluster:
                         *(arg for peer in ("environment", "buffer", "analytics", "learner", "policy")
                           for arg in (f"--{peer}", peers[peer])), *self.extra_args.get(role, [])]
                 self.replicas[role].append(Replica(role, i, port, args, self.workdir / f"{role}-{i}.log"))
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
 
     def address(self, role: str) -> str:
         return ",".join(r.address for r in self.replicas[role])
+
+    def everyone(self) -> list[Replica]:
+        return [r for rs in self.replicas.values() for r in rs]
 
     def _spawn(self, replica: Replica) -> None:
         env = dict(os.environ)
@@ -87,6 +128,16 @@ class LocalCluster:
         replica.process = subprocess.Popen([sys.executable, "-m", "kuberl.cli", *replica.args], stdout=log,
                                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
         log.close()
+        replica.started_at, replica.restart_at = time.monotonic(), None
+        self._write_state()
+
+    def _write_state(self) -> None:
+        """replicas.json in the work directory: each replica's pid, port and restarts (for people and tests)."""
+        state = {r.name: {"role": r.role, "pid": r.process.pid if r.process else None, "port": r.port,
+                          "restarts": r.restarts, "log": str(r.log_path)} for r in self.everyone()}
+        tmp = self.workdir / "replicas.json.tmp"
+        tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+        tmp.replace(self.workdir / "replicas.json")
 
     def _wait_serving(self, replicas: list[Replica], timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
@@ -105,21 +156,60 @@ class LocalCluster:
                                            + self.log_tail(replica)) from None
 
     def start(self) -> None:
-        everyone = [r for rs in self.replicas.values() for r in rs]
-        for replica in everyone:
+        for replica in self.everyone():
             self._spawn(replica)
-        self._wait_serving(everyone)
+        if self.supervise:
+            # A replica that cannot start is the supervisor's to restart and, past the cap, to report.
+            self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
+            self._supervisor.start()
+        else:
+            self._wait_serving(self.everyone())
+
+    # --- supervision -------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(0.1):
+            now = time.monotonic()
+            with self._lock:
+                for replica in self.everyone():
+                    if self._stopping.is_set() or replica.process is None or replica.running:
+                        continue
+                    if replica.restart_at is None:
+                        ran = now - replica.started_at
+                        replica.restarts = 1 if ran >= STABLE_SECONDS else replica.restarts + 1
+                        replica.restart_at = now + restart_delay(replica.restarts)
+                        self.on_event(f"{replica.name} exited with {replica.process.returncode} after {ran:.1f}s; "
+                                      f"restarting in {restart_delay(replica.restarts):.1f}s "
+                                      f"(restart {replica.restarts}; log {replica.log_path})")
+                        self._write_state()
+                    elif now >= replica.restart_at:
+                        self._spawn(replica)
+
+    def ready(self) -> dict[str, int]:
+        """role -> replicas whose process is running (a restarted one counts again at once)."""
+        return {role: sum(r.running for r in rs) for role, rs in self.replicas.items()}
+
+    def crash_loops(self) -> dict[str, int]:
+        """role -> the most consecutive restarts of any of its replicas that is down now."""
+        worst: dict[str, int] = {}
+        for replica in self.everyone():
+            if replica.restart_at is not None:
+                worst[replica.role] = max(worst.get(replica.role, 0), replica.restarts)
+        return worst
+
+    # --- by hand -----------------------------------------------------------------------------
 
     def kill(self, role: str, index: int = 0, sig: int = signal.SIGKILL) -> None:
         replica = self.replicas[role][index]
-        if replica.process is not None and replica.process.poll() is None:
+        if replica.running:
             replica.process.send_signal(sig)
             replica.process.wait(timeout=30)
 
     def restart(self, role: str, index: int = 0) -> None:
         replica = self.replicas[role][index]
-        self.kill(role, index)
-        self._spawn(replica)
+        with self._lock:
+            self.kill(role, index)
+            self._spawn(replica)
         self._wait_serving([replica])
 
     def log_tail(self, replica: Replica, lines: int = 30) -> str:
@@ -132,6 +222,9 @@ class LocalCluster:
         """SIGTERM to every role (each drains and snapshots), SIGKILL to whoever lingers;
         analytics last, so that the others' final metrics (the evaluation that ended the run
         among them) still have somewhere to go."""
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
         for wave in ([r for role, rs in self.replicas.items() if role != "analytics" for r in rs],
                      self.replicas.get("analytics", [])):
             running = [r for r in wave if r.process is not None]
@@ -162,27 +255,10 @@ def experiment_stub(cluster: LocalCluster) -> exp_grpc.ExperimentServiceStub:
     return stub(exp_grpc.ExperimentServiceStub, cluster.address("experiment"))
 
 
-def wait_for_finish(cluster: LocalCluster, experiment_id: str, timeout: float, on_status=None,
-                    poll_seconds: float = 0.5) -> exp_pb.ExperimentStatus:
-    """Polls the experiment role until the experiment ends (or timeout); returns its last status."""
-    api = experiment_stub(cluster)
-    deadline = time.monotonic() + timeout
-    while True:
-        status = api.GetExperimentStatus(exp_pb.GetExperimentStatusRequest(experiment_id=experiment_id),
-                                         timeout=30).status
-        if on_status is not None:
-            on_status(status)
-        if status.phase not in (exp_pb.EXPERIMENT_PHASE_PENDING, exp_pb.EXPERIMENT_PHASE_RUNNING):
-            return status
-        if time.monotonic() > deadline:
-            return api.StopExperiment(exp_pb.StopExperimentRequest(experiment_id=experiment_id), timeout=60).status
-        time.sleep(poll_seconds)
-
-
 # --- kuberl run ------------------------------------------------------------------------------
 
-def _fmt(value: float, spec: str = ".1f") -> str:
-    return "-" if math.isnan(value) else format(value, spec)
+def _fmt(value: float | None, spec: str = ".1f") -> str:
+    return "-" if value is None or math.isnan(value) else format(value, spec)
 
 
 class Progress:
@@ -198,44 +274,97 @@ class Progress:
 
             self._bar = tqdm(total=total, unit="step", unit_scale=True, dynamic_ncols=True, desc="env steps")
 
-    def __call__(self, s: exp_pb.ExperimentStatus) -> None:
-        self.history.append((s.elapsed_seconds, s.env_steps, s.mean_return, s.eval_return))
-        fields = dict(episodes=s.episodes, ret=_fmt(s.mean_return), eval=_fmt(s.eval_return),
-                      policy=s.policy_version, updates=s.updates)
+    def __call__(self, status: dict[str, Any], seconds: float) -> None:
+        steps = int(status.get("envSteps", 0))
+        mean, greedy = status.get("meanReturn", math.nan), status.get("evalReturn", math.nan)
+        self.history.append((seconds, steps, mean, greedy))
+        fields = dict(phase=status.get("phase"), episodes=status.get("episodes", 0), ret=_fmt(mean),
+                      eval=_fmt(greedy), policy=status.get("policyVersion", 0), updates=status.get("updates", 0))
         if self._bar is not None:
-            self._bar.update(max(0, s.env_steps - self._bar.n))
+            self._bar.update(max(0, steps - self._bar.n))
             self._bar.set_postfix(fields, refresh=True)
         elif time.monotonic() - self._last_line >= 5.0:
             self._last_line = time.monotonic()
-            rate = s.env_steps / s.elapsed_seconds if s.elapsed_seconds else 0.0
-            print(f"[{s.elapsed_seconds:6.1f}s] env steps {s.env_steps} ({rate:.0f}/s) "
+            rate = steps / seconds if seconds else 0.0
+            print(f"[{seconds:6.1f}s] env steps {steps} ({rate:.0f}/s) "
                   + " ".join(f"{k} {v}" for k, v in fields.items()), flush=True)
+
+    def note(self, message: str) -> None:
+        """A log line that does not tear the bar."""
+        if self._bar is not None:
+            self._bar.write(f"kuberl: {message}", file=sys.stderr)
+        else:
+            print(f"kuberl: {message}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
 
 
-def run_experiment(experiment: Experiment, output: Path, timeout: float, progress: bool = True,
-                   database_url: str | None = None) -> tuple[exp_pb.ExperimentStatus, Progress, float]:
-    """Starts a local cluster for the manifest, runs the experiment to its end, stops everything."""
-    cfg = experiment.config
+@dataclass
+class RunResult:
+    status: dict[str, Any]
+    wall_seconds: float
+    experiment_seconds: float
+    steps_before: int  # env steps the resumed replay already held
+
+
+def fresh_run_dir(wanted: Path) -> Path:
+    """`wanted`, or the first `wanted-2`, `wanted-3`, ... that nobody has used."""
+    candidate, n = wanted, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = wanted.with_name(f"{wanted.name}-{n}")
+    return candidate
+
+
+def newest_run_dir(wanted: Path) -> Path | None:
+    """The most recent of `wanted`, `wanted-2`, ... that holds a run."""
+    runs = [p for p in [wanted, *wanted.parent.glob(f"{wanted.name}-*")]
+            if (p / "experiment.yaml").is_file() and (p.name == wanted.name or p.name[len(wanted.name) + 1:].isdigit())]
+    return max(runs, key=lambda p: (p / "experiment.yaml").stat().st_mtime, default=None)
+
+
+def run_experiment(manifest: Manifest, output: Path, timeout: float, bar: Progress, database_url: str | None = None,
+                   crash_loop_restart_limit: int = LOCAL_CRASH_LOOP_RESTART_LIMIT) -> RunResult:
+    """Runs the manifest's roles under supervision until the lifecycle says the run has ended."""
+    cfg = manifest.config
+    output.mkdir(parents=True, exist_ok=True)
+    experiment_file = output / "experiment.yaml"
+    experiment_file.write_text(manifest.manifest_text())
     started = time.monotonic()
-    bar = Progress(cfg.stop.max_env_steps, progress)
-    cluster = LocalCluster(output, cfg.environment.replicas, cfg.buffer.replicas, database_url)
-    try:
-        with cluster:
-            api = experiment_stub(cluster)
-            api.StartExperiment(exp_pb.StartExperimentRequest(experiment_id=experiment.name, config=to_proto(cfg)),
-                                timeout=60)
+    flags = ["--experiment", str(experiment_file)]
+    cluster = LocalCluster(output, cfg.environment.replicas, cfg.buffer.replicas, database_url,
+                           extra_args=dict.fromkeys(FILE_ROLES, flags), roles=RUN_ROLES, supervise=True,
+                           on_event=bar.note)
+    intent, status, steps_before = Intent(cfg), {}, None
+    with cluster:
+        learner_address, analytics_address = cluster.address("learner"), cluster.address("analytics")
+        while True:
             try:
-                status = wait_for_finish(cluster, experiment.name, timeout, bar)
+                learner = learner_view(learner_address, manifest.name, OBSERVE_TIMEOUT)
+                episodes, mean_return = episode_returns(analytics_address, manifest.name, OBSERVE_TIMEOUT)
+                observed = Observation(generation=1, now=datetime.now(timezone.utc), ready=cluster.ready(),
+                                       crash_loops=cluster.crash_loops(), learner=learner, episodes=episodes,
+                                       mean_return=mean_return, crash_loop_restart_limit=crash_loop_restart_limit)
+                before = recorded_phase(status) if status else None
+                status = compute_status(intent, status, observed)
+                if steps_before is None and learner is not None:
+                    steps_before = learner.env_steps  # what the restored replay already counted
+                if recorded_phase(status) is not before:
+                    bar.note(f"{manifest.name}: {recorded_phase(status).value}: {status['message']}")
+                bar(status, time.monotonic() - started)
+                if recorded_phase(status).finished:
+                    break
+                if time.monotonic() - started > timeout and not intent.stop:
+                    bar.note(f"{manifest.name}: no end after {timeout:.0f}s; stopping")
+                    intent = Intent(cfg, stop=True)
+                    continue
+                time.sleep(0.5)
             except KeyboardInterrupt:
-                status = api.StopExperiment(exp_pb.StopExperimentRequest(experiment_id=experiment.name),
-                                            timeout=60).status
-    finally:
-        bar.close()
-    return status, bar, time.monotonic() - started
+                intent = Intent(cfg, stop=True)
+        experiment_seconds = time.monotonic() - started
+    return RunResult(status, time.monotonic() - started, experiment_seconds, steps_before or 0)
 
 
 def _interrupt(signum: int, _frame: object) -> None:
@@ -243,42 +372,58 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def run_manifest(path: Path, output: Path | None, timeout: float, progress: bool = True,
-                 database_url: str | None = None) -> int:
+                 database_url: str | None = None, resume: Path | bool | None = None) -> int:
     try:
-        experiment = load_manifest(path)
+        manifest = load_manifest(path)
         from kuberl.envs import describe
 
         try:
-            describe(experiment.config.env_id)
+            describe(manifest.config.env_id)
         except ValueError as err:
             raise ConfigError("spec.envId", str(err).removeprefix("env_id: ")) from None
-        if experiment.config.environment.replicas < 1:
+        if manifest.config.environment.replicas < 1:
             raise ConfigError("spec.environment.replicas", "must be >= 1 to run locally (0 suspends in a cluster)")
     except ConfigError as err:
         print(f"kuberl: {path}: invalid manifest: {err}", file=sys.stderr)
         return 2
-    output = output or Path("kuberl-runs") / experiment.name
-    print(f"kuberl: running {experiment.name} ({experiment.config.env_id}) with "
-          f"{experiment.config.environment.replicas} environment and {experiment.config.buffer.replicas} buffer "
-          f"replicas; logs in {output}", file=sys.stderr)
+    wanted = output or Path("kuberl-runs") / manifest.name
+    if resume:
+        run_dir = resume if isinstance(resume, Path) else newest_run_dir(wanted)
+        if run_dir is None or not (run_dir / "experiment.yaml").is_file():
+            print(f"kuberl: --resume: no earlier run of {manifest.name} in {run_dir or wanted}", file=sys.stderr)
+            return 2
+        how = f"resuming the run in {run_dir} (its replay and weights)"
+    else:
+        run_dir = fresh_run_dir(wanted)
+        how = f"a fresh run in {run_dir}" + (f" ({wanted} is taken; --resume continues it)" if run_dir != wanted
+                                             else "")
+    print(f"kuberl: running {manifest.name} ({manifest.config.env_id}) with {manifest.config.environment.replicas} "
+          f"environment and {manifest.config.buffer.replicas} buffer replicas: {how}", file=sys.stderr)
     # SIGTERM (a CI runner, `kill`) must stop the children too, as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
+    bar = Progress(manifest.config.stop.max_env_steps, progress)
     try:
-        status, bar, wall = run_experiment(experiment, output, timeout, progress, database_url)
-    except (RuntimeError, TimeoutError, grpc.RpcError) as err:
+        result = run_experiment(manifest, run_dir, timeout, bar, database_url)
+    except (RuntimeError, TimeoutError) as err:
         print(f"kuberl: the local cluster failed: {err}", file=sys.stderr)
         return 1
+    finally:
+        bar.close()
     from kuberl.plot import write_learning_curve
 
-    curve = write_learning_curve(bar.history, output / "learning_curve.png",
-                                 title=f"{experiment.name}: {experiment.config.env_id}")
-    phase = exp_pb.ExperimentPhase.Name(status.phase).removeprefix("EXPERIMENT_PHASE_")
-    print(f"\n{experiment.name}: {phase}  {status.message}\n"
-          f"  wall time        {wall:.1f} s (experiment {status.elapsed_seconds:.1f} s)\n"
-          f"  env steps        {status.env_steps} ({status.env_steps / max(status.elapsed_seconds, 1e-9):.0f}/s)\n"
-          f"  episodes         {status.episodes}\n"
-          f"  mean return      {_fmt(status.mean_return)} (last 100 training episodes)\n"
-          f"  greedy return    {_fmt(status.eval_return)} (mean of {experiment.config.stop.eval_episodes} episodes)\n"
-          f"  updates          {status.updates}, policy version {status.policy_version}\n"
+    curve = write_learning_curve(bar.history, run_dir / "learning_curve.png",
+                                 title=f"{manifest.name}: {manifest.config.env_id}")
+    status, seconds = result.status, max(result.experiment_seconds, 1e-9)
+    steps = int(status.get("envSteps", 0))
+    resumed = f" ({result.steps_before} before this run)" if resume else ""
+    print(f"\n{manifest.name}: {status['phase']}  {status['message']}\n"
+          f"  run              {'resumed' if resume else 'fresh'}, in {run_dir}\n"
+          f"  wall time        {result.wall_seconds:.1f} s\n"
+          f"  env steps        {steps}{resumed} ({(steps - result.steps_before) / seconds:.0f}/s this run)\n"
+          f"  episodes         {status.get('episodes', 0)}\n"
+          f"  mean return      {_fmt(status.get('meanReturn'))} (last 100 training episodes)\n"
+          f"  greedy return    {_fmt(status.get('evalReturn'))} "
+          f"(mean of {manifest.config.stop.eval_episodes} episodes)\n"
+          f"  updates          {status.get('updates', 0)}, policy version {status.get('policyVersion', 0)}\n"
           f"  learning curve   {curve or 'not drawn: pip install kuberl[local] (matplotlib)'}")
-    return 0 if status.phase == exp_pb.EXPERIMENT_PHASE_SUCCEEDED else 1
+    return 0 if recorded_phase(status) is Phase.SUCCEEDED else 1

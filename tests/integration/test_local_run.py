@@ -27,7 +27,7 @@ def test_kuberl_run_solves_cartpole_with_two_actors_and_two_shards(tmp_path):
                            "--no-progress", "--timeout", "240"], capture_output=True, text=True, timeout=300)
 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "cartpole: SUCCEEDED" in done.stdout
+    assert "cartpole: Succeeded" in done.stdout
     greedy = float(re.search(r"^  greedy return\s+([\d.]+)", done.stdout, re.M).group(1))
     steps = int(re.search(r"^  env steps\s+(\d+)", done.stdout, re.M).group(1))
     assert greedy >= 475 and 0 < steps <= 300_000
@@ -86,7 +86,7 @@ def test_kuberl_run_on_mysql_reads_its_summary_through_analytics(tmp_path, maria
                            "--no-progress", "--database", url], capture_output=True, text=True, timeout=300)
 
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]  # unsolved: the budget ran out
-    assert "budget: FAILED" in done.stdout
+    assert "budget: Failed" in done.stdout
     episodes = int(re.search(r"^  episodes\s+(\d+)", done.stdout, re.M).group(1))
     assert episodes > 0
     assert not (tmp_path / "run" / "analytics.db").exists(), "metrics went to MySQL, not SQLite"
