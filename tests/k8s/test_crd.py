@@ -48,8 +48,8 @@ def test_printer_columns_show_the_fields_they_name(server: TestCluster):
     assert {k: shown[k] for k in ("PHASE", "ENV", "ACTORS", "SHARDS", "STEPS", "RETURN", "EVAL")} == {
         "PHASE": "Running", "ENV": "CartPole-v1", "ACTORS": "2", "SHARDS": "3", "STEPS": "12345",
         "RETURN": "87.5", "EVAL": "480.25"}
-    assert server.kubectl("get", "rlexperiments.kuberl.dev", namespace=NAMESPACE).stdout.split() == \
-        server.kubectl("get", "rlx", namespace=NAMESPACE).stdout.split()  # the short name
+    assert server.kubectl("get", "rlexperiments.kuberl.dev", "-o", "name", namespace=NAMESPACE).stdout == \
+        server.kubectl("get", "rlx", "-o", "name", namespace=NAMESPACE).stdout  # the short name
 
 
 def test_scale_subresource_is_the_actors(server: TestCluster):

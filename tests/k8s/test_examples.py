@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kuberl.config import ConfigError, load_manifest, parse_manifest, to_spec
+from kuberl.config import CLUSTER_ONLY_FIELDS, ConfigError, load_manifest, parse_manifest, to_spec
 from tests.conftest import REPO
 from tests.kube import TestCluster
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
-CLUSTER_ONLY = ("suspend", "ttlSecondsAfterFinished")
+CLUSTER_ONLY = CLUSTER_ONLY_FIELDS
 NAMESPACE = "kuberl-schema-tests"
 
 
@@ -66,7 +66,7 @@ def test_the_api_server_and_the_config_default_an_empty_spec_alike(server: TestC
     done = server_create(server, manifest({}, name="empty"))
     assert done.returncode == 0, done.stderr
     spec = json.loads(done.stdout)["spec"]
-    assert spec.pop("suspend") is False
+    assert (spec.pop("suspend"), spec.pop("stopped")) == (False, False)
     assert spec == to_spec(parse_manifest(manifest({}, name="empty")).config)
 
 
