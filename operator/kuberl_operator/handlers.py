@@ -25,7 +25,7 @@ from kuberl.crd import PLURAL, VERSION
 from kuberl_operator import kube
 from kuberl_operator.builders import Experiment, Settings, desired_children, experiment_selector, plan_children
 from kuberl_operator.observe import observe
-from kuberl.lifecycle import Phase, invalid_spec_status, is_finished, recorded_phase
+from kuberl.lifecycle import Phase, invalid_spec_status, is_finished, recorded_phase, transitions
 from kuberl_operator.status import StatusWrites, cluster_status
 
 SETTINGS = Settings.from_environ()
@@ -74,11 +74,15 @@ def _list_children(exp: Experiment) -> list[dict[str, Any]]:
     return [obj for kind in CHILD_KINDS for obj in kube.list_labelled(kind, exp.namespace, experiment_selector(exp))]
 
 
+def _reference(body: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": f"{API_GROUP}/{VERSION}", "kind": "RLExperiment", "metadata": body["metadata"]}
+
+
 def _apply_children(exp: Experiment, phase: Phase, body: dict[str, Any], live: list[dict[str, Any]]) -> None:
     """Creates what is missing, re-applies what changed, and leaves alone what is right or not
     ours (an event says which)."""
     desired = desired_children(exp, SETTINGS, phase)
-    owner = {"apiVersion": f"{API_GROUP}/{VERSION}", "kind": "RLExperiment", "metadata": body["metadata"]}
+    owner = _reference(body)
     for child in desired:
         # Not forced=True: that would rename every child after its owner; ours have names of their own.
         kopf.adopt(child, owner=owner, nested="spec.template")
@@ -95,7 +99,7 @@ def _apply_children(exp: Experiment, phase: Phase, body: dict[str, Any], live: l
     for problem in taken:
         if (uid, problem) not in _REPORTED:
             _REPORTED.add((uid, problem))
-            kopf.warn(owner, reason="ChildNameTaken", message=problem)
+            kube.post_event(body, "Warning", "ChildNameTaken", problem)
 
 
 @kopf.on.resume(API_GROUP, VERSION, PLURAL)
@@ -132,10 +136,13 @@ def visit(body: dict[str, Any], now: datetime) -> None:
     if any(status.get(key) != value for key, value in new_status.items()):
         kube.patch_experiment_status(namespace, name, new_status)
         _WRITTEN.remember(body, new_status)
+        for told in transitions(status, new_status):  # `kubectl describe rlx` tells the story
+            kube.post_event(body, told.type, told.reason, told.message)
     ttl = spec.get("ttlSecondsAfterFinished")
     if ttl is not None and is_finished(new_status):
         finished_at = datetime.strptime(new_status["completionTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
         if now >= finished_at + timedelta(seconds=ttl):
+            kube.post_event(body, "Normal", "TTLExpired", f"deleted {ttl}s after it finished ({new_status['phase']})")
             kube.delete_experiment(namespace, name)
 
 

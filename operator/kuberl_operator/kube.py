@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 from kubernetes import client, config
@@ -92,3 +94,22 @@ def delete_experiment(namespace: str, name: str) -> None:
     except ApiException as err:
         if err.status != 404:
             raise
+
+
+def post_event(involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    """A core/v1 Event about an RLExperiment (what `kubectl describe rlx` lists). Posted directly:
+    kopf's own posting works only inside its handlers, and the observer loop is not one."""
+    meta = involved["metadata"]
+    now = datetime.now(timezone.utc)
+    event = {"apiVersion": "v1", "kind": "Event",
+             "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": meta["namespace"]},
+             "involvedObject": {"apiVersion": f"{API_GROUP}/{VERSION}", "kind": "RLExperiment", "name": meta["name"],
+                                "namespace": meta["namespace"], "uid": meta.get("uid"),
+                                "resourceVersion": meta.get("resourceVersion")},
+             "type": type_, "reason": reason, "message": message[:1024], "count": 1,
+             "firstTimestamp": now, "lastTimestamp": now,
+             "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER}
+    try:
+        client.CoreV1Api().create_namespaced_event(meta["namespace"], event, _request_timeout=TIMEOUT)
+    except ApiException as err:  # an event lost is not worth a failed observation
+        log.warning("event %s on %s/%s not posted: %s", reason, meta["namespace"], meta["name"], err.status)

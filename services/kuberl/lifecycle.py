@@ -208,7 +208,8 @@ def compute_status(intent: Intent, previous: dict[str, Any] | None, obs: Observa
     else:
         succeeded_c = cond("Succeeded", "Unknown", Reason.TRAINING, "training has not met the stop rule yet")
     if phase is Phase.FAILED:
-        failed_c = cond("Failed", "True", _kept(old, "Failed", "reason", end[1]), _kept(old, "Failed", "message", end[2]))
+        failed_c = cond("Failed", "True", _kept(old, "Failed", "reason", end[1]),
+                        _kept(old, "Failed", "message", end[2]))
     else:
         failed_c = cond("Failed", "False", Reason.FINISHED if end else Reason.TRAINING, "no failure observed")
     ready_c = cond("Ready", "False" if waiting else "True",
@@ -238,6 +239,35 @@ def compute_status(intent: Intent, previous: dict[str, Any] | None, obs: Observa
     if end is not None:
         status["completionTime"] = previous.get("completionTime") or _time(obs.now)
     return status
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One change between two statuses, told as a Kubernetes Event is (or a log line locally)."""
+
+    type: str  # "Normal" or "Warning"
+    reason: str
+    message: str
+
+
+def transitions(previous: dict[str, Any] | None, status: dict[str, Any]) -> list[Transition]:
+    """The phase change and every condition whose status moved. A condition that first appears
+    False or Unknown is not news; one that appears True is."""
+    previous = previous or {}
+    told: list[Transition] = []
+    before, after = previous.get("phase"), status.get("phase")
+    if after != before:
+        told.append(Transition("Warning" if after == Phase.FAILED.value else "Normal", f"Phase{after}",
+                               f"{before or 'new'} -> {after}: {status.get('message', '')}"))
+    old = {c["type"]: c for c in previous.get("conditions", []) if "type" in c}
+    for condition in status.get("conditions", []):
+        was = old.get(condition["type"], {}).get("status")
+        if condition["status"] == was or (was is None and condition["status"] != "True"):
+            continue
+        bad = (condition["type"], condition["status"]) in (("Failed", "True"), ("Ready", "False"))
+        told.append(Transition("Warning" if bad else "Normal", condition["reason"],
+                               f"{condition['type']} is {condition['status']}: {condition['message']}"))
+    return told
 
 
 def invalid_spec_status(previous: dict[str, Any] | None, generation: int, now: datetime, message: str

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kuberl.config import ConfigError, Manifest, load_manifest
-from kuberl.lifecycle import Intent, Observation, Phase, compute_status, recorded_phase
+from kuberl.lifecycle import Intent, Observation, Phase, compute_status, recorded_phase, transitions
 from kuberl.observe import episode_returns, learner_view
 from kuberl.rpc import stub, wait_until_serving
 from kuberl.v1 import experiment_service_pb2_grpc as exp_grpc
@@ -347,12 +347,11 @@ def run_experiment(manifest: Manifest, output: Path, timeout: float, bar: Progre
                 observed = Observation(generation=1, now=datetime.now(timezone.utc), ready=cluster.ready(),
                                        crash_loops=cluster.crash_loops(), learner=learner, episodes=episodes,
                                        mean_return=mean_return, crash_loop_restart_limit=crash_loop_restart_limit)
-                before = recorded_phase(status) if status else None
-                status = compute_status(intent, status, observed)
+                status, previous = compute_status(intent, status, observed), status
                 if steps_before is None and learner is not None:
                     steps_before = learner.env_steps  # what the restored replay already counted
-                if recorded_phase(status) is not before:
-                    bar.note(f"{manifest.name}: {recorded_phase(status).value}: {status['message']}")
+                for told in transitions(previous, status):
+                    bar.note(f"{manifest.name}: {told.reason}: {told.message}")
                 bar(status, time.monotonic() - started)
                 if recorded_phase(status).finished:
                     break

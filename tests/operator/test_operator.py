@@ -113,6 +113,13 @@ def test_an_experiment_becomes_its_children_and_follows_its_spec(kube_cluster: T
         time.sleep(2)  # several visits
         assert status(objects, "cartpole", namespace)["phase"] == "Stopped"
         assert replicas(objects, "cartpole", namespace)["environment"] == 0
+
+        # `kubectl describe rlx` tells the story: each phase and condition change is an Event.
+        told = wait_for(lambda: (reasons := {e["reason"] for e in objects.list(EVENTS, namespace)
+                                             if e["involvedObject"].get("name") == "cartpole"})
+                        >= {"PhasePending", "PhaseSuspended", "SuspendedBySpec", "NotSuspended", "PhaseStopped"}
+                        and reasons, 30, "the experiment's events")
+        assert "StoppedByUser" in told or "PhaseStopped" in told
     assert runner.exception is None
     # No finalizer: with the operator gone, the experiment can still be deleted.
     assert not objects.get(RLEXPERIMENTS, "cartpole", namespace)["metadata"].get("finalizers")

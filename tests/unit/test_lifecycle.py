@@ -7,7 +7,7 @@ import math
 from datetime import datetime, timedelta, timezone
 
 from kuberl.config import from_spec
-from kuberl.lifecycle import Intent, LearnerView, Observation, compute_status, desired_replicas, Phase
+from kuberl.lifecycle import Intent, LearnerView, Observation, Phase, compute_status, desired_replicas, transitions
 from kuberl_operator.builders import Experiment
 from kuberl_operator.status import StatusWrites
 
@@ -146,7 +146,8 @@ def test_ready_replicas_and_crash_loops_are_read_from_the_listed_objects():
     deployments = [{"metadata": {"name": f"cartpole-{role}"}, "status": {"readyReplicas": n} if n else {}}
                    for role, n in (("environment", 2), ("buffer", 0))]
     deployments.append({"metadata": {"name": "somebody-else-learner"}, "status": {"readyReplicas": 1}})
-    assert ready_replicas(Experiment.from_body("cartpole", "default", {}), deployments) == {"environment": 2, "buffer": 0}
+    cartpole = Experiment.from_body("cartpole", "default", {})
+    assert ready_replicas(cartpole, deployments) == {"environment": 2, "buffer": 0}
 
     def pod(role: str, *containers: tuple[str, int]) -> dict:
         return {"metadata": {"labels": {"app.kubernetes.io/component": role}},
@@ -178,3 +179,20 @@ def test_a_visit_before_the_watch_delivered_our_patch_computes_from_what_was_wri
     assert writes.latest(delivered)["envSteps"] == 5
     writes.forget(delivered)
     assert writes.latest(seen) == seen["status"]
+
+
+def test_transitions_tell_each_phase_and_condition_change_once():
+    first = compute_status(exp(), None, Observation(generation=1, now=T0))
+    assert [(t.type, t.reason) for t in transitions(None, first)] == [("Normal", "PhasePending")]
+    running = compute_status(exp(), first, Observation(generation=1, now=T0, ready=ALL_READY,
+                                                       learner=LearnerView("TRAINING", 5, 100)))
+    told = transitions(first, running)
+    assert [(t.type, t.reason) for t in told] == [("Normal", "PhaseRunning"), ("Normal", "AllReplicasReady")]
+    assert told[1].message.startswith("Ready is True: ready replicas:")
+    assert transitions(running, running) == []
+    looping = compute_status(exp(), running, Observation(generation=1, now=T0, ready={**ALL_READY, "learner": 0},
+                                                         crash_loops={"learner": 10}))
+    told = {t.reason: t for t in transitions(running, looping)}
+    assert told["PhaseFailed"].type == "Warning" and told["CrashLoop"].type == "Warning"
+    assert "learner crash-looped 10 times" in told["CrashLoop"].message
+    assert told["ReplicasNotReady"].type == "Warning"

@@ -19,7 +19,8 @@ from kuberl.config import ExperimentConfig, from_proto, to_proto
 from kuberl.discovery import Discovery
 from kuberl.envs import describe
 from kuberl.experiment.core import ReplicaAssigner
-from kuberl.lifecycle import Intent, LearnerView, Observation, Phase, compute_status, recorded_phase
+from kuberl.lifecycle import (Intent, LearnerView, Observation, Phase, compute_status, recorded_phase,
+                              transitions)
 from kuberl.observe import episode_returns, learner_view
 from kuberl.registry import Registry
 from kuberl.rpc import AlreadyExists, Exhausted, Server, rpc_errors, stub
@@ -162,11 +163,11 @@ class LocalExperiments:
             if learner is None and not record.intent.stop:
                 self._restart_training(record)
             record.learner = learner or record.learner
-            before = record.phase
-            record.status = compute_status(record.intent, record.status, self._observation(record, learner))
-            if record.phase is not before:
-                log.info("%s: %s -> %s (%s)", record.experiment_id, before.value, record.phase.value,
-                         record.status.get("message", ""))
+            record.status, previous = compute_status(record.intent, record.status,
+                                                     self._observation(record, learner)), record.status
+            for told in transitions(previous, record.status):
+                log.log(logging.WARNING if told.type == "Warning" else logging.INFO, "%s: %s: %s",
+                        record.experiment_id, told.reason, told.message)
             if record.phase.finished:
                 self._release(record)
 
