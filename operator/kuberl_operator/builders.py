@@ -72,16 +72,26 @@ class Experiment:
     config: ExperimentConfig
     suspend: bool = False
     stopped: bool = False
+    uid: str = ""
 
     @classmethod
-    def from_body(cls, name: str, namespace: str, spec: dict[str, Any]) -> Experiment:
+    def from_body(cls, name: str, namespace: str, spec: dict[str, Any], uid: str = "") -> Experiment:
         """Raises kuberl.config.ConfigError (naming the field) for an invalid spec."""
         spec = dict(spec or {})
         check_cluster_fields(spec)
         suspend, stopped = spec.get("suspend", False), spec.get("stopped", False)
         for key in CLUSTER_ONLY_FIELDS:
             spec.pop(key, None)
-        return cls(name, namespace, from_spec(spec), suspend, stopped)
+        return cls(name, namespace, from_spec(spec), suspend, stopped, uid)
+
+    @property
+    def manifest(self) -> Manifest:
+        return Manifest(self.name, self.namespace, self.config, self.uid)
+
+    @property
+    def experiment_id(self) -> str:
+        """What the roles know it by (kuberl.config.scoped_experiment_id)."""
+        return self.manifest.experiment_id
 
     @property
     def intent(self) -> Intent:
@@ -116,7 +126,7 @@ def experiment_selector(exp: Experiment) -> str:
 
 
 def manifest_text(exp: Experiment) -> str:
-    return Manifest(exp.name, exp.namespace, exp.config).manifest_text()
+    return exp.manifest.manifest_text()
 
 
 def config_hash(exp: Experiment) -> str:

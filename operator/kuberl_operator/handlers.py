@@ -107,7 +107,7 @@ def _apply_children(exp: Experiment, phase: Phase, body: dict[str, Any], live: l
 @kopf.on.update(API_GROUP, VERSION, PLURAL, field="spec")
 def reconcile(name: str, namespace: str, spec: kopf.Spec, status: kopf.Status, body: kopf.Body, **_: Any) -> None:
     try:
-        exp = Experiment.from_body(name, namespace, dict(spec))
+        exp = Experiment.from_body(name, namespace, dict(spec), body.metadata.uid)
     except ConfigError as err:
         kopf.warn(body, reason="InvalidSpec", message=str(err))
         raise kopf.PermanentError(f"invalid spec: {err}") from None
@@ -124,7 +124,7 @@ def visit(body: dict[str, Any], now: datetime) -> None:
         return
     generation = int(meta.get("generation") or 0)
     try:
-        exp = Experiment.from_body(name, namespace, spec)
+        exp = Experiment.from_body(name, namespace, spec, meta.get("uid", ""))
     except ConfigError as err:
         new_status = invalid_spec_status(status, generation, now, f"invalid spec: {err}")
     else:

@@ -37,9 +37,9 @@ def crash_loops(pods: list[dict]) -> dict[str, int]:
 
 def observe(exp: Experiment, generation: int, now: datetime, settings: Settings, deployments: list[dict],
             pods: list[dict]) -> Observation:
-    episodes, mean_return = episode_returns(settings.analytics_address, exp.name, RPC_TIMEOUT)
+    episodes, mean_return = episode_returns(settings.analytics_address, exp.experiment_id, RPC_TIMEOUT)
+    learner = learner_view(exp.address("learner", settings), exp.experiment_id, RPC_TIMEOUT)
     return Observation(generation=generation, now=now, ready=ready_replicas(exp, deployments),
-                       crash_loops=crash_loops(pods), learner=learner_view(exp.address("learner", settings), exp.name,
-                                                                           RPC_TIMEOUT),
+                       crash_loops=crash_loops(pods), learner=learner,
                        episodes=episodes, mean_return=mean_return,
                        crash_loop_restart_limit=settings.crash_loop_restart_limit)

@@ -50,9 +50,9 @@ class ExperimentFile:
                 log.error("%s: ignoring the new version: %s", self.path, err)
                 continue
             self._text = text
-            if experiment.name != self.current.name:
-                log.error("%s: the experiment name changed (%s -> %s); ignored", self.path, self.current.name,
-                          experiment.name)
+            if experiment.experiment_id != self.current.experiment_id:
+                log.error("%s: the experiment changed identity (%s -> %s); ignored", self.path,
+                          self.current.experiment_id, experiment.experiment_id)
                 continue
             self.current = experiment
             log.info("%s: experiment config changed", self.path)

@@ -157,18 +157,18 @@ def _serve_experiment_file(args: argparse.Namespace, role: object, node_name: st
 
     if args.role == "buffer":
         def apply(exp):
-            role.shard.open(exp.name, exp.config)
+            role.shard.open(exp.experiment_id, exp.config)
     elif args.role == "learner":
         def apply(exp):
-            run = role.runs.find(exp.name)
+            run = role.runs.find(exp.experiment_id)
             if run is None:
-                role.run(exp.name, to_proto(exp.config)).start()
+                role.run(exp.experiment_id, to_proto(exp.config)).start()
             else:
                 run.reconfigure(exp.config)
     elif args.role == "environment":
         def apply(exp):
-            if role.rollouts.find(exp.name) is None:  # actors restart on config changes (pod template hash)
-                role.initialize(exp.name, exp.config, actor_index(node_name)).start()
+            if role.rollouts.find(exp.experiment_id) is None:  # actors restart on config changes (pod template hash)
+                role.initialize(exp.experiment_id, exp.config, actor_index(node_name)).start()
     else:
         raise SystemExit(f"kuberl serve {args.role}: --experiment is for environment, buffer and learner")
     watcher = ExperimentFile(args.experiment, apply)

@@ -269,6 +269,7 @@ def _proto_to_spec(cls: type, msg: Any) -> dict[str, Any]:
 # --- manifests -----------------------------------------------------------------------------
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_UID = re.compile(r"[0-9a-f][-0-9a-f]{7,63}")
 # An experiment's children are named "<name>-environment" and so on, and Service names are
 # DNS-1035 labels (a letter first, at most 63 characters): 51 leaves room for the longest suffix.
 MAX_NAME_LENGTH = 51
@@ -282,12 +283,30 @@ class Manifest:
     name: str
     namespace: str
     config: ExperimentConfig
+    uid: str = ""  # the RLExperiment object's, in a cluster (the operator writes it into the file)
+
+    @property
+    def experiment_id(self) -> str:
+        return scoped_experiment_id(self.namespace, self.name, self.uid)
 
     def manifest_text(self) -> str:
         """The experiment as a manifest, the file every role reads (`kuberl serve ROLE --experiment`)."""
-        return yaml.safe_dump({"apiVersion": API_VERSION, "kind": KIND,
-                               "metadata": {"name": self.name, "namespace": self.namespace},
+        metadata = {"name": self.name, "namespace": self.namespace, **({"uid": self.uid} if self.uid else {})}
+        return yaml.safe_dump({"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata,
                                "spec": to_spec(self.config)}, sort_keys=True)
+
+
+UID_DIGITS = 8
+
+
+def scoped_experiment_id(namespace: str, name: str, uid: str = "") -> str:
+    """An experiment's identity on the wire, in the metrics store and in snapshot names:
+    `NAMESPACE/NAME`, and in a cluster `NAMESPACE/NAME#UID8` (the first 8 hex digits of the
+    object's uid), so that `team-a/cartpole` and `team-b/cartpole` are two experiments and a
+    re-created `cartpole` is a new one. At most 124 characters (namespace 63, name 51).
+    Experiments started through the experiment API in pool mode keep the id they were given."""
+    scoped = f"{namespace}/{name}"
+    return f"{scoped}#{uid.replace('-', '')[:UID_DIGITS]}" if uid else scoped
 
 
 def parse_manifest(doc: Any) -> Manifest:
@@ -308,6 +327,9 @@ def parse_manifest(doc: Any) -> Manifest:
     namespace = metadata.get("namespace", "default")
     if not isinstance(namespace, str) or not _DNS_LABEL.fullmatch(namespace):
         raise ConfigError("metadata.namespace", f"must be a DNS label, got {namespace!r}")
+    uid = metadata.get("uid", "")
+    if not isinstance(uid, str) or not _UID.fullmatch(uid or "0" * UID_DIGITS):
+        raise ConfigError("metadata.uid", f"must be an object uid (hex digits and '-'), got {uid!r}")
     unknown = sorted(set(doc) - {"apiVersion", "kind", "metadata", "spec", "status"})
     if unknown:
         raise ConfigError(unknown[0], "unknown top-level field")
@@ -320,7 +342,7 @@ def parse_manifest(doc: Any) -> Manifest:
     # Cluster-only knobs that a local run has no use for.
     for key in CLUSTER_ONLY_FIELDS:
         spec.pop(key, None)
-    return Manifest(name=name, namespace=namespace, config=from_spec(spec))
+    return Manifest(name=name, namespace=namespace, config=from_spec(spec), uid=uid)
 
 
 CLUSTER_ONLY_FIELDS = ("suspend", "stopped", "ttlSecondsAfterFinished")

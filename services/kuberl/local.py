@@ -342,8 +342,8 @@ def run_experiment(manifest: Manifest, output: Path, timeout: float, bar: Progre
         learner_address, analytics_address = cluster.address("learner"), cluster.address("analytics")
         while True:
             try:
-                learner = learner_view(learner_address, manifest.name, OBSERVE_TIMEOUT)
-                episodes, mean_return = episode_returns(analytics_address, manifest.name, OBSERVE_TIMEOUT)
+                learner = learner_view(learner_address, manifest.experiment_id, OBSERVE_TIMEOUT)
+                episodes, mean_return = episode_returns(analytics_address, manifest.experiment_id, OBSERVE_TIMEOUT)
                 observed = Observation(generation=1, now=datetime.now(timezone.utc), ready=cluster.ready(),
                                        crash_loops=cluster.crash_loops(), learner=learner, episodes=episodes,
                                        mean_return=mean_return, crash_loop_restart_limit=crash_loop_restart_limit)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from kuberl.config import scoped_experiment_id
 from tests.conftest import REPO
 from tests.kube import TestCluster, wait_for
 
@@ -66,8 +67,13 @@ class Release:
         return [p for p in self.pods(experiment, role)
                 if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
 
+    def experiment_id(self, name: str) -> str:
+        """What the experiment's roles know it by: scoped by namespace and the object's uid."""
+        return scoped_experiment_id(self.namespace, name, self.rlx(name)["metadata"]["uid"])
+
     def stats(self, pod: str, role: str, experiment: str) -> dict:
-        done = self.kubectl("exec", pod, "--", "python", "-c", PROBE, role, experiment, timeout=60)
+        done = self.kubectl("exec", pod, "--", "python", "-c", PROBE, role, self.experiment_id(experiment),
+                            timeout=60)
         stats = json.loads(done.stdout)
         return {k: int(v) if k in INTEGER_FIELDS else v for k, v in stats.items()}
 

@@ -50,13 +50,13 @@ def test_roles_serve_their_experiment_file_and_follow_its_changes(tmp_path):
         learner = stub(learner_grpc.LearnerServiceStub, cluster.address("learner"))
 
         def stats():
-            return learner.GetLearnerStats(learner_pb.GetLearnerStatsRequest(experiment_id="clustered"),
+            return learner.GetLearnerStats(learner_pb.GetLearnerStatsRequest(experiment_id="default/clustered"),
                                            timeout=5).stats
 
         wait_for(lambda: stats().updates > 100, 60, "the learner to train without a StartTraining call")
         for replica in cluster.replicas["buffer"]:
             shard = stub(buffer_grpc.BufferServiceStub, replica.address).GetStats(
-                buffer_pb.GetStatsRequest(experiment_id="clustered"), timeout=5).stats
+                buffer_pb.GetStatsRequest(experiment_id="default/clustered"), timeout=5).stats
             assert shard.total_inserted > 0, "actors push to every shard the DNS-style list names"
         ratio_before = stats().updates * 64 / stats().env_steps
         assert ratio_before < 6, ratio_before  # samplesPerInsert 4 holds the learner back

@@ -36,12 +36,12 @@ def test_kuberl_run_solves_cartpole_with_two_actors_and_two_shards(tmp_path):
     store = SQLiteStore(output / "analytics.db")
     try:
         # Both actors reported episodes, both shards reported their sizes: every replica took part.
-        returns, episodes = store.query(Query("cartpole", "charts/episodic_return"))
+        returns, episodes = store.query(Query("default/cartpole", "charts/episodic_return"))
         assert {p.node_name for p in returns} == {"environment-0", "environment-1"}
-        sizes, _ = store.query(Query("cartpole", "buffer/size"))
+        sizes, _ = store.query(Query("default/cartpole", "buffer/size"))
         assert {p.node_name for p in sizes} == {"buffer-0", "buffer-1"}
         assert all(p.value > 0 for p in sizes[-2:])
-        evals, _ = store.query(Query("cartpole", "charts/eval_return"))
+        evals, _ = store.query(Query("default/cartpole", "charts/eval_return"))
         assert evals[-1].value >= 475
     finally:
         store.close()
@@ -94,7 +94,7 @@ def test_kuberl_run_on_mysql_reads_its_summary_through_analytics(tmp_path, maria
 
     store = open_store(url)
     try:
-        _, total = store.query(Query("budget", "charts/episodic_return"))
+        _, total = store.query(Query("default/budget", "charts/episodic_return"))
         assert total >= episodes  # the summary was read from this database (more may land after it)
     finally:
         store.close()

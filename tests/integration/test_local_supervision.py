@@ -60,13 +60,13 @@ def wait_for(predicate, timeout: float, what: str):
 
 def learner(run_dir: Path) -> LearnerView | None:
     port = replicas(run_dir).get("learner-0", {}).get("port")
-    return learner_view(f"127.0.0.1:{port}", "cartpole", 2.0) if port else None
+    return learner_view(f"127.0.0.1:{port}", "default/cartpole", 2.0) if port else None
 
 
 def shard_stats(port: int) -> buffer_pb.ReplayStats | None:
     try:
         return stub(buffer_grpc.BufferServiceStub, f"127.0.0.1:{port}").GetStats(
-            buffer_pb.GetStatsRequest(experiment_id="cartpole"), timeout=2).stats
+            buffer_pb.GetStatsRequest(experiment_id="default/cartpole"), timeout=2).stats
     except Exception:  # noqa: BLE001 - not serving (yet)
         return None
 

@@ -3,6 +3,7 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kuberl import config as C
 from kuberl.config import ConfigError, ExperimentConfig, from_proto, from_spec, to_proto, to_spec
@@ -316,3 +317,20 @@ def test_cluster_only_fields_are_checked_too(spec, field):
     with pytest.raises(ConfigError) as err:
         C.parse_manifest(manifest(spec=spec))
     assert err.value.path == field
+
+
+def test_an_experiment_is_known_by_its_namespace_name_and_uid():
+    from kuberl.config import Manifest, parse_manifest, scoped_experiment_id
+
+    doc = {"apiVersion": "kuberl.dev/v1alpha1", "kind": "RLExperiment", "spec": {},
+           "metadata": {"name": "cartpole", "namespace": "team-a", "uid": "6f1c2a9e-0b7d-4a8e-9c1f-2d3e4f5a6b7c"}}
+    manifest = parse_manifest(doc)
+    assert manifest.experiment_id == "team-a/cartpole#6f1c2a9e"
+    assert parse_manifest(yaml.safe_load(manifest.manifest_text())) == manifest  # the file the roles read
+    assert scoped_experiment_id("team-b", "cartpole") == "team-b/cartpole" != manifest.experiment_id
+    local = parse_manifest({**doc, "metadata": {"name": "cartpole"}})
+    assert local.experiment_id == "default/cartpole" and isinstance(local, Manifest)
+    longest = scoped_experiment_id("n" * 63, "c" * 51, "f" * 36)
+    assert len(longest) <= 128  # what every role and the metrics store accept
+    with pytest.raises(ConfigError, match="metadata.uid"):
+        parse_manifest({**doc, "metadata": {"name": "cartpole", "uid": "../../etc"}})
