@@ -20,12 +20,13 @@ from typing import Any
 
 import kopf
 
-from kuberl.config import API_GROUP, ConfigError
+from kuberl.config import API_GROUP, ConfigError, scoped_experiment_id
 from kuberl.crd import PLURAL, VERSION
+from kuberl.lifecycle import Phase, invalid_spec_status, is_finished, recorded_phase, transitions
+from kuberl.release import release_everywhere
 from kuberl_operator import kube
 from kuberl_operator.builders import Experiment, Settings, desired_children, experiment_selector, plan_children
 from kuberl_operator.observe import observe
-from kuberl.lifecycle import Phase, invalid_spec_status, is_finished, recorded_phase, transitions
 from kuberl_operator.status import StatusWrites, cluster_status
 
 SETTINGS = Settings.from_environ()
@@ -33,6 +34,7 @@ SETTINGS = Settings.from_environ()
 TIMER_SECONDS = float(os.environ.get("KUBERL_OPERATOR_TIMER_SECONDS", "5"))
 # Experiments observed at once: each visit may wait on its learner and on analytics.
 PARALLEL_VISITS = 8
+RELEASE_TIMEOUT = 5.0
 CHILD_KINDS = ("ConfigMap", "Service", "Deployment")
 log = logging.getLogger(__name__)
 # (experiment uid, problem) already reported: one event each, not one every visit.
@@ -155,13 +157,37 @@ async def _visit_logged(body: dict[str, Any], gate: asyncio.Semaphore) -> None:
                           body["metadata"]["name"], TIMER_SECONDS)
 
 
+def release_shared_state(metadata: dict[str, Any]) -> None:
+    """An RLExperiment is gone (or re-created under a new uid): its pods went with it, but the
+    shared policy and analytics roles still hold its weights and metrics. Best effort and
+    without a finalizer: an experiment deleted while no operator runs keeps them (under an id
+    no later experiment shares)."""
+    experiment_id = scoped_experiment_id(metadata["namespace"], metadata["name"], metadata.get("uid", ""))
+    unreachable = release_everywhere(experiment_id, RELEASE_TIMEOUT, policy=SETTINGS.policy_address,
+                                     analytics=SETTINGS.analytics_address)
+    if unreachable:
+        log.warning("%s deleted; its state in %s is left behind", experiment_id, ", ".join(unreachable))
+    else:
+        log.info("%s deleted; its weights and metrics released", experiment_id)
+
+
+def gone(before: dict[tuple[str, str], dict[str, Any]], now: dict[tuple[str, str], dict[str, Any]]
+         ) -> list[dict[str, Any]]:
+    """The metadata of experiments seen last round and not this one (a re-created name has a new uid)."""
+    return [meta for key, meta in before.items() if key not in now or now[key].get("uid") != meta.get("uid")]
+
+
 async def _observe_forever(index: kopf.Index, stopping: asyncio.Event) -> None:
     gate = asyncio.Semaphore(PARALLEL_VISITS)
     pause = min(1.0, TIMER_SECONDS)
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
     while not await _stopped_within(stopping, pause):
         started = asyncio.get_running_loop().time()
         bodies = [body for key in list(index) for body in index.get(key, [])]
-        await asyncio.gather(*(_visit_logged(body, gate) for body in bodies))
+        current = {(b["metadata"]["namespace"], b["metadata"]["name"]): b["metadata"] for b in bodies}
+        deleted, seen = gone(seen, current), current
+        await asyncio.gather(*(_visit_logged(body, gate) for body in bodies),
+                             *(asyncio.to_thread(release_shared_state, meta) for meta in deleted))
         pause = max(0.0, TIMER_SECONDS - (asyncio.get_running_loop().time() - started))
 
 

@@ -72,6 +72,34 @@ def _status_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=10.0)
 
 
+def _delete_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("delete", help="delete a finished or stopped experiment and everything it holds",
+                       description="Stop the experiment if it runs, then have every role release its replay, "
+                                   "weights, training run and metrics; its id may then start a new experiment. "
+                                   "In a cluster: kubectl delete rlx NAME.")
+    p.add_argument("experiment_id")
+    p.add_argument("--address", default=_env("EXPERIMENT_ADDRESS", f"localhost:{DEFAULT_PORTS['experiment']}"),
+                   help="the experiment role (env KUBERL_EXPERIMENT_ADDRESS)")
+    p.add_argument("--timeout", type=float, default=60.0)
+
+
+def delete(args: argparse.Namespace) -> int:
+    import grpc
+
+    from kuberl.rpc import stub
+    from kuberl.v1 import experiment_service_pb2 as pb
+    from kuberl.v1 import experiment_service_pb2_grpc as pb_grpc
+
+    try:
+        stub(pb_grpc.ExperimentServiceStub, args.address).DeleteExperiment(
+            pb.DeleteExperimentRequest(experiment_id=args.experiment_id), timeout=args.timeout)
+    except grpc.RpcError as err:
+        print(f"kuberl delete: {args.address}: {err.code().name}: {err.details()}", file=sys.stderr)
+        return 1
+    print(f"{args.experiment_id} deleted")
+    return 0
+
+
 def status(args: argparse.Namespace) -> int:
     import grpc
 
@@ -130,8 +158,9 @@ def serve(args: argparse.Namespace) -> int:
         stop = role.stop
     else:
         from kuberl.experiment.server import create_server
-        server, role = create_server(port, args.environment, args.learner, args.analytics, args.host,
-                                     kubernetes_namespace=args.kubernetes_namespace)
+        from kuberl.experiment.server import Peers
+        peers = Peers(args.environment, args.buffer, args.learner, args.policy, args.analytics)
+        server, role = create_server(port, peers, args.host, kubernetes_namespace=args.kubernetes_namespace)
         stop = role.close
     if args.experiment is not None:
         try:
@@ -182,11 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     _serve_parser(sub)
     _run_parser(sub)
     _status_parser(sub)
+    _delete_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
     if args.command == "status":
         return status(args)
+    if args.command == "delete":
+        return delete(args)
     from kuberl.local import run_manifest
     return run_manifest(args.manifest, args.output, timeout=args.timeout, progress=not args.no_progress,
                         database_url=args.database, resume=args.resume)

@@ -44,10 +44,15 @@ class Exhausted(RuntimeError):
     """A bounded resource (queue, rate limit) is full; the caller should retry later."""
 
 
+class FailedPrecondition(RuntimeError):
+    """The request is valid but cannot be done in this state or mode (the message says what can)."""
+
+
 def rpc_errors(method: Callable) -> Callable:
     """Maps a servicer method's exceptions to status codes: bad input -> INVALID_ARGUMENT,
     unknown names -> NOT_FOUND, live duplicates -> ALREADY_EXISTS, full queues ->
-    RESOURCE_EXHAUSTED, a dependency down or a failed call to another role -> UNAVAILABLE;
+    RESOURCE_EXHAUSTED, a dependency down or a failed call to another role -> UNAVAILABLE, a
+    request this mode cannot do -> FAILED_PRECONDITION;
     anything else is answered UNKNOWN by grpc. The server keeps serving."""
 
     @functools.wraps(method)
@@ -64,6 +69,8 @@ def rpc_errors(method: Callable) -> Callable:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         except Unavailable as err:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+        except FailedPrecondition as err:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
         except grpc.RpcError as err:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"a call to another role failed: {err.code().name}: "
                                                        f"{err.details()}")

@@ -19,15 +19,20 @@ SMALL_NODE = CHART / "ci" / "small-node-values.yaml"
 OBSERVATION_SECONDS = 5.0
 CRASH_LOOP_RESTART_LIMIT = 2
 
-# Run inside a role's pod: its stats as JSON (GetLearnerStats on a learner, GetStats on a shard).
+# Run inside a role's pod: its stats as JSON (GetLearnerStats on a learner, GetStats on a shard,
+# the newest version GetPolicy names on the policy role).
 PROBE = """
 import json, sys
 from google.protobuf.json_format import MessageToDict
 from kuberl.rpc import stub
 from kuberl.v1 import buffer_service_pb2 as b, buffer_service_pb2_grpc as bg
 from kuberl.v1 import learner_service_pb2 as l, learner_service_pb2_grpc as lg
+from kuberl.v1 import policy_service_pb2 as p, policy_service_pb2_grpc as pg
 role, experiment = sys.argv[1:3]
-if role == "learner":
+if role == "policy":
+    reply = stub(pg.PolicyServiceStub, "localhost:50056").GetPolicy(
+        p.GetPolicyRequest(experiment_id=experiment, newer_than_version=2**62), timeout=5)
+elif role == "learner":
     reply = stub(lg.LearnerServiceStub, "localhost:50054").GetLearnerStats(
         l.GetLearnerStatsRequest(experiment_id=experiment), timeout=5).stats
 else:
@@ -35,7 +40,7 @@ else:
         b.GetStatsRequest(experiment_id=experiment), timeout=5).stats
 print(json.dumps(MessageToDict(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)))
 """
-INTEGER_FIELDS = ("updates", "policy_version", "env_steps", "buffer_size", "shards", "size", "capacity",
+INTEGER_FIELDS = ("latest_version", "updates", "policy_version", "env_steps", "buffer_size", "shards", "size", "capacity",
                   "total_inserted", "total_sampled")
 
 
@@ -72,8 +77,10 @@ class Release:
         return scoped_experiment_id(self.namespace, name, self.rlx(name)["metadata"]["uid"])
 
     def stats(self, pod: str, role: str, experiment: str) -> dict:
-        done = self.kubectl("exec", pod, "--", "python", "-c", PROBE, role, self.experiment_id(experiment),
-                            timeout=60)
+        return self.probe(pod, role, self.experiment_id(experiment))
+
+    def probe(self, pod: str, role: str, experiment_id: str) -> dict:
+        done = self.kubectl("exec", pod, "--", "python", "-c", PROBE, role, experiment_id, timeout=60)
         stats = json.loads(done.stdout)
         return {k: int(v) if k in INTEGER_FIELDS else v for k, v in stats.items()}
 

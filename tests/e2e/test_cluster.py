@@ -101,8 +101,17 @@ def test_the_cartpole_example_succeeds_then_scales_down_and_goes_after_its_ttl(r
     assert_columns_tell_the_truth(release, "cartpole")
     assert release.printed("cartpole")["PHASE"] == "Succeeded"
 
+    experiment_id = release.experiment_id("cartpole")
+    (policy,) = [p["metadata"]["name"] for p in release.get("pods", "-l", "app.kubernetes.io/component=policy")["items"]]
+    assert release.probe(policy, "policy", experiment_id)["latest_version"] > 0
+
     release.kubectl("patch", "rlx", "cartpole", "--type=merge", "-p", json.dumps({"spec": {"ttlSecondsAfterFinished": 3}}))
     wait_for(lambda: not release.get("rlx")["items"], 60, "the TTL to delete cartpole")
+    told = {e["reason"] for e in release.get("events", "--field-selector", "involvedObject.name=cartpole")["items"]}
+    assert {"PhaseRunning", "TargetReturnReached", "PhaseSucceeded", "TTLExpired"} <= told, told
+    # The operator saw it go and the shared policy role let go of its weights.
+    wait_for(lambda: release.probe(policy, "policy", experiment_id)["latest_version"] == -1, 30,
+             "the policy role to release cartpole's weights")
     wait_for(lambda: not release.get("deployments,services,configmaps", "-l", "kuberl.dev/experiment=cartpole")["items"]
              and not release.pods("cartpole", "buffer"), 120, "its children to be collected")
 

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import grpc
 import pytest
 
 from kuberl.config import ExperimentConfig, to_proto
 from kuberl.local import LocalCluster, experiment_stub
 from kuberl.rpc import stub
+from kuberl.tensors import unpack_weights
+from kuberl.v1 import analytics_service_pb2 as analytics_pb
+from kuberl.v1 import analytics_service_pb2_grpc as analytics_grpc
+from kuberl.v1 import buffer_service_pb2 as buffer_pb
+from kuberl.v1 import buffer_service_pb2_grpc as buffer_grpc
 from kuberl.v1 import environment_service_pb2 as env_pb
 from kuberl.v1 import environment_service_pb2_grpc as env_grpc
 from kuberl.v1 import experiment_service_pb2 as exp_pb
+from kuberl.v1 import learner_service_pb2 as learner_pb
+from kuberl.v1 import learner_service_pb2_grpc as learner_grpc
+from kuberl.v1 import policy_service_pb2 as policy_pb
+from kuberl.v1 import policy_service_pb2_grpc as policy_grpc
 
 pytestmark = pytest.mark.slow
 
@@ -67,3 +80,74 @@ def test_experiments_spread_round_robin_and_stop_reaches_the_owner(tmp_path):
             api.StartExperiment(exp_pb.StartExperimentRequest(config=continuous), timeout=30)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "Discrete" in err.value.details()
+
+
+def status_of(api, experiment_id: str) -> exp_pb.ExperimentStatus:
+    return api.GetExperimentStatus(exp_pb.GetExperimentStatusRequest(experiment_id=experiment_id), timeout=10).status
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def code_of(call) -> grpc.StatusCode:
+    try:
+        call()
+    except grpc.RpcError as err:
+        return err.code()
+    return grpc.StatusCode.OK
+
+
+def test_a_deleted_experiment_leaves_nothing_behind_and_its_id_starts_afresh_with_another_config(tmp_path):
+    first = ExperimentConfig().replace(environment={"replicas": 1, "envs_per_replica": 4},
+                                       buffer={"snapshot_interval_seconds": 0.5},
+                                       learner={"learning_starts": 500, "batch_size": 32, "hidden_sizes": [64, 64]},
+                                       stop={"max_env_steps": 10_000_000})
+    with LocalCluster(tmp_path, environment_replicas=1, buffer_replicas=2) as cluster:
+        api = experiment_stub(cluster)
+        api.StartExperiment(exp_pb.StartExperimentRequest(experiment_id="reused", config=to_proto(first)), timeout=60)
+        trained = wait_until(lambda: (s := status_of(api, "reused")).policy_version >= 3 and s.episodes > 0 and s,
+                             90, "the first experiment to train and report")
+        wait_until(lambda: list(tmp_path.glob("buffer-*/*.npz")) and list(tmp_path.glob("policy-0/*.npz")), 30,
+                   "snapshots of its replay and weights")
+
+        done = subprocess.run([sys.executable, "-m", "kuberl.cli", "delete", "reused", "--address",
+                               cluster.address("experiment")], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+
+        # Nothing is left in any role, on disk or in the metrics store.
+        assert code_of(lambda: status_of(api, "reused")) == grpc.StatusCode.NOT_FOUND
+        learner = stub(learner_grpc.LearnerServiceStub, cluster.address("learner"))
+        assert code_of(lambda: learner.GetLearnerStats(learner_pb.GetLearnerStatsRequest(experiment_id="reused"),
+                                                       timeout=10)) == grpc.StatusCode.NOT_FOUND
+        for shard in cluster.replicas["buffer"]:
+            assert code_of(lambda: stub(buffer_grpc.BufferServiceStub, shard.address).GetStats(
+                buffer_pb.GetStatsRequest(experiment_id="reused"), timeout=10)) == grpc.StatusCode.NOT_FOUND
+        policy = stub(policy_grpc.PolicyServiceStub, cluster.address("policy")).GetPolicy(
+            policy_pb.GetPolicyRequest(experiment_id="reused", newer_than_version=-1), timeout=10)
+        assert policy.latest_version == -1
+        time.sleep(2)  # the reporters' last batches arrive: measured before the delete, they are not stored
+        metrics = stub(analytics_grpc.AnalyticsServiceStub, cluster.address("analytics")).QueryMetrics(
+            analytics_pb.QueryMetricsRequest(experiment_id="reused", metric="charts/episodic_return"), timeout=10)
+        assert metrics.total == 0
+        assert not list(tmp_path.glob("buffer-*/*.npz")) and not list(tmp_path.glob("policy-0/*.npz"))
+        assert code_of(lambda: api.DeleteExperiment(exp_pb.DeleteExperimentRequest(experiment_id="reused"),
+                                                    timeout=10)) == grpc.StatusCode.NOT_FOUND
+
+        # The same id, another environment and other network sizes: a new experiment from zero.
+        second = first.replace(env_id="Acrobot-v1", learner={"hidden_sizes": [32, 32]})
+        api.StartExperiment(exp_pb.StartExperimentRequest(experiment_id="reused", config=to_proto(second)),
+                            timeout=60)
+        fresh = wait_until(lambda: (s := status_of(api, "reused")).policy_version >= 1 and s, 90,
+                           "the new experiment to train")
+        assert fresh.env_id == "Acrobot-v1" and fresh.phase == exp_pb.EXPERIMENT_PHASE_RUNNING
+        assert fresh.env_steps < trained.env_steps + 20_000 and fresh.policy_version < trained.policy_version + 50
+        acrobot = wait_until(lambda: stub(policy_grpc.PolicyServiceStub, cluster.address("policy")).GetPolicy(
+            policy_pb.GetPolicyRequest(experiment_id="reused", newer_than_version=-1), timeout=10), 30, "weights")
+        assert unpack_weights(acrobot.weights)[0].shape == (6, 32)  # Acrobot's 6 observations, 32 hidden units

@@ -182,3 +182,14 @@ def test_a_child_owned_by_another_object_is_not_touched():
     plan = plan_children(desired(), live, OWNER)
     assert not plan.create and not plan.apply and len(plan.taken) == 7
     assert "ConfigMap cartpole-config exists and is not this experiment's" in plan.taken
+
+
+def test_an_experiment_is_gone_when_its_name_vanishes_or_comes_back_with_another_uid():
+    from kuberl_operator.handlers import gone
+
+    a, b = {"namespace": "n", "name": "a", "uid": "1"}, {"namespace": "n", "name": "b", "uid": "2"}
+    before = {("n", "a"): a, ("n", "b"): b}
+    assert gone(before, before) == []
+    assert gone(before, {("n", "a"): a}) == [b]
+    assert gone(before, {("n", "a"): {**a, "uid": "3"}, ("n", "b"): b}) == [a]  # deleted and re-created
+    assert gone({}, before) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections import deque
 
@@ -28,6 +29,9 @@ class BufferedStore:
         # (node name, node type, points, batch id): the id makes a retried batch land once.
         self._queue: deque[tuple[str, str, list[Point], str]] = deque()
         self._queued_points = 0
+        # experiment id -> when it was deleted: points measured before that, still on their way
+        # from a reporter's queue, are not stored after the delete.
+        self._deleted_at: dict[str, float] = {}
         # Guards the queue; held across a direct write so that no queued batch is overtaken.
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -41,6 +45,9 @@ class BufferedStore:
 
     def write(self, node_name: str, node_type: str, points: list[Point], batch_id: str = "") -> None:
         validate_batch(node_name, node_type, points)
+        if self._deleted_at:
+            now = time.time()  # a point without a timestamp is measured now
+            points = [p for p in points if (p.timestamp or now) > self._deleted_at.get(p.experiment_id, -1.0)]
         batch_id = batch_id or uuid.uuid4().hex
         with self._lock:
             if not self._queue:
@@ -62,6 +69,17 @@ class BufferedStore:
         if self._queue:
             raise StoreUnavailable(f"the database is unavailable ({self._queued_points} metric points wait for it)")
         return self.backend.query(query)
+
+    def delete_experiment(self, experiment_id: str) -> int:
+        """Deletes the experiment's stored points and drops its queued ones."""
+        with self._lock:
+            self._deleted_at[experiment_id] = time.time()
+            kept = [(n, t, [p for p in points if p.experiment_id != experiment_id], b)
+                    for n, t, points, b in self._queue]
+            self._queue.clear()
+            self._queue.extend(batch for batch in kept if batch[2])
+            self._queued_points = sum(len(batch[2]) for batch in self._queue)
+        return self.backend.delete_experiment(experiment_id)
 
     def _flush_once(self) -> bool:
         """Writes queued batches oldest first; False when the database is still away."""

@@ -55,6 +55,9 @@ class MetricsStore(Protocol):
     def query(self, query: Query) -> tuple[list[Point], int]:
         """Matching points in step order (the newest `limit` when newest_first) and the match count."""
 
+    def delete_experiment(self, experiment_id: str) -> int:
+        """Deletes every point of the experiment; returns how many."""
+
     def close(self) -> None: ...
 
 
@@ -140,6 +143,12 @@ class SQLStore:
                 self._node_ids.clear()
                 self._metric_ids.clear()
                 raise
+
+    def delete_experiment(self, experiment_id: str) -> int:
+        """Deletes every metric point of the experiment; returns how many."""
+        with self._lock, self._cursor() as cur:
+            cur.execute(self._sql("DELETE FROM metrics WHERE experiment_id = ?"), (experiment_id,))
+            return cur.rowcount
 
     def query(self, query: Query) -> tuple[list[Point], int]:
         where = ["m.experiment_id = ?", "t.name = ?"]

@@ -10,6 +10,7 @@ from kuberl.analytics.buffered import BufferedStore
 from kuberl.analytics.core import MetricsStore, Point, Query, open_store, redact_url
 from kuberl.rpc import Server, require_experiment_id, rpc_errors
 from kuberl.v1 import analytics_service_pb2 as pb
+from kuberl.v1 import common_pb2
 from kuberl.v1 import analytics_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,14 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
         return pb.QueryMetricsResponse(total=total, points=[
             pb.MetricPoint(experiment_id=p.experiment_id, metric=p.metric, value=p.value, step=p.step,
                            timestamp=p.timestamp, node_name=p.node_name) for p in points])
+
+
+    @rpc_errors
+    def ReleaseExperiment(self, request: common_pb2.ReleaseExperimentRequest, context: grpc.ServicerContext
+                          ) -> common_pb2.ReleaseExperimentResponse:
+        deleted = self.store.delete_experiment(require_experiment_id(request.experiment_id))
+        log.info("%s: released (%d metric points deleted)", request.experiment_id, deleted)
+        return common_pb2.ReleaseExperimentResponse()
 
 
 def create_server(port: int, database_url: str, host: str = "[::]", max_queued_points: int = 100_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ class Shard:
         self.data_dir = data_dir
         self.insert_wait_seconds = insert_wait_seconds
         self.tables: Registry[ReplayTable] = Registry("has no replay on this shard (call OpenReplay first)")
+        self._snapshot_lock = threading.Lock()  # a released table's snapshot must not be written again
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
             for path in sorted(data_dir.glob("*.npz")):
@@ -96,6 +98,10 @@ class Shard:
         if self.data_dir is None:
             return 0
         now = time.monotonic() if now is None else now
+        with self._snapshot_lock:
+            return self._snapshot(now, force)
+
+    def _snapshot(self, now: float, force: bool) -> int:
         written = 0
         for experiment_id, table in self.tables.items():
             changed = table.buffer.total_inserted != table.snapshotted_inserts
@@ -106,6 +112,17 @@ class Shard:
                 table.last_snapshot, table.snapshotted_inserts = now, inserted
                 written += 1
         return written
+
+    def release(self, experiment_id: str) -> bool:
+        """Drops the experiment's table and its snapshot; False when this shard held none."""
+        with self._snapshot_lock:
+            table = self.tables.find(experiment_id)
+            if table is not None:
+                self.tables.pop(experiment_id)
+                table.limiter.close()
+            if self.data_dir is not None:
+                (self.data_dir / snapshot_name(experiment_id)).unlink(missing_ok=True)
+        return table is not None
 
     def experiments(self) -> dict[str, ReplayBuffer]:
         return {eid: t.buffer for eid, t in self.tables.items()}

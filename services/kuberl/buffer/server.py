@@ -15,6 +15,7 @@ from kuberl.replay import ReplayBuffer
 from kuberl.rpc import Server, require_experiment_id, rpc_errors
 from kuberl.tensors import pack_transitions, unpack_transitions
 from kuberl.v1 import buffer_service_pb2 as pb
+from kuberl.v1 import common_pb2
 from kuberl.v1 import buffer_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,13 @@ class BufferServicer(pb_grpc.BufferServiceServicer):
     def GetStats(self, request: pb.GetStatsRequest, context: grpc.ServicerContext) -> pb.GetStatsResponse:
         experiment_id = require_experiment_id(request.experiment_id)
         return pb.GetStatsResponse(stats=_stats(self.shard.table(experiment_id).buffer))
+
+    @rpc_errors
+    def ReleaseExperiment(self, request: common_pb2.ReleaseExperimentRequest, context: grpc.ServicerContext
+                          ) -> common_pb2.ReleaseExperimentResponse:
+        if self.shard.release(require_experiment_id(request.experiment_id)):
+            log.info("%s: replay released", request.experiment_id)
+        return common_pb2.ReleaseExperimentResponse()
 
 
 class BufferRole:

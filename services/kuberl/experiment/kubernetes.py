@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kuberl.config import API_GROUP, API_VERSION, KIND, ConfigError, ExperimentConfig, parse_manifest, to_spec
 from kuberl.crd import PLURAL, VERSION
-from kuberl.rpc import AlreadyExists, NotFound, Unavailable
+from kuberl.rpc import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from kuberl.experiment.server import status_to_proto
 from kuberl.v1 import experiment_service_pb2 as pb
 
@@ -74,6 +74,11 @@ class ClusterExperiments:
     def experiment_status(self, experiment_id: str) -> pb.ExperimentStatus:
         return status_from_object(self._call("the read", experiment_id, self.api.get_namespaced_custom_object,
                                              experiment_id))
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        raise FailedPrecondition(f"in a cluster an experiment is deleted with `kubectl delete rlx {experiment_id} "
+                                 f"-n {self.namespace}` (its children and state go with it); Stop ends it and keeps "
+                                 "its results")
 
     def list_statuses(self) -> list[pb.ExperimentStatus]:
         listing = self._call("the listing", "", self.api.list_namespaced_custom_object)

@@ -23,7 +23,8 @@ from kuberl.lifecycle import (Intent, LearnerView, Observation, Phase, compute_s
                               transitions)
 from kuberl.observe import episode_returns, learner_view
 from kuberl.registry import Registry
-from kuberl.rpc import AlreadyExists, Exhausted, Server, rpc_errors, stub
+from kuberl.release import release_everywhere
+from kuberl.rpc import AlreadyExists, Exhausted, Server, Unavailable, require_experiment_id, rpc_errors, stub
 from kuberl.v1 import environment_service_pb2 as env_pb
 from kuberl.v1 import environment_service_pb2_grpc as env_grpc
 from kuberl.v1 import experiment_service_pb2 as pb
@@ -74,15 +75,27 @@ class Record:
         return recorded_phase(self.status)
 
 
+@dataclass(frozen=True)
+class Peers:
+    """Where the roles an experiment role drives are: host:port lists or DNS names."""
+
+    environment: str
+    buffer: str
+    learner: str
+    policy: str
+    analytics: str
+
+
 class LocalExperiments:
     """Pool mode: drives environment replicas and the learner directly, as the seed's
     experiment role does."""
 
-    def __init__(self, environment_target: str, learner_address: str, analytics_address: str,
-                 poll_seconds: float = 0.25):
-        self.environments = Discovery(environment_target)
-        self.learner_address = learner_address
-        self.analytics_address = analytics_address
+    def __init__(self, peers: Peers, poll_seconds: float = 0.25):
+        self.peers = peers
+        self.environments = Discovery(peers.environment)
+        self.shards = Discovery(peers.buffer)
+        self.learner_address = peers.learner
+        self.analytics_address = peers.analytics
         self.poll_seconds = poll_seconds
         self.assigner = ReplicaAssigner()
         self._records: Registry[Record] = Registry("does not exist")
@@ -132,6 +145,21 @@ class LocalExperiments:
         record.intent = Intent(record.intent.config, stop=True)
         self._observe(record)
         return record
+
+    def delete(self, experiment_id: str) -> None:
+        """Stops the experiment if it runs, then has every role release what it holds for it; the
+        id is free again. The record stays while any role could not be reached (retry)."""
+        record = self.get(experiment_id)
+        if not record.phase.finished:
+            self.stop(experiment_id)
+        unreachable = release_everywhere(experiment_id, RPC_TIMEOUT, learner=self.learner_address,
+                                         shards=self.shards.addresses(), policy=self.peers.policy,
+                                         analytics=self.analytics_address)
+        if unreachable:
+            raise Unavailable(f"experiment {experiment_id!r} is not deleted yet ({'; '.join(unreachable)}); "
+                              "retry when they are back")
+        self._records.pop(experiment_id)
+        log.info("%s: deleted", experiment_id)
 
     def get(self, experiment_id: str) -> Record:
         return self._records.get(experiment_id)
@@ -217,6 +245,9 @@ class LocalExperiments:
     def list_statuses(self) -> list[pb.ExperimentStatus]:
         return [self.status(r) for r in self.records()]
 
+    def delete_experiment(self, experiment_id: str) -> None:
+        self.delete(experiment_id)
+
     def close(self) -> None:
         self._stop.set()
         self._monitor.join()
@@ -249,20 +280,25 @@ class ExperimentServicer(pb_grpc.ExperimentServiceServicer):
         return pb.GetExperimentStatusResponse(status=self.role.experiment_status(request.experiment_id))
 
     @rpc_errors
+    def DeleteExperiment(self, request: pb.DeleteExperimentRequest, context: grpc.ServicerContext
+                         ) -> pb.DeleteExperimentResponse:
+        self.role.delete_experiment(require_experiment_id(request.experiment_id))
+        return pb.DeleteExperimentResponse()
+
+    @rpc_errors
     def ListExperiments(self, request: pb.ListExperimentsRequest, context: grpc.ServicerContext
                         ) -> pb.ListExperimentsResponse:
         return pb.ListExperimentsResponse(experiments=self.role.list_statuses())
 
 
-def create_server(port: int, environment_target: str, learner_address: str, analytics_address: str,
-                  host: str = "[::]", kubernetes_namespace: str | None = None
+def create_server(port: int, peers: Peers, host: str = "[::]", kubernetes_namespace: str | None = None
                   ) -> tuple[Server, LocalExperiments | ClusterExperiments]:
     if kubernetes_namespace is not None:
         from kuberl.experiment.kubernetes import ClusterExperiments
 
         role: LocalExperiments | ClusterExperiments = ClusterExperiments(kubernetes_namespace)
     else:
-        role = LocalExperiments(environment_target, learner_address, analytics_address)
+        role = LocalExperiments(peers)
     server = Server(ExperimentServicer(role), pb_grpc.add_ExperimentServiceServicer_to_server, pb.DESCRIPTOR,
                     port, host)
     return server, role

@@ -367,6 +367,12 @@ class LearnerServicer(pb_grpc.LearnerServiceServicer):
                         ) -> pb.GetLearnerStatsResponse:
         return pb.GetLearnerStatsResponse(stats=self.role.runs.get(require_experiment_id(request.experiment_id)).stats())
 
+    @rpc_errors
+    def ReleaseExperiment(self, request: common_pb2.ReleaseExperimentRequest, context: grpc.ServicerContext
+                          ) -> common_pb2.ReleaseExperimentResponse:
+        self.role.release(require_experiment_id(request.experiment_id))
+        return common_pb2.ReleaseExperimentResponse()
+
 
 class LearnerRole:
     def __init__(self, buffer_target: str, policy_address: str, metrics: MetricsReporter | None):
@@ -379,6 +385,14 @@ class LearnerRole:
         """The experiment's run, created from its config on first use."""
         return self.runs.get_or_create(experiment_id, lambda: TrainingRun(
             experiment_id, from_proto(config_msg), self.buffer_target, self.policy_address, self.metrics))
+
+    def release(self, experiment_id: str) -> None:
+        """Stops and forgets the experiment's run: the id may start a new one, with any config."""
+        run = self.runs.find(experiment_id)
+        if run is not None:
+            self.runs.pop(experiment_id)
+            run.stop()
+            log.info("%s: released", experiment_id)
 
     def stop(self) -> None:
         for run in self.runs.values():

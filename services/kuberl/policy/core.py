@@ -71,6 +71,15 @@ class PolicyStore:
             return -1, None
         return current[0], (current[1] if current[0] > version else None)
 
+    def release(self, experiment_id: str) -> bool:
+        """Forgets the experiment's weights, in memory and on disk; False when none were held."""
+        with self._lock:
+            held = self._latest.pop(experiment_id, None) is not None
+            self._unsaved.discard(experiment_id)
+            if self.data_dir is not None:
+                (self.data_dir / snapshot_name(experiment_id)).unlink(missing_ok=True)
+        return held
+
     def flush(self) -> int:
         """Writes every experiment changed since the last flush; returns how many."""
         if self.data_dir is None:
@@ -78,9 +87,12 @@ class PolicyStore:
         with self._lock:
             pending = {eid: self._latest[eid] for eid in self._unsaved}
             self._unsaved.clear()
-        for experiment_id, (version, weights) in pending.items():
-            arrays = {"version": np.array(version, dtype=np.int64), **{f"w{i}": w for i, w in enumerate(weights)}}
-            save_npz(self.data_dir / snapshot_name(experiment_id), arrays)
+            # Written under the lock: a release between taking and writing would otherwise
+            # leave a snapshot of an experiment that no longer exists.
+            for experiment_id, (version, weights) in pending.items():
+                arrays = {"version": np.array(version, dtype=np.int64),
+                          **{f"w{i}": w for i, w in enumerate(weights)}}
+                save_npz(self.data_dir / snapshot_name(experiment_id), arrays)
         return len(pending)
 
     def _flush_loop(self, seconds: float) -> None:

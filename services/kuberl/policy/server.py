@@ -9,6 +9,7 @@ import grpc
 from kuberl.policy.core import PolicyStore
 from kuberl.rpc import Server, require_experiment_id, rpc_errors
 from kuberl.tensors import pack_weights, unpack_weights
+from kuberl.v1 import common_pb2
 from kuberl.v1 import policy_service_pb2 as pb
 from kuberl.v1 import policy_service_pb2_grpc as pb_grpc
 
@@ -31,6 +32,13 @@ class PolicyServicer(pb_grpc.PolicyServiceServicer):
         experiment_id = require_experiment_id(request.experiment_id)
         version = self.store.update(experiment_id, request.weights.version, unpack_weights(request.weights))
         return pb.UpdatePolicyResponse(version=version)
+
+
+    @rpc_errors
+    def ReleaseExperiment(self, request: common_pb2.ReleaseExperimentRequest, context: grpc.ServicerContext
+                          ) -> common_pb2.ReleaseExperimentResponse:
+        self.store.release(require_experiment_id(request.experiment_id))
+        return common_pb2.ReleaseExperimentResponse()
 
 
 def create_server(port: int, host: str = "[::]", data_dir: Path | None = None) -> tuple[Server, PolicyStore]:

@@ -22,25 +22,26 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from kuberl.v1 import common_pb2 as kuberl_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!kuberl/v1/analytics_service.proto\x12\tkuberl.v1\"w\n\x0bMetricPoint\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12\x11\n\ttimestamp\x18\x05 \x01(\x01\x12\x11\n\tnode_name\x18\x06 \x01(\t\"d\n\x14ReportMetricsRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x11\n\tnode_type\x18\x02 \x01(\t\x12&\n\x06points\x18\x03 \x03(\x0b\x32\x16.kuberl.v1.MetricPoint\")\n\x15ReportMetricsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\"\xbc\x01\n\x13QueryMetricsRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x15\n\x08min_step\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x15\n\x08max_step\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12\r\n\x05limit\x18\x06 \x01(\x05\x12\x14\n\x0cnewest_first\x18\x07 \x01(\x08\x42\x0b\n\t_min_stepB\x0b\n\t_max_step\"M\n\x14QueryMetricsResponse\x12&\n\x06points\x18\x01 \x03(\x0b\x32\x16.kuberl.v1.MetricPoint\x12\r\n\x05total\x18\x02 \x01(\x03\x32\xb7\x01\n\x10\x41nalyticsService\x12R\n\rReportMetrics\x12\x1f.kuberl.v1.ReportMetricsRequest\x1a .kuberl.v1.ReportMetricsResponse\x12O\n\x0cQueryMetrics\x12\x1e.kuberl.v1.QueryMetricsRequest\x1a\x1f.kuberl.v1.QueryMetricsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!kuberl/v1/analytics_service.proto\x12\tkuberl.v1\x1a\x16kuberl/v1/common.proto\"w\n\x0bMetricPoint\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12\x11\n\ttimestamp\x18\x05 \x01(\x01\x12\x11\n\tnode_name\x18\x06 \x01(\t\"d\n\x14ReportMetricsRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x11\n\tnode_type\x18\x02 \x01(\t\x12&\n\x06points\x18\x03 \x03(\x0b\x32\x16.kuberl.v1.MetricPoint\")\n\x15ReportMetricsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\"\xbc\x01\n\x13QueryMetricsRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x15\n\x08min_step\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x15\n\x08max_step\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12\r\n\x05limit\x18\x06 \x01(\x05\x12\x14\n\x0cnewest_first\x18\x07 \x01(\x08\x42\x0b\n\t_min_stepB\x0b\n\t_max_step\"M\n\x14QueryMetricsResponse\x12&\n\x06points\x18\x01 \x03(\x0b\x32\x16.kuberl.v1.MetricPoint\x12\r\n\x05total\x18\x02 \x01(\x03\x32\x97\x02\n\x10\x41nalyticsService\x12R\n\rReportMetrics\x12\x1f.kuberl.v1.ReportMetricsRequest\x1a .kuberl.v1.ReportMetricsResponse\x12O\n\x0cQueryMetrics\x12\x1e.kuberl.v1.QueryMetricsRequest\x1a\x1f.kuberl.v1.QueryMetricsResponse\x12^\n\x11ReleaseExperiment\x12#.kuberl.v1.ReleaseExperimentRequest\x1a$.kuberl.v1.ReleaseExperimentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kuberl.v1.analytics_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_METRICPOINT']._serialized_start=48
-  _globals['_METRICPOINT']._serialized_end=167
-  _globals['_REPORTMETRICSREQUEST']._serialized_start=169
-  _globals['_REPORTMETRICSREQUEST']._serialized_end=269
-  _globals['_REPORTMETRICSRESPONSE']._serialized_start=271
-  _globals['_REPORTMETRICSRESPONSE']._serialized_end=312
-  _globals['_QUERYMETRICSREQUEST']._serialized_start=315
-  _globals['_QUERYMETRICSREQUEST']._serialized_end=503
-  _globals['_QUERYMETRICSRESPONSE']._serialized_start=505
-  _globals['_QUERYMETRICSRESPONSE']._serialized_end=582
-  _globals['_ANALYTICSSERVICE']._serialized_start=585
-  _globals['_ANALYTICSSERVICE']._serialized_end=768
+  _globals['_METRICPOINT']._serialized_start=72
+  _globals['_METRICPOINT']._serialized_end=191
+  _globals['_REPORTMETRICSREQUEST']._serialized_start=193
+  _globals['_REPORTMETRICSREQUEST']._serialized_end=293
+  _globals['_REPORTMETRICSRESPONSE']._serialized_start=295
+  _globals['_REPORTMETRICSRESPONSE']._serialized_end=336
+  _globals['_QUERYMETRICSREQUEST']._serialized_start=339
+  _globals['_QUERYMETRICSREQUEST']._serialized_end=527
+  _globals['_QUERYMETRICSRESPONSE']._serialized_start=529
+  _globals['_QUERYMETRICSRESPONSE']._serialized_end=606
+  _globals['_ANALYTICSSERVICE']._serialized_start=609
+  _globals['_ANALYTICSSERVICE']._serialized_end=888
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from kuberl.v1 import analytics_service_pb2 as kuberl_dot_v1_dot_analytics__service__pb2
+from kuberl.v1 import common_pb2 as kuberl_dot_v1_dot_common__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -45,6 +46,11 @@ class AnalyticsServiceStub:
                 request_serializer=kuberl_dot_v1_dot_analytics__service__pb2.QueryMetricsRequest.SerializeToString,
                 response_deserializer=kuberl_dot_v1_dot_analytics__service__pb2.QueryMetricsResponse.FromString,
                 _registered_method=True)
+        self.ReleaseExperiment = channel.unary_unary(
+                '/kuberl.v1.AnalyticsService/ReleaseExperiment',
+                request_serializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentRequest.SerializeToString,
+                response_deserializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentResponse.FromString,
+                _registered_method=True)
 
 
 class AnalyticsServiceServicer:
@@ -63,6 +69,12 @@ class AnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReleaseExperiment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnalyticsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +87,11 @@ def add_AnalyticsServiceServicer_to_server(servicer, server):
                     servicer.QueryMetrics,
                     request_deserializer=kuberl_dot_v1_dot_analytics__service__pb2.QueryMetricsRequest.FromString,
                     response_serializer=kuberl_dot_v1_dot_analytics__service__pb2.QueryMetricsResponse.SerializeToString,
+            ),
+            'ReleaseExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseExperiment,
+                    request_deserializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentRequest.FromString,
+                    response_serializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +149,33 @@ class AnalyticsService:
             '/kuberl.v1.AnalyticsService/QueryMetrics',
             kuberl_dot_v1_dot_analytics__service__pb2.QueryMetricsRequest.SerializeToString,
             kuberl_dot_v1_dot_analytics__service__pb2.QueryMetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kuberl.v1.AnalyticsService/ReleaseExperiment',
+            kuberl_dot_v1_dot_common__pb2.ReleaseExperimentRequest.SerializeToString,
+            kuberl_dot_v1_dot_common__pb2.ReleaseExperimentResponse.FromString,
             options,
             channel_credentials,
             insecure,

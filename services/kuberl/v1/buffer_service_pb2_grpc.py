@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from kuberl.v1 import buffer_service_pb2 as kuberl_dot_v1_dot_buffer__service__pb2
+from kuberl.v1 import common_pb2 as kuberl_dot_v1_dot_common__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -56,6 +57,11 @@ class BufferServiceStub:
                 request_serializer=kuberl_dot_v1_dot_buffer__service__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=kuberl_dot_v1_dot_buffer__service__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.ReleaseExperiment = channel.unary_unary(
+                '/kuberl.v1.BufferService/ReleaseExperiment',
+                request_serializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentRequest.SerializeToString,
+                response_deserializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentResponse.FromString,
+                _registered_method=True)
 
 
 class BufferServiceServicer:
@@ -88,6 +94,12 @@ class BufferServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReleaseExperiment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BufferServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +122,11 @@ def add_BufferServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=kuberl_dot_v1_dot_buffer__service__pb2.GetStatsRequest.FromString,
                     response_serializer=kuberl_dot_v1_dot_buffer__service__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'ReleaseExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseExperiment,
+                    request_deserializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentRequest.FromString,
+                    response_serializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +239,33 @@ class BufferService:
             '/kuberl.v1.BufferService/GetStats',
             kuberl_dot_v1_dot_buffer__service__pb2.GetStatsRequest.SerializeToString,
             kuberl_dot_v1_dot_buffer__service__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kuberl.v1.BufferService/ReleaseExperiment',
+            kuberl_dot_v1_dot_common__pb2.ReleaseExperimentRequest.SerializeToString,
+            kuberl_dot_v1_dot_common__pb2.ReleaseExperimentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -147,3 +147,13 @@ class ExperimentConfig(_message.Message):
     learner: LearnerSpec
     stop: StopSpec
     def __init__(self, env_id: _Optional[str] = ..., seed: _Optional[int] = ..., environment: _Optional[_Union[EnvironmentSpec, _Mapping]] = ..., exploration: _Optional[_Union[ExplorationSpec, _Mapping]] = ..., buffer: _Optional[_Union[BufferSpec, _Mapping]] = ..., learner: _Optional[_Union[LearnerSpec, _Mapping]] = ..., stop: _Optional[_Union[StopSpec, _Mapping]] = ...) -> None: ...
+
+class ReleaseExperimentRequest(_message.Message):
+    __slots__ = ("experiment_id",)
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    def __init__(self, experiment_id: _Optional[str] = ...) -> None: ...
+
+class ReleaseExperimentResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -83,6 +83,16 @@ class StopExperimentResponse(_message.Message):
     status: ExperimentStatus
     def __init__(self, status: _Optional[_Union[ExperimentStatus, _Mapping]] = ...) -> None: ...
 
+class DeleteExperimentRequest(_message.Message):
+    __slots__ = ("experiment_id",)
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    def __init__(self, experiment_id: _Optional[str] = ...) -> None: ...
+
+class DeleteExperimentResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class GetExperimentStatusRequest(_message.Message):
     __slots__ = ("experiment_id",)
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]

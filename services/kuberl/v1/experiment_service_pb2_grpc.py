@@ -56,6 +56,11 @@ class ExperimentServiceStub:
                 request_serializer=kuberl_dot_v1_dot_experiment__service__pb2.ListExperimentsRequest.SerializeToString,
                 response_deserializer=kuberl_dot_v1_dot_experiment__service__pb2.ListExperimentsResponse.FromString,
                 _registered_method=True)
+        self.DeleteExperiment = channel.unary_unary(
+                '/kuberl.v1.ExperimentService/DeleteExperiment',
+                request_serializer=kuberl_dot_v1_dot_experiment__service__pb2.DeleteExperimentRequest.SerializeToString,
+                response_deserializer=kuberl_dot_v1_dot_experiment__service__pb2.DeleteExperimentResponse.FromString,
+                _registered_method=True)
 
 
 class ExperimentServiceServicer:
@@ -87,6 +92,15 @@ class ExperimentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteExperiment(self, request, context):
+        """Releases everything a finished or stopped experiment holds in every role (a running one is
+        stopped first); its id may then start a new experiment. Pool mode only: in a cluster,
+        `kubectl delete rlx NAME` is the delete.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExperimentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +123,11 @@ def add_ExperimentServiceServicer_to_server(servicer, server):
                     servicer.ListExperiments,
                     request_deserializer=kuberl_dot_v1_dot_experiment__service__pb2.ListExperimentsRequest.FromString,
                     response_serializer=kuberl_dot_v1_dot_experiment__service__pb2.ListExperimentsResponse.SerializeToString,
+            ),
+            'DeleteExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteExperiment,
+                    request_deserializer=kuberl_dot_v1_dot_experiment__service__pb2.DeleteExperimentRequest.FromString,
+                    response_serializer=kuberl_dot_v1_dot_experiment__service__pb2.DeleteExperimentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +240,33 @@ class ExperimentService:
             '/kuberl.v1.ExperimentService/ListExperiments',
             kuberl_dot_v1_dot_experiment__service__pb2.ListExperimentsRequest.SerializeToString,
             kuberl_dot_v1_dot_experiment__service__pb2.ListExperimentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kuberl.v1.ExperimentService/DeleteExperiment',
+            kuberl_dot_v1_dot_experiment__service__pb2.DeleteExperimentRequest.SerializeToString,
+            kuberl_dot_v1_dot_experiment__service__pb2.DeleteExperimentResponse.FromString,
             options,
             channel_credentials,
             insecure,

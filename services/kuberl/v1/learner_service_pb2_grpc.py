@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from kuberl.v1 import common_pb2 as kuberl_dot_v1_dot_common__pb2
 from kuberl.v1 import learner_service_pb2 as kuberl_dot_v1_dot_learner__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -55,6 +56,11 @@ class LearnerServiceStub:
                 request_serializer=kuberl_dot_v1_dot_learner__service__pb2.GetLearnerStatsRequest.SerializeToString,
                 response_deserializer=kuberl_dot_v1_dot_learner__service__pb2.GetLearnerStatsResponse.FromString,
                 _registered_method=True)
+        self.ReleaseExperiment = channel.unary_unary(
+                '/kuberl.v1.LearnerService/ReleaseExperiment',
+                request_serializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentRequest.SerializeToString,
+                response_deserializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentResponse.FromString,
+                _registered_method=True)
 
 
 class LearnerServiceServicer:
@@ -87,6 +93,12 @@ class LearnerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReleaseExperiment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LearnerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +121,11 @@ def add_LearnerServiceServicer_to_server(servicer, server):
                     servicer.GetLearnerStats,
                     request_deserializer=kuberl_dot_v1_dot_learner__service__pb2.GetLearnerStatsRequest.FromString,
                     response_serializer=kuberl_dot_v1_dot_learner__service__pb2.GetLearnerStatsResponse.SerializeToString,
+            ),
+            'ReleaseExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseExperiment,
+                    request_deserializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentRequest.FromString,
+                    response_serializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +237,33 @@ class LearnerService:
             '/kuberl.v1.LearnerService/GetLearnerStats',
             kuberl_dot_v1_dot_learner__service__pb2.GetLearnerStatsRequest.SerializeToString,
             kuberl_dot_v1_dot_learner__service__pb2.GetLearnerStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kuberl.v1.LearnerService/ReleaseExperiment',
+            kuberl_dot_v1_dot_common__pb2.ReleaseExperimentRequest.SerializeToString,
+            kuberl_dot_v1_dot_common__pb2.ReleaseExperimentResponse.FromString,
             options,
             channel_credentials,
             insecure,

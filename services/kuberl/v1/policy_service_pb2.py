@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kuberl.v1 import common_pb2 as kuberl_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ekuberl/v1/policy_service.proto\x12\tkuberl.v1\x1a\x16kuberl/v1/common.proto\"E\n\x10GetPolicyRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x1a\n\x12newer_than_version\x18\x02 \x01(\x03\"g\n\x11GetPolicyResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x08\x12)\n\x07weights\x18\x02 \x01(\x0b\x32\x18.kuberl.v1.PolicyWeights\x12\x16\n\x0elatest_version\x18\x03 \x01(\x03\"W\n\x13UpdatePolicyRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12)\n\x07weights\x18\x02 \x01(\x0b\x32\x18.kuberl.v1.PolicyWeights\"\'\n\x14UpdatePolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x32\xa8\x01\n\rPolicyService\x12\x46\n\tGetPolicy\x12\x1b.kuberl.v1.GetPolicyRequest\x1a\x1c.kuberl.v1.GetPolicyResponse\x12O\n\x0cUpdatePolicy\x12\x1e.kuberl.v1.UpdatePolicyRequest\x1a\x1f.kuberl.v1.UpdatePolicyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ekuberl/v1/policy_service.proto\x12\tkuberl.v1\x1a\x16kuberl/v1/common.proto\"E\n\x10GetPolicyRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x1a\n\x12newer_than_version\x18\x02 \x01(\x03\"g\n\x11GetPolicyResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x08\x12)\n\x07weights\x18\x02 \x01(\x0b\x32\x18.kuberl.v1.PolicyWeights\x12\x16\n\x0elatest_version\x18\x03 \x01(\x03\"W\n\x13UpdatePolicyRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12)\n\x07weights\x18\x02 \x01(\x0b\x32\x18.kuberl.v1.PolicyWeights\"\'\n\x14UpdatePolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x32\x88\x02\n\rPolicyService\x12\x46\n\tGetPolicy\x12\x1b.kuberl.v1.GetPolicyRequest\x1a\x1c.kuberl.v1.GetPolicyResponse\x12O\n\x0cUpdatePolicy\x12\x1e.kuberl.v1.UpdatePolicyRequest\x1a\x1f.kuberl.v1.UpdatePolicyResponse\x12^\n\x11ReleaseExperiment\x12#.kuberl.v1.ReleaseExperimentRequest\x1a$.kuberl.v1.ReleaseExperimentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,5 +41,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEPOLICYRESPONSE']._serialized_start=334
   _globals['_UPDATEPOLICYRESPONSE']._serialized_end=373
   _globals['_POLICYSERVICE']._serialized_start=376
-  _globals['_POLICYSERVICE']._serialized_end=544
+  _globals['_POLICYSERVICE']._serialized_end=640
 # @@protoc_insertion_point(module_scope)
