@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from kuberl.cli import DEFAULT_PORTS
+from kuberl.roles import DEFAULT_PORTS
 from kuberl.config import CLUSTER_ONLY_FIELDS, ExperimentConfig, Manifest, check_cluster_fields, from_spec
 from kuberl.lifecycle import EXPERIMENT_ROLES as ROLES
 from kuberl.lifecycle import Intent, Phase, desired_replicas

@@ -10,10 +10,8 @@ import sys
 from pathlib import Path
 
 from kuberl.config import ConfigError
+from kuberl.roles import DEFAULT_PORTS, ROLES
 
-ROLES = ("experiment", "environment", "buffer", "learner", "policy", "analytics")
-DEFAULT_PORTS = {"environment": 50050, "buffer": 50051, "analytics": 50052, "experiment": 50053,
-                 "learner": 50054, "policy": 50056}
 
 
 def _env(name: str, default: str) -> str:
@@ -180,28 +178,20 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _serve_experiment_file(args: argparse.Namespace, role: object, node_name: str) -> None:
-    """Opens, trains or rolls out the file's experiment at once, and follows its changes."""
+    """Serves the file's experiment at once, and follows its changes."""
     from kuberl.autostart import ExperimentFile, actor_index
-    from kuberl.config import to_proto
 
-    if args.role == "buffer":
-        def apply(exp):
-            role.shard.open(exp.experiment_id, exp.config)
-    elif args.role == "learner":
-        def apply(exp):
-            run = role.runs.find(exp.experiment_id)
-            if run is None:
-                role.run(exp.experiment_id, to_proto(exp.config)).start()
-            else:
-                run.reconfigure(exp.config)
+    if args.role in ("buffer", "learner"):
+        follow = role.follow
     elif args.role == "environment":
-        def apply(exp):
-            if role.rollouts.find(exp.experiment_id) is None:  # actors restart on config changes (pod template hash)
-                role.initialize(exp.experiment_id, exp.config, actor_index(node_name)).start()
+        index = actor_index(node_name)
+
+        def follow(manifest):
+            role.follow(manifest, index)
     else:
         raise SystemExit(f"kuberl serve {args.role}: --experiment is for environment, buffer and learner")
-    watcher = ExperimentFile(args.experiment, apply)
-    apply(watcher.current)
+    watcher = ExperimentFile(args.experiment, follow)
+    follow(watcher.current)
     watcher.start()
 
 

@@ -43,7 +43,7 @@ def knob(default: Any, doc: str, *, minimum: float | None = None, maximum: float
 
 @dataclass(frozen=True)
 class EnvironmentSpec:
-    """The actors (N2)."""
+    """The actors (the environment role)."""
 
     replicas: int = knob(1, "Environment (actor) replicas.", minimum=0, maximum=256)
     envs_per_replica: int = knob(8, "Vectorised environments each actor steps at once.", minimum=1, maximum=4096)
@@ -68,7 +68,7 @@ class ExplorationSpec:
 
 @dataclass(frozen=True)
 class BufferSpec:
-    """The replay shards (N3)."""
+    """The replay shards (the buffer role)."""
 
     replicas: int = knob(1, "Replay buffer shards.", minimum=1, maximum=256)
     capacity: int = knob(10_000, "Transitions each shard keeps (FIFO).", minimum=1, maximum=100_000_000)
@@ -78,7 +78,7 @@ class BufferSpec:
 
 @dataclass(frozen=True)
 class LearnerSpec:
-    """Double DQN (N4)."""
+    """Double DQN (the learner role)."""
 
     batch_size: int = knob(32, "Transitions per gradient update, merged from every shard.", minimum=1, maximum=65_536)
     learning_rate: float = knob(1e-3, "Adam step size.", minimum=0.0, maximum=1.0, exclusive_minimum=True)

@@ -31,7 +31,8 @@ from kuberl.v1 import experiment_service_pb2_grpc as exp_grpc
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 60.0
-ALL_ROLES = ("analytics", "policy", "buffer", "learner", "environment", "experiment")
+# Every role, in start order: the ones others report to first.
+START_ORDER = ("analytics", "policy", "buffer", "learner", "environment", "experiment")
 # What `kuberl run` starts: the experiment's own roles and the shared ones they report to.
 RUN_ROLES = ("analytics", "policy", "buffer", "learner", "environment")
 FILE_ROLES = ("environment", "buffer", "learner")  # the roles that serve the experiment file
@@ -89,7 +90,7 @@ class LocalCluster:
     buffer_replicas: int = 1
     database_url: str | None = None  # default: SQLite in workdir
     extra_args: dict[str, list[str]] = field(default_factory=dict)  # role -> more `kuberl serve` flags
-    roles: tuple[str, ...] = ALL_ROLES
+    roles: tuple[str, ...] = START_ORDER
     supervise: bool = False
     on_event: Callable[[str], None] = lambda message: None  # noqa: E731
     replicas: dict[str, list[Replica]] = field(default_factory=dict)
@@ -97,7 +98,7 @@ class LocalCluster:
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         counts = {role: {"buffer": self.buffer_replicas, "environment": self.environment_replicas}.get(role, 1)
-                  for role in ALL_ROLES}
+                  for role in START_ORDER}
         ports = {role: [free_port() for _ in range(n)] for role, n in counts.items()}
         peers = {role: ",".join(f"{LOOPBACK}:{p}" for p in ports[role]) for role in counts}
         for role in self.roles:

@@ -8,7 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
-from kuberl.cli import DEFAULT_PORTS
+from kuberl.roles import DEFAULT_PORTS
 from tests.docker.engine import docker
 
 PEERS = ["--environment", "environment:50050", "--buffer", "buffer:50051", "--analytics", "analytics:50052",

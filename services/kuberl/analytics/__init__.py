@@ -1,1 +1,1 @@
-"""N6, the analytics role: the metrics store behind ReportMetrics and QueryMetrics."""
+"""The analytics role: the metrics store behind ReportMetrics and QueryMetrics."""

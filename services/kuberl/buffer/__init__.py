@@ -1,1 +1,1 @@
-"""N3, the buffer role: one replay shard serving many experiments."""
+"""The buffer role: one replay shard serving many experiments."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 
 from kuberl.buffer.core import Shard
-from kuberl.config import from_proto
+from kuberl.config import Manifest, from_proto
 from kuberl.metrics import MetricsReporter
 from kuberl.replay import ReplayBuffer
 from kuberl.rpc import Server, require_experiment_id, rpc_errors
@@ -76,6 +76,11 @@ class BufferRole:
         self._tick = tick_seconds
         self._thread = threading.Thread(target=self._housekeeping, name="buffer-housekeeping", daemon=True)
         self._thread.start()
+
+    def follow(self, manifest: Manifest) -> None:
+        """Serves an experiment file's version (cluster mode): opens its table, or re-opens it
+        with the new settings; the replay stays."""
+        self.shard.open(manifest.experiment_id, manifest.config)
 
     def _housekeeping(self) -> None:
         while not self._stop.wait(self._tick):

@@ -1,1 +1,1 @@
-"""N2, the environment role: actors that step vectorised environments and feed the replay."""
+"""The environment role: actors that step vectorised environments and feed the replay."""

@@ -9,7 +9,7 @@ import time
 
 import grpc
 
-from kuberl.config import ExperimentConfig, from_proto, to_proto
+from kuberl.config import ExperimentConfig, Manifest, from_proto, to_proto
 from kuberl.discovery import Discovery
 from kuberl.environment.core import Actor
 from kuberl.metrics import MetricsReporter
@@ -216,6 +216,12 @@ class EnvironmentRole:
     def initialize(self, experiment_id: str, config: ExperimentConfig, actor_index: int) -> Rollout:
         return self.rollouts.get_or_create(experiment_id, lambda: Rollout(
             experiment_id, config, actor_index, Discovery(self.buffer_target), self.policy_address, self.metrics))
+
+    def follow(self, manifest: Manifest, actor_index: int) -> None:
+        """Serves an experiment file's version (cluster mode): rolls it out once. A changed
+        config restarts the actors' pods instead (the pod template's config hash)."""
+        if self.rollouts.find(manifest.experiment_id) is None:
+            self.initialize(manifest.experiment_id, manifest.config, actor_index).start()
 
     def stop(self) -> None:
         for rollout in self.rollouts.clear():

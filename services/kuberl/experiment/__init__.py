@@ -1,1 +1,1 @@
-"""N1, the experiment role: the user-facing API that drives the other roles."""
+"""The experiment role: the user-facing API that drives the other roles."""

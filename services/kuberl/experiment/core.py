@@ -6,7 +6,7 @@ import threading
 
 
 class ReplicaAssigner:
-    """The seed's N1 -> N2 round-robin: each experiment takes the next `count` replicas of
+    """Experiments over environment replicas, round-robin (the seed's rule): each experiment takes the next `count` replicas of
     whatever replicas exist at the time of the call, wrapping around."""
 
     def __init__(self) -> None:

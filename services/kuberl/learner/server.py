@@ -12,7 +12,7 @@ from concurrent import futures
 
 import grpc
 
-from kuberl.config import ExperimentConfig, from_proto
+from kuberl.config import ExperimentConfig, Manifest, from_proto
 from kuberl.discovery import Discovery
 from kuberl.envs import describe
 from kuberl.learner.core import evaluate, merge_batches, split_counts, updates_allowed
@@ -343,7 +343,7 @@ class LearnerServicer(pb_grpc.LearnerServiceServicer):
     @rpc_errors
     def StartTraining(self, request: pb.StartTrainingRequest, context: grpc.ServicerContext
                       ) -> pb.StartTrainingResponse:
-        run = self.role.run(require_experiment_id(request.experiment_id), request.config)
+        run = self.role.run(require_experiment_id(request.experiment_id), from_proto(request.config))
         run.start()
         return pb.StartTrainingResponse()
 
@@ -358,7 +358,7 @@ class LearnerServicer(pb_grpc.LearnerServiceServicer):
     def TrainStep(self, request: pb.TrainStepRequest, context: grpc.ServicerContext) -> pb.TrainStepResponse:
         if not 1 <= request.num_updates <= 1_000_000:
             raise ValueError(f"num_updates: must be in [1, 1000000], got {request.num_updates}")
-        run = self.role.run(require_experiment_id(request.experiment_id), request.config)
+        run = self.role.run(require_experiment_id(request.experiment_id), from_proto(request.config))
         seconds = run.train_now(request.num_updates)
         return pb.TrainStepResponse(stats=run.stats(), seconds=seconds)
 
@@ -381,10 +381,19 @@ class LearnerRole:
         self.metrics = metrics
         self.runs: Registry[TrainingRun] = Registry("is not known to this learner")
 
-    def run(self, experiment_id: str, config_msg: common_pb2.ExperimentConfig) -> TrainingRun:
+    def run(self, experiment_id: str, config: ExperimentConfig) -> TrainingRun:
         """The experiment's run, created from its config on first use."""
         return self.runs.get_or_create(experiment_id, lambda: TrainingRun(
-            experiment_id, from_proto(config_msg), self.buffer_target, self.policy_address, self.metrics))
+            experiment_id, config, self.buffer_target, self.policy_address, self.metrics))
+
+    def follow(self, manifest: Manifest) -> None:
+        """Serves an experiment file's version (cluster mode): starts training it, or gives the
+        running learner the new config (its optimiser and network stay)."""
+        run = self.runs.find(manifest.experiment_id)
+        if run is None:
+            self.run(manifest.experiment_id, manifest.config).start()
+        else:
+            run.reconfigure(manifest.config)
 
     def release(self, experiment_id: str) -> None:
         """Stops and forgets the experiment's run: the id may start a new one, with any config."""

@@ -1,1 +1,1 @@
-"""N5, the policy role: versioned Q-network weights per experiment."""
+"""The policy role: versioned Q-network weights per experiment."""

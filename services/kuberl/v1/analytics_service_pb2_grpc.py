@@ -27,7 +27,7 @@ if _version_not_supported:
 
 
 class AnalyticsServiceStub:
-    """N6: the metrics store (the seed's normalised nodes / metric_types / metrics schema).
+    """The metrics store (the seed's normalised nodes / metric_types / metrics schema).
     """
 
     def __init__(self, channel):
@@ -54,7 +54,7 @@ class AnalyticsServiceStub:
 
 
 class AnalyticsServiceServicer:
-    """N6: the metrics store (the seed's normalised nodes / metric_types / metrics schema).
+    """The metrics store (the seed's normalised nodes / metric_types / metrics schema).
     """
 
     def ReportMetrics(self, request, context):
@@ -102,7 +102,7 @@ def add_AnalyticsServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AnalyticsService:
-    """N6: the metrics store (the seed's normalised nodes / metric_types / metrics schema).
+    """The metrics store (the seed's normalised nodes / metric_types / metrics schema).
     """
 
     @staticmethod

@@ -27,7 +27,7 @@ if _version_not_supported:
 
 
 class BufferServiceStub:
-    """N3: one replay shard. Many shards form the global buffer: actors push to them
+    """One replay shard. Many shards form the global buffer: actors push to them
     round-robin, the learner samples from all of them in proportion to their sizes.
     """
 
@@ -65,7 +65,7 @@ class BufferServiceStub:
 
 
 class BufferServiceServicer:
-    """N3: one replay shard. Many shards form the global buffer: actors push to them
+    """One replay shard. Many shards form the global buffer: actors push to them
     round-robin, the learner samples from all of them in proportion to their sizes.
     """
 
@@ -137,7 +137,7 @@ def add_BufferServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class BufferService:
-    """N3: one replay shard. Many shards form the global buffer: actors push to them
+    """One replay shard. Many shards form the global buffer: actors push to them
     round-robin, the learner samples from all of them in proportion to their sizes.
     """
 

@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class EnvironmentServiceStub:
-    """N2: actors. Each replica steps K vectorised environments per experiment and pushes
+    """Actors. Each replica steps K vectorised environments per experiment and pushes
     transition batches round-robin over every buffer shard.
     """
 
@@ -54,7 +54,7 @@ class EnvironmentServiceStub:
 
 
 class EnvironmentServiceServicer:
-    """N2: actors. Each replica steps K vectorised environments per experiment and pushes
+    """Actors. Each replica steps K vectorised environments per experiment and pushes
     transition batches round-robin over every buffer shard.
     """
 
@@ -103,7 +103,7 @@ def add_EnvironmentServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class EnvironmentService:
-    """N2: actors. Each replica steps K vectorised environments per experiment and pushes
+    """Actors. Each replica steps K vectorised environments per experiment and pushes
     transition batches round-robin over every buffer shard.
     """
 

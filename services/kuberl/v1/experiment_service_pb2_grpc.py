@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class ExperimentServiceStub:
-    """N1: the user-facing API. Starts experiments on environment replicas round-robin and
+    """The user-facing API. Starts experiments on environment replicas round-robin and
     remembers which replicas own which experiment, so that Stop reaches them.
     """
 
@@ -64,7 +64,7 @@ class ExperimentServiceStub:
 
 
 class ExperimentServiceServicer:
-    """N1: the user-facing API. Starts experiments on environment replicas round-robin and
+    """The user-facing API. Starts experiments on environment replicas round-robin and
     remembers which replicas own which experiment, so that Stop reaches them.
     """
 
@@ -138,7 +138,7 @@ def add_ExperimentServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ExperimentService:
-    """N1: the user-facing API. Starts experiments on environment replicas round-robin and
+    """The user-facing API. Starts experiments on environment replicas round-robin and
     remembers which replicas own which experiment, so that Stop reaches them.
     """
 

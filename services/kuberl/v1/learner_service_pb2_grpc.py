@@ -27,7 +27,7 @@ if _version_not_supported:
 
 
 class LearnerServiceStub:
-    """N4: Double DQN on batches merged from every buffer shard.
+    """Double DQN on batches merged from every buffer shard.
     """
 
     def __init__(self, channel):
@@ -64,7 +64,7 @@ class LearnerServiceStub:
 
 
 class LearnerServiceServicer:
-    """N4: Double DQN on batches merged from every buffer shard.
+    """Double DQN on batches merged from every buffer shard.
     """
 
     def StartTraining(self, request, context):
@@ -136,7 +136,7 @@ def add_LearnerServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class LearnerService:
-    """N4: Double DQN on batches merged from every buffer shard.
+    """Double DQN on batches merged from every buffer shard.
     """
 
     @staticmethod

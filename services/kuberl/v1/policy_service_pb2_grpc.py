@@ -27,7 +27,7 @@ if _version_not_supported:
 
 
 class PolicyServiceStub:
-    """N5: versioned policy weights per experiment.
+    """Versioned policy weights per experiment.
     """
 
     def __init__(self, channel):
@@ -54,7 +54,7 @@ class PolicyServiceStub:
 
 
 class PolicyServiceServicer:
-    """N5: versioned policy weights per experiment.
+    """Versioned policy weights per experiment.
     """
 
     def GetPolicy(self, request, context):
@@ -102,7 +102,7 @@ def add_PolicyServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class PolicyService:
-    """N5: versioned policy weights per experiment.
+    """Versioned policy weights per experiment.
     """
 
     @staticmethod

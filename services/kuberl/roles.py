@@ -1,0 +1,7 @@
+"""The six roles and the port each serves on by default (the seed's ports)."""
+
+from __future__ import annotations
+
+ROLES = ("experiment", "environment", "buffer", "learner", "policy", "analytics")
+DEFAULT_PORTS = {"environment": 50050, "buffer": 50051, "analytics": 50052, "experiment": 50053,
+                 "learner": 50054, "policy": 50056}
