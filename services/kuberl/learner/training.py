@@ -1,0 +1,440 @@
+"""One experiment's training, split by what owns which state: the `RateLimitedSampler` owns
+the shards' sampler and what the samples-per-insert limit has paid out; the `Trainer` owns the
+network; the `Publisher` owns the policy version and its push thread; the `Evaluator` owns the
+latest greedy return. `TrainingRun` runs them on two threads (sampling, training) and owns the
+verdict: the stop rule is applied here and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from concurrent import futures
+
+import grpc
+
+from kuberl.config import ExperimentConfig, LearnerSpec
+from kuberl.discovery import Discovery
+from kuberl.envs import describe
+from kuberl.learner.core import evaluate, merge_batches, split_counts, updates_allowed
+from kuberl.metrics import MetricsReporter
+from kuberl.nets import DoubleDQN, Params, check_params
+from kuberl.rpc import NotFound, stub
+from kuberl.tensors import Transitions, pack_weights, unpack_transitions, unpack_weights
+from kuberl.v1 import buffer_service_pb2 as buffer_pb
+from kuberl.v1 import buffer_service_pb2_grpc as buffer_grpc
+from kuberl.v1 import learner_service_pb2 as pb
+from kuberl.v1 import policy_service_pb2 as policy_pb
+from kuberl.v1 import policy_service_pb2_grpc as policy_grpc
+
+log = logging.getLogger(__name__)
+
+RPC_TIMEOUT = 10.0
+PREFETCH_ROUNDS = 2
+IDLE_WAIT = 0.01
+RUNNING_STATES = (pb.TRAINING_STATE_WAITING_FOR_DATA, pb.TRAINING_STATE_TRAINING)
+
+
+class ShardSampler:
+    """Split-merge sampling: each round asks every shard for its share, all requests in flight
+    together, and merges the answers so that every batch holds rows from every shard."""
+
+    def __init__(self, experiment_id: str, shards: Discovery):
+        self.experiment_id = experiment_id
+        self.shards = shards
+        self.sizes: dict[str, int] = {}
+        # Kept for shards that are down, so that env steps never go back.
+        self.inserted: dict[str, int] = {}
+        self.sampled: dict[str, int] = {}
+
+    @property
+    def env_steps(self) -> int:
+        return sum(self.inserted.values())
+
+    @property
+    def buffer_size(self) -> int:
+        return sum(self.sizes.values())
+
+    def _record(self, address: str, stats: buffer_pb.ReplayStats) -> None:
+        self.sizes[address] = stats.size
+        self.inserted[address] = max(stats.total_inserted, self.inserted.get(address, 0))
+        self.sampled[address] = max(stats.total_sampled, self.sampled.get(address, 0))
+
+    def refresh(self) -> None:
+        """Asks every known shard for its stats (in parallel)."""
+        addresses = self.shards.addresses()
+        for gone in set(self.sizes) - set(addresses):
+            self.sizes.pop(gone)
+        calls = {a: stub(buffer_grpc.BufferServiceStub, a).GetStats.future(
+            buffer_pb.GetStatsRequest(experiment_id=self.experiment_id), timeout=RPC_TIMEOUT) for a in addresses}
+        for address, call in calls.items():
+            try:
+                self._record(address, call.result().stats)
+            except grpc.RpcError:
+                self.sizes[address] = 0  # not there yet, or down: absent until it answers
+
+    def sample(self, batch_size: int, num_batches: int) -> list[Transitions] | None:
+        """num_batches batches of batch_size, or None if no shard could serve."""
+        while True:
+            live = [a for a, size in self.sizes.items() if size > 0]
+            counts = split_counts(batch_size, [self.sizes[a] for a in live])
+            calls = {a: stub(buffer_grpc.BufferServiceStub, a).SampleBatch.future(
+                buffer_pb.SampleBatchRequest(experiment_id=self.experiment_id, count=c * num_batches),
+                timeout=RPC_TIMEOUT) for a, c in zip(live, counts) if c}
+            if not calls:
+                return None
+            parts, failed = [], False
+            for address, call in calls.items():
+                try:
+                    reply = call.result()
+                except grpc.RpcError as err:
+                    log.warning("%s: sampling %s failed: %s", self.experiment_id, address, err.code().name)
+                    self.sizes[address] = 0
+                    failed = True
+                    continue
+                self._record(address, reply.stats)
+                parts.append(unpack_transitions(reply.batch))
+            if not failed:
+                return merge_batches(parts, [c for c in counts if c], num_batches)
+
+
+class RateLimitedSampler:
+    """The shards' sampler and the batches the rate limit has paid out (to the training loop
+    and on demand alike: both count against the same samples-per-insert allowance). Every
+    draw goes through here, one at a time."""
+
+    def __init__(self, experiment_id: str, shards: Discovery):
+        self._shards = ShardSampler(experiment_id, shards)
+        self._drawn = 0
+        self._lock = threading.Lock()
+        # What other threads read (stats), published after each round: reading them never
+        # waits behind a sampling call.
+        self.env_steps = self.buffer_size = self.shard_count = 0
+
+    def _publish(self) -> None:
+        self.env_steps, self.buffer_size = self._shards.env_steps, self._shards.buffer_size
+        self.shard_count = len(self._shards.sizes)
+
+    def refresh(self) -> None:
+        with self._lock:
+            self._shards.refresh()
+            self._publish()
+
+    def count_what_was_sampled(self, batch_size: int) -> None:
+        """A restarted learner finds replay that was already sampled: the limit counts from
+        there, instead of paying the whole history's allowance out in one burst."""
+        with self._lock:
+            self._shards.refresh()
+            self._drawn = sum(self._shards.sampled.values()) // batch_size
+            self._publish()
+
+    def draw_allowed(self, lc: LearnerSpec) -> list[Transitions] | None:
+        """Up to batchesPerSample batches if the limit allows any and a shard can serve."""
+        with self._lock:
+            self._shards.refresh()
+            self._publish()
+            allowed = updates_allowed(self._shards.env_steps, self._drawn, samples_per_insert=lc.samples_per_insert,
+                                      batch_size=lc.batch_size, learning_starts=lc.learning_starts)
+            if allowed < 1:
+                return None
+            return self._draw(lc.batch_size, min(allowed, lc.batches_per_sample))
+
+    def draw_now(self, batch_size: int, count: int) -> list[Transitions] | None:
+        """`count` batches whatever the limit says (TrainStep); they count against it."""
+        with self._lock:
+            return self._draw(batch_size, count)
+
+    def _draw(self, batch_size: int, count: int) -> list[Transitions] | None:
+        batches = self._shards.sample(batch_size, count)
+        if batches is not None:
+            self._drawn += len(batches)
+        self._publish()
+        return batches
+
+
+class Trainer:
+    """The network, and the loss and mean Q of its last update."""
+
+    def __init__(self, dqn: DoubleDQN):
+        self._dqn = dqn
+        self.last_loss = math.nan
+        self.mean_q = math.nan
+        self._lock = threading.Lock()  # the training loop and on-demand TrainStep both update
+
+    @property
+    def updates(self) -> int:
+        return self._dqn.updates
+
+    def update(self, batch: Transitions) -> int:
+        """One update; returns the update count after it."""
+        with self._lock:
+            result = self._dqn.update(batch)
+            self.last_loss, self.mean_q = result.loss, result.mean_q
+            return self._dqn.updates
+
+    def params(self) -> Params:
+        """A copy of the online weights, safe to read while training goes on."""
+        with self._lock:
+            return [p.copy() for p in self._dqn.params]
+
+    def load(self, params: Params) -> None:
+        with self._lock:
+            self._dqn.load(params)
+
+    def reconfigure(self, lc: LearnerSpec) -> None:
+        with self._lock:
+            self._dqn.learning_rate, self._dqn.gamma = lc.learning_rate, lc.gamma
+            self._dqn.max_grad_norm, self._dqn.target_update_interval = lc.max_grad_norm, lc.target_update_interval
+
+
+class Publisher:
+    """The policy version and the thread that pushes weights to the policy role; a slow push is
+    never queued behind another."""
+
+    def __init__(self, experiment_id: str, policy_address: str):
+        self.experiment_id = experiment_id
+        self.policy_address = policy_address
+        self.version = 0
+        self._lock = threading.Lock()
+        self._pusher = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"push-{experiment_id}")
+        self._in_flight: futures.Future | None = None
+
+    def resume(self) -> tuple[int, Params] | None:
+        """The newest weights the policy role holds for the experiment (a restarted learner
+        continues from them), or None."""
+        try:
+            reply = stub(policy_grpc.PolicyServiceStub, self.policy_address).GetPolicy(
+                policy_pb.GetPolicyRequest(experiment_id=self.experiment_id, newer_than_version=-1),
+                timeout=RPC_TIMEOUT)
+        except grpc.RpcError as err:
+            log.warning("%s: policy role unreachable (%s); starting from fresh weights",
+                        self.experiment_id, err.code().name)
+            return None
+        if not reply.updated:
+            return None
+        with self._lock:
+            self.version = reply.weights.version
+        return reply.weights.version, unpack_weights(reply.weights)
+
+    def publish(self, params: Params, wait: bool) -> None:
+        """Sends `params` as the next version; without `wait`, skipped while a push is in flight."""
+        with self._lock:
+            if not wait and self._in_flight is not None and not self._in_flight.done():
+                return
+            self.version += 1
+            future = self._pusher.submit(self._send, pack_weights(params, self.version))
+            self._in_flight = future
+        if wait:
+            future.result()
+
+    def _send(self, weights: object) -> None:
+        try:
+            stub(policy_grpc.PolicyServiceStub, self.policy_address).UpdatePolicy(
+                policy_pb.UpdatePolicyRequest(experiment_id=self.experiment_id, weights=weights), timeout=RPC_TIMEOUT)
+        except grpc.RpcError as err:
+            log.warning("%s: policy push failed: %s", self.experiment_id, err.code().name)
+
+    def close(self) -> None:
+        self._pusher.shutdown(wait=True)
+
+
+class Evaluator:
+    """Greedy evaluation on fresh environments, and the latest return it measured."""
+
+    def __init__(self, experiment_id: str, metrics: MetricsReporter | None):
+        self.experiment_id = experiment_id
+        self.metrics = metrics
+        self.eval_return = math.nan
+
+    def evaluate(self, params: Params, config: ExperimentConfig, updates: int, env_steps: int) -> float:
+        self.eval_return = evaluate(params, config.env_id, config.stop.eval_episodes,
+                                    config.environment.max_episode_steps, seed=config.seed + 10_007 * (1 + updates))
+        if self.metrics is not None:
+            self.metrics.record(self.experiment_id, "charts/eval_return", self.eval_return, env_steps)
+        log.info("%s: %d updates, %d env steps, greedy return %.1f", self.experiment_id, updates, env_steps,
+                 self.eval_return)
+        return self.eval_return
+
+
+class TrainingRun:
+    """One experiment's learner: its parts, its two threads, and its verdict."""
+
+    def __init__(self, experiment_id: str, config: ExperimentConfig, buffer_target: str, policy_address: str,
+                 metrics: MetricsReporter | None):
+        self.experiment_id = experiment_id
+        self.config = config
+        self.metrics = metrics
+        self.shape = describe(config.env_id)
+        self.target_return = config.stop.target_return if config.stop.target_return is not None \
+            else self.shape.reward_threshold
+        lc = config.learner
+        self.trainer = Trainer(DoubleDQN(self.shape.obs_size, self.shape.num_actions, lc.hidden_sizes,
+                                         learning_rate=lc.learning_rate, gamma=lc.gamma, max_grad_norm=lc.max_grad_norm,
+                                         target_update_interval=lc.target_update_interval, seed=config.seed))
+        self.sampler = RateLimitedSampler(experiment_id, Discovery(buffer_target))
+        self.publisher = Publisher(experiment_id, policy_address)
+        self.evaluator = Evaluator(experiment_id, metrics)
+        self.state = pb.TRAINING_STATE_WAITING_FOR_DATA
+        self.message = ""
+        self._verdict_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._batches: queue.Queue[list[Transitions]] = queue.Queue(maxsize=PREFETCH_ROUNDS)
+        self._threads: list[threading.Thread] = []
+        resumed = self.publisher.resume()
+        if resumed is not None:
+            version, params = resumed
+            check_params(params, self.shape.obs_size, self.shape.num_actions)
+            self.trainer.load(params)
+            log.info("%s: resumed from policy version %d", experiment_id, version)
+
+    # --- the verdict -------------------------------------------------------------------------
+
+    def _finish(self, state: int, message: str) -> bool:
+        """Records the run's end once; False when it had already ended."""
+        with self._verdict_lock:
+            if self.state not in RUNNING_STATES:
+                return False
+            self.state, self.message = state, message
+        log.info("%s: %s", self.experiment_id, message)
+        self._stop.set()
+        return True
+
+    def _budget_spent(self) -> None:
+        steps = self.sampler.env_steps
+        if self.target_return is None:  # no target, no reward threshold: the budget was the goal
+            ended = self._finish(pb.TRAINING_STATE_BUDGET_SPENT, f"{steps} env steps spent (no target return)")
+        else:
+            ended = self._finish(pb.TRAINING_STATE_BUDGET_EXHAUSTED, f"{steps} env steps without reaching the "
+                                                                   f"target return {self.target_return:g}")
+        if ended:
+            self.publisher.publish(self.trainer.params(), wait=True)
+
+    def _evaluate_and_check(self) -> bool:
+        """Greedy evaluation; True (and finished) when it meets the target return."""
+        greedy = self.evaluator.evaluate(self.trainer.params(), self.config, self.trainer.updates,
+                                         self.sampler.env_steps)
+        if self.target_return is not None and greedy >= self.target_return and self._finish(
+                pb.TRAINING_STATE_SOLVED,
+                f"greedy return {greedy:.1f} >= {self.target_return:g} after {self.sampler.env_steps} env steps"):
+            self.publisher.publish(self.trainer.params(), wait=True)
+            return True
+        return False
+
+    def _fail(self, err: Exception) -> None:
+        log.exception("%s: training failed", self.experiment_id)
+        self._finish(pb.TRAINING_STATE_FAILED, f"{type(err).__name__}: {err}")
+
+    # --- threads -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._threads:
+            return
+        self._threads = [threading.Thread(target=self._sample_loop, name=f"sample-{self.experiment_id}", daemon=True),
+                         threading.Thread(target=self._train_loop, name=f"train-{self.experiment_id}", daemon=True)]
+        for thread in self._threads:
+            thread.start()
+        log.info("%s: training started (target return %s, at most %d env steps)", self.experiment_id,
+                 self.target_return, self.config.stop.max_env_steps)
+
+    def reconfigure(self, config: ExperimentConfig) -> None:
+        """Applies a changed config while training (e.g. samplesPerInsert patched in the spec).
+        The network's shape cannot change under a running learner; that needs a new experiment."""
+        if config.learner.hidden_sizes != self.config.learner.hidden_sizes:
+            log.warning("%s: hiddenSizes cannot change while training; keeping %s", self.experiment_id,
+                        self.config.learner.hidden_sizes)
+            config = config.replace(learner={"hidden_sizes": self.config.learner.hidden_sizes})
+        self.trainer.reconfigure(config.learner)
+        self.config = config
+        log.info("%s: config updated (samples per insert %g)", self.experiment_id, config.learner.samples_per_insert)
+
+    def _sample_loop(self) -> None:
+        try:
+            self.sampler.count_what_was_sampled(self.config.learner.batch_size)
+            while not self._stop.is_set():
+                batches = self.sampler.draw_allowed(self.config.learner)  # read each round: reconfigure()
+                if batches is None:
+                    self._stop.wait(IDLE_WAIT)
+                    continue
+                while not self._stop.is_set():
+                    try:
+                        self._batches.put(batches, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+        except Exception as err:
+            self._fail(err)
+
+    def _train_loop(self) -> None:
+        last_report, updates_at_report = time.monotonic(), self.trainer.updates
+        try:
+            while not self._stop.is_set():
+                stop = self.config.stop  # read each round: reconfigure() may replace it
+                if self.sampler.env_steps >= stop.max_env_steps:
+                    self._budget_spent()
+                    return
+                try:
+                    batches = self._batches.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if self.state == pb.TRAINING_STATE_WAITING_FOR_DATA:
+                    with self._verdict_lock:
+                        if self.state == pb.TRAINING_STATE_WAITING_FOR_DATA:
+                            self.state = pb.TRAINING_STATE_TRAINING
+                for batch in batches:
+                    if self._update(batch) % stop.eval_interval_updates == 0 and self._evaluate_and_check():
+                        return
+                now = time.monotonic()
+                if self.metrics is not None and now - last_report >= 1.0:
+                    self._report(now - last_report, self.trainer.updates - updates_at_report)
+                    last_report, updates_at_report = now, self.trainer.updates
+        except Exception as err:
+            self._fail(err)
+
+    def _update(self, batch: Transitions) -> int:
+        updates = self.trainer.update(batch)
+        if updates % self.config.learner.policy_push_interval == 0:
+            self.publisher.publish(self.trainer.params(), wait=False)
+        return updates
+
+    def _report(self, seconds: float, updates: int) -> None:
+        assert self.metrics is not None
+        step = self.sampler.env_steps
+        for name, value in (("losses/td_loss", self.trainer.last_loss), ("losses/q_values", self.trainer.mean_q),
+                            ("learner/updates_per_second", updates / seconds),
+                            ("learner/policy_version", self.publisher.version)):
+            if math.isfinite(value):
+                self.metrics.record(self.experiment_id, name, value, step)
+
+    # --- on demand ---------------------------------------------------------------------------
+
+    def train_now(self, num_updates: int) -> float:
+        """num_updates updates on freshly sampled batches, ignoring the rate limit; seconds taken."""
+        lc = self.config.learner
+        started = time.perf_counter()
+        self.sampler.refresh()
+        done = 0
+        while done < num_updates:
+            batches = self.sampler.draw_now(lc.batch_size, min(lc.batches_per_sample, num_updates - done))
+            if batches is None:
+                raise NotFound(f"experiment {self.experiment_id!r}: no shard has transitions to sample")
+            for batch in batches:
+                self._update(batch)
+            done += len(batches)
+        self.publisher.publish(self.trainer.params(), wait=True)
+        return time.perf_counter() - started
+
+    def stop(self) -> None:
+        self._finish(pb.TRAINING_STATE_STOPPED, "stopped on request")
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=RPC_TIMEOUT + 5)
+        self.publisher.close()
+
+    def stats(self) -> pb.LearnerStats:
+        return pb.LearnerStats(state=self.state, updates=self.trainer.updates, policy_version=self.publisher.version,
+                               env_steps=self.sampler.env_steps, last_loss=self.trainer.last_loss,
+                               mean_q=self.trainer.mean_q, eval_return=self.evaluator.eval_return,
+                               buffer_size=self.sampler.buffer_size, message=self.message,
+                               shards=self.sampler.shard_count)
