@@ -251,19 +251,6 @@ class Objects:
             pass
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
-    """The first truthy value of `predicate()` within `timeout` seconds, else a failure that
-    shows the last value seen."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last seen: {last!r})")
-
-
 def _marker():
     from tests.localcluster import cluster
 

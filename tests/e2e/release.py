@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from kuberl.config import scoped_experiment_id
 from tests.conftest import REPO
-from tests.kube import TestCluster, wait_for
+from tests.kube import TestCluster
+from tests.waiting import wait_for
 
 NAMESPACE = "kuberl-e2e"
 RELEASE = "kuberl"

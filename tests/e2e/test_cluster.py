@@ -17,7 +17,7 @@ import yaml
 
 from tests.conftest import REPO
 from tests.e2e.release import CRASH_LOOP_RESTART_LIMIT, OBSERVATION_SECONDS, RELEASE, Release, helm_values, wait_phase
-from tests.kube import wait_for
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 CARTPOLE = REPO / "examples" / "cartpole.yaml"

@@ -18,7 +18,8 @@ import pytest
 
 from tests import tools
 from tests.conftest import REPO, skip_or_fail
-from tests.kube import TestCluster, wait_for
+from tests.kube import TestCluster
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 SKAFFOLD_NAMESPACE = "kuberl"  # skaffold.yaml's release namespace

@@ -24,6 +24,7 @@ from kuberl.v1 import learner_service_pb2 as learner_pb
 from kuberl.v1 import learner_service_pb2_grpc as learner_grpc
 from kuberl.v1 import policy_service_pb2 as policy_pb
 from kuberl.v1 import policy_service_pb2_grpc as policy_grpc
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -86,16 +87,6 @@ def status_of(api, experiment_id: str) -> exp_pb.ExperimentStatus:
     return api.GetExperimentStatus(exp_pb.GetExperimentStatusRequest(experiment_id=experiment_id), timeout=10).status
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def code_of(call) -> grpc.StatusCode:
     try:
         call()
@@ -112,9 +103,9 @@ def test_a_deleted_experiment_leaves_nothing_behind_and_its_id_starts_afresh_wit
     with LocalCluster(tmp_path, environment_replicas=1, buffer_replicas=2) as cluster:
         api = experiment_stub(cluster)
         api.StartExperiment(exp_pb.StartExperimentRequest(experiment_id="reused", config=to_proto(first)), timeout=60)
-        trained = wait_until(lambda: (s := status_of(api, "reused")).policy_version >= 3 and s.episodes > 0 and s,
+        trained = wait_for(lambda: (s := status_of(api, "reused")).policy_version >= 3 and s.episodes > 0 and s,
                              90, "the first experiment to train and report")
-        wait_until(lambda: list(tmp_path.glob("buffer-*/*.npz")) and list(tmp_path.glob("policy-0/*.npz")), 30,
+        wait_for(lambda: list(tmp_path.glob("buffer-*/*.npz")) and list(tmp_path.glob("policy-0/*.npz")), 30,
                    "snapshots of its replay and weights")
 
         done = subprocess.run([sys.executable, "-m", "kuberl.cli", "delete", "reused", "--address",
@@ -144,10 +135,10 @@ def test_a_deleted_experiment_leaves_nothing_behind_and_its_id_starts_afresh_wit
         second = first.replace(env_id="Acrobot-v1", learner={"hidden_sizes": [32, 32]})
         api.StartExperiment(exp_pb.StartExperimentRequest(experiment_id="reused", config=to_proto(second)),
                             timeout=60)
-        fresh = wait_until(lambda: (s := status_of(api, "reused")).policy_version >= 1 and s, 90,
+        fresh = wait_for(lambda: (s := status_of(api, "reused")).policy_version >= 1 and s, 90,
                            "the new experiment to train")
         assert fresh.env_id == "Acrobot-v1" and fresh.phase == exp_pb.EXPERIMENT_PHASE_RUNNING
         assert fresh.env_steps < trained.env_steps + 20_000 and fresh.policy_version < trained.policy_version + 50
-        acrobot = wait_until(lambda: stub(policy_grpc.PolicyServiceStub, cluster.address("policy")).GetPolicy(
+        acrobot = wait_for(lambda: stub(policy_grpc.PolicyServiceStub, cluster.address("policy")).GetPolicy(
             policy_pb.GetPolicyRequest(experiment_id="reused", newer_than_version=-1), timeout=10), 30, "weights")
         assert unpack_weights(acrobot.weights)[0].shape == (6, 32)  # Acrobot's 6 observations, 32 hidden units

@@ -22,6 +22,7 @@ from kuberl.rpc import stub
 from kuberl.v1 import buffer_service_pb2 as buffer_pb
 from kuberl.v1 import buffer_service_pb2_grpc as buffer_grpc
 from tests.conftest import REPO
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -46,16 +47,6 @@ def replicas(run_dir: Path) -> dict[str, dict]:
         return json.loads((run_dir / "replicas.json").read_text())
     except (OSError, ValueError):
         return {}
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def learner(run_dir: Path) -> LearnerView | None:

@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from tests.kube import TestCluster, wait_for
+from tests.kube import TestCluster
+from tests.waiting import wait_for
 from tests.localcluster import cluster
 
 NAMESPACE = "kuberl-node-tests"

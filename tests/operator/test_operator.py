@@ -9,11 +9,13 @@ import json
 import time
 
 import pytest
+import yaml
 
-from kuberl.config import ExperimentConfig, to_spec
+from kuberl.config import ExperimentConfig, parse_manifest, scoped_experiment_id, to_spec
 from kuberl.rpc import AlreadyExists, NotFound
 from kuberl.v1 import experiment_service_pb2 as exp_pb
-from tests.kube import (CONFIGMAPS, DEPLOYMENTS, EVENTS, RLEXPERIMENTS, SERVICES, Objects, TestCluster, wait_for)
+from tests.kube import CONFIGMAPS, DEPLOYMENTS, EVENTS, RLEXPERIMENTS, SERVICES, Objects, TestCluster
+from tests.waiting import wait_for
 from tests.operator.conftest import IDENTITY_NAMESPACE, run_operator
 
 ROLES = ("environment", "buffer", "learner")
@@ -65,7 +67,11 @@ def test_an_experiment_becomes_its_children_and_follows_its_spec(kube_cluster: T
                 assert (owner["uid"], owner["kind"], owner["controller"]) == (uid, "RLExperiment", True)
             assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"]
         config = objects.get(CONFIGMAPS, "cartpole-config", namespace)
-        assert "name: cartpole" in config["data"]["experiment.yaml"]
+        # The roles read this file: they know the experiment by its namespace and this object's uid,
+        # so a cartpole in another namespace, or this one re-created, shares nothing with it.
+        served = parse_manifest(yaml.safe_load(config["data"]["experiment.yaml"]))
+        assert served.experiment_id == scoped_experiment_id(namespace, "cartpole", uid) == \
+            f"{namespace}/cartpole#{uid.replace('-', '')[:8]}"
         assert replicas(objects, "cartpole", namespace) == {"environment": 2, "buffer": 2, "learner": 1}
 
         # Status from the first visit, then Ready once the kubelet says every pod is.
