@@ -70,6 +70,14 @@ def test_experiments_spread_round_robin_and_stop_reaches_the_owner(tmp_path):
         assert stopped.phase == exp_pb.EXPERIMENT_PHASE_STOPPED
         assert start_rollout(owners["e1"], "e1") == grpc.StatusCode.NOT_FOUND, "the owner dropped it"
         assert start_rollout(owners["e0"], "e0") == grpc.StatusCode.OK, "the others run on"
+        # An ended experiment keeps its id and its results until deleted: no silent reuse of the old run.
+        with pytest.raises(grpc.RpcError) as err:
+            api.StartExperiment(exp_pb.StartExperimentRequest(experiment_id="e1", config=to_proto(config)), timeout=30)
+        assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS and "DeleteExperiment" in err.value.details()
+        with pytest.raises(grpc.RpcError) as err:
+            stub(learner_grpc.LearnerServiceStub, cluster.address("learner")).TrainStep(
+                learner_pb.TrainStepRequest(experiment_id="e1", num_updates=10), timeout=30)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
         with pytest.raises(grpc.RpcError) as err:
             api.GetExperimentStatus(exp_pb.GetExperimentStatusRequest(experiment_id="nope"), timeout=10)

@@ -111,8 +111,11 @@ class LocalExperiments:
         if len(experiment_id) > 128:
             raise ValueError("experiment_id: at most 128 characters")
         existing = self._records.find(experiment_id)
-        if existing is not None and not existing.phase.finished:
-            raise AlreadyExists(f"experiment_id: {experiment_id!r} is already running")
+        if existing is not None:
+            # An ended experiment keeps its results under its id until it is deleted.
+            raise AlreadyExists(f"experiment_id: {experiment_id!r} is already running" if not existing.phase.finished
+                                else f"experiment_id: {experiment_id!r} has ended ({existing.phase.value}) and keeps "
+                                     "its results; DeleteExperiment (kuberl delete) frees the id")
         try:
             replicas = self.assigner.assign(self.environments.addresses(), config.environment.replicas)
         except LookupError as err:

@@ -21,7 +21,7 @@ from kuberl.envs import describe
 from kuberl.learner.core import evaluate, merge_batches, split_counts, updates_allowed
 from kuberl.metrics import MetricsReporter
 from kuberl.nets import DoubleDQN, Params, check_params
-from kuberl.rpc import NotFound, stub
+from kuberl.rpc import FailedPrecondition, NotFound, stub
 from kuberl.tensors import Transitions, pack_weights, unpack_transitions, unpack_weights
 from kuberl.v1 import buffer_service_pb2 as buffer_pb
 from kuberl.v1 import buffer_service_pb2_grpc as buffer_grpc
@@ -328,7 +328,13 @@ class TrainingRun:
 
     # --- threads -----------------------------------------------------------------------------
 
+    def _require_running(self) -> None:
+        if self.state not in RUNNING_STATES:
+            raise FailedPrecondition(f"experiment {self.experiment_id!r} has ended ({pb.TrainingState.Name(self.state)}"
+                                     f"): its run keeps its results until it is released")
+
     def start(self) -> None:
+        self._require_running()
         if self._threads:
             return
         self._threads = [threading.Thread(target=self._sample_loop, name=f"sample-{self.experiment_id}", daemon=True),
@@ -411,6 +417,7 @@ class TrainingRun:
 
     def train_now(self, num_updates: int) -> float:
         """num_updates updates on freshly sampled batches, ignoring the rate limit; seconds taken."""
+        self._require_running()
         lc = self.config.learner
         started = time.perf_counter()
         self.sampler.refresh()
