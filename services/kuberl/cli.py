@@ -136,33 +136,32 @@ def serve(args: argparse.Namespace) -> int:
 
     if args.role == "policy":
         from kuberl.policy.server import create_server
-        server, role = create_server(port, args.host, data_dir=args.data_dir)
-        stop = role.close
+        server, replica = create_server(port, args.host, data_dir=args.data_dir)
+        stop = replica.close
     elif args.role == "analytics":
         from kuberl.analytics.server import create_server
-        server, role = create_server(port, args.database, args.host)
-        stop = role.close
+        server, replica = create_server(port, args.database, args.host)
+        stop = replica.close
     elif args.role == "buffer":
         from kuberl.buffer.server import create_server
-        server, role = create_server(port, args.data_dir, reporter(), args.host)
-        stop = role.stop
+        server, replica = create_server(port, args.data_dir, reporter(), args.host)
+        stop = replica.stop
     elif args.role == "environment":
         from kuberl.environment.server import create_server
-        server, role = create_server(port, args.buffer, args.policy, reporter(), args.host)
-        stop = role.stop
+        server, replica = create_server(port, args.buffer, args.policy, reporter(), args.host)
+        stop = replica.stop
     elif args.role == "learner":
         from kuberl.learner.server import create_server
-        server, role = create_server(port, args.buffer, args.policy, reporter(), args.host)
-        stop = role.stop
+        server, replica = create_server(port, args.buffer, args.policy, reporter(), args.host)
+        stop = replica.stop
     else:
-        from kuberl.experiment.server import create_server
-        from kuberl.experiment.server import Peers
+        from kuberl.experiment.server import Peers, create_server
         peers = Peers(args.environment, args.buffer, args.learner, args.policy, args.analytics)
-        server, role = create_server(port, peers, args.host, kubernetes_namespace=args.kubernetes_namespace)
-        stop = role.close
+        server, replica = create_server(port, peers, args.host, kubernetes_namespace=args.kubernetes_namespace)
+        stop = replica.close
     if args.experiment is not None:
         try:
-            _serve_experiment_file(args, role, node_name)
+            _serve_experiment_file(args, replica, node_name)
         except ConfigError as err:
             logging.getLogger("kuberl").error("%s: invalid experiment: %s", args.experiment, err)
             return 2
@@ -177,17 +176,17 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_experiment_file(args: argparse.Namespace, role: object, node_name: str) -> None:
+def _serve_experiment_file(args: argparse.Namespace, replica: object, node_name: str) -> None:
     """Serves the file's experiment at once, and follows its changes."""
     from kuberl.autostart import ExperimentFile, actor_index
 
     if args.role in ("buffer", "learner"):
-        follow = role.follow
+        follow = replica.follow
     elif args.role == "environment":
         index = actor_index(node_name)
 
         def follow(manifest):
-            role.follow(manifest, index)
+            replica.follow(manifest, index)
     else:
         raise SystemExit(f"kuberl serve {args.role}: --experiment is for environment, buffer and learner")
     watcher = ExperimentFile(args.experiment, follow)

@@ -57,7 +57,7 @@ def restart_delay(restarts: int) -> float:
 
 
 @dataclass
-class Replica:
+class ReplicaProcess:
     role: str
     index: int
     port: int
@@ -93,7 +93,7 @@ class LocalCluster:
     roles: tuple[str, ...] = START_ORDER
     supervise: bool = False
     on_event: Callable[[str], None] = lambda message: None  # noqa: E731
-    replicas: dict[str, list[Replica]] = field(default_factory=dict)
+    replicas: dict[str, list[ReplicaProcess]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +109,7 @@ class LocalCluster:
                         "--database", self.database_url or f"sqlite:///{self.workdir / 'analytics.db'}",
                         *(arg for peer in ("environment", "buffer", "analytics", "learner", "policy")
                           for arg in (f"--{peer}", peers[peer])), *self.extra_args.get(role, [])]
-                self.replicas[role].append(Replica(role, i, port, args, self.workdir / f"{role}-{i}.log"))
+                self.replicas[role].append(ReplicaProcess(role, i, port, args, self.workdir / f"{role}-{i}.log"))
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -117,10 +117,10 @@ class LocalCluster:
     def address(self, role: str) -> str:
         return ",".join(r.address for r in self.replicas[role])
 
-    def everyone(self) -> list[Replica]:
+    def everyone(self) -> list[ReplicaProcess]:
         return [r for rs in self.replicas.values() for r in rs]
 
-    def _spawn(self, replica: Replica) -> None:
+    def _spawn(self, replica: ReplicaProcess) -> None:
         env = dict(os.environ)
         # Small matrices: BLAS threads only fight over the two cores.
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -140,7 +140,7 @@ class LocalCluster:
         tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
         tmp.replace(self.workdir / "replicas.json")
 
-    def _wait_serving(self, replicas: list[Replica], timeout: float = START_TIMEOUT) -> None:
+    def _wait_serving(self, replicas: list[ReplicaProcess], timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
         for replica in replicas:
             while True:
@@ -213,7 +213,7 @@ class LocalCluster:
             self._spawn(replica)
         self._wait_serving([replica])
 
-    def log_tail(self, replica: Replica, lines: int = 30) -> str:
+    def log_tail(self, replica: ReplicaProcess, lines: int = 30) -> str:
         try:
             return "\n".join(replica.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:

@@ -66,7 +66,7 @@ class BufferServicer(pb_grpc.BufferServiceServicer):
         return common_pb2.ReleaseExperimentResponse()
 
 
-class BufferRole:
+class BufferReplica:
     """The shard plus its housekeeping thread (snapshots, buffer-size metrics)."""
 
     def __init__(self, data_dir: Path | None, metrics: MetricsReporter | None, tick_seconds: float = 1.0):
@@ -105,8 +105,8 @@ class BufferRole:
 
 
 def create_server(port: int, data_dir: Path | None, metrics: MetricsReporter | None, host: str = "[::]"
-                  ) -> tuple[Server, BufferRole]:
-    role = BufferRole(data_dir, metrics)
-    server = Server(BufferServicer(role.shard), pb_grpc.add_BufferServiceServicer_to_server, pb.DESCRIPTOR, port,
+                  ) -> tuple[Server, BufferReplica]:
+    replica = BufferReplica(data_dir, metrics)
+    server = Server(BufferServicer(replica.shard), pb_grpc.add_BufferServiceServicer_to_server, pb.DESCRIPTOR, port,
                     host)
-    return server, role
+    return server, replica

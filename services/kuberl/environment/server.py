@@ -179,14 +179,14 @@ class Rollout:
 
 
 class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
-    def __init__(self, role: EnvironmentRole):
-        self.role = role
+    def __init__(self, replica: EnvironmentReplica):
+        self.replica = replica
 
     @rpc_errors
     def Initialize(self, request: pb.InitializeRequest, context: grpc.ServicerContext) -> pb.InitializeResponse:
         if request.actor_index < 0:
             raise ValueError(f"actor_index: must be >= 0, got {request.actor_index}")
-        rollout = self.role.initialize(require_experiment_id(request.experiment_id), from_proto(request.config),
+        rollout = self.replica.initialize(require_experiment_id(request.experiment_id), from_proto(request.config),
                                        request.actor_index)
         shape = rollout.actor.shape
         return pb.InitializeResponse(observation_size=shape.obs_size, num_actions=shape.num_actions)
@@ -194,17 +194,17 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
     @rpc_errors
     def StartRollout(self, request: pb.StartRolloutRequest, context: grpc.ServicerContext
                      ) -> pb.StartRolloutResponse:
-        self.role.rollouts.get(require_experiment_id(request.experiment_id)).start()
+        self.replica.rollouts.get(require_experiment_id(request.experiment_id)).start()
         return pb.StartRolloutResponse()
 
     @rpc_errors
     def StopRollout(self, request: pb.StopRolloutRequest, context: grpc.ServicerContext) -> pb.StopRolloutResponse:
-        rollout = self.role.rollouts.pop(require_experiment_id(request.experiment_id))
+        rollout = self.replica.rollouts.pop(require_experiment_id(request.experiment_id))
         rollout.stop()
         return pb.StopRolloutResponse(env_steps=rollout.actor.env_steps, episodes=rollout.actor.episodes)
 
 
-class EnvironmentRole:
+class EnvironmentReplica:
     """The rollouts on this replica, one per experiment."""
 
     def __init__(self, buffer_target: str, policy_address: str, metrics: MetricsReporter | None):
@@ -231,8 +231,8 @@ class EnvironmentRole:
 
 
 def create_server(port: int, buffer_target: str, policy_address: str, metrics: MetricsReporter | None,
-                  host: str = "[::]") -> tuple[Server, EnvironmentRole]:
-    role = EnvironmentRole(buffer_target, policy_address, metrics)
-    server = Server(EnvironmentServicer(role), pb_grpc.add_EnvironmentServiceServicer_to_server, pb.DESCRIPTOR,
+                  host: str = "[::]") -> tuple[Server, EnvironmentReplica]:
+    replica = EnvironmentReplica(buffer_target, policy_address, metrics)
+    server = Server(EnvironmentServicer(replica), pb_grpc.add_EnvironmentServiceServicer_to_server, pb.DESCRIPTOR,
                     port, host)
-    return server, role
+    return server, replica

@@ -263,35 +263,35 @@ class ExperimentServicer(pb_grpc.ExperimentServiceServicer):
     """Translates RPCs for either backend: LocalExperiments (drives the roles itself) or
     ClusterExperiments (creates and reads RLExperiment objects for the operator)."""
 
-    def __init__(self, role: LocalExperiments | ClusterExperiments):
-        self.role = role
+    def __init__(self, experiments: LocalExperiments | ClusterExperiments):
+        self.experiments = experiments
 
     @rpc_errors
     def StartExperiment(self, request: pb.StartExperimentRequest, context: grpc.ServicerContext
                         ) -> pb.StartExperimentResponse:
-        experiment_id, replicas = self.role.start_experiment(request.experiment_id, from_proto(request.config))
+        experiment_id, replicas = self.experiments.start_experiment(request.experiment_id, from_proto(request.config))
         return pb.StartExperimentResponse(experiment_id=experiment_id, environment_replicas=replicas)
 
     @rpc_errors
     def StopExperiment(self, request: pb.StopExperimentRequest, context: grpc.ServicerContext
                        ) -> pb.StopExperimentResponse:
-        return pb.StopExperimentResponse(status=self.role.stop_experiment(request.experiment_id))
+        return pb.StopExperimentResponse(status=self.experiments.stop_experiment(request.experiment_id))
 
     @rpc_errors
     def GetExperimentStatus(self, request: pb.GetExperimentStatusRequest, context: grpc.ServicerContext
                             ) -> pb.GetExperimentStatusResponse:
-        return pb.GetExperimentStatusResponse(status=self.role.experiment_status(request.experiment_id))
+        return pb.GetExperimentStatusResponse(status=self.experiments.experiment_status(request.experiment_id))
 
     @rpc_errors
     def DeleteExperiment(self, request: pb.DeleteExperimentRequest, context: grpc.ServicerContext
                          ) -> pb.DeleteExperimentResponse:
-        self.role.delete_experiment(require_experiment_id(request.experiment_id))
+        self.experiments.delete_experiment(require_experiment_id(request.experiment_id))
         return pb.DeleteExperimentResponse()
 
     @rpc_errors
     def ListExperiments(self, request: pb.ListExperimentsRequest, context: grpc.ServicerContext
                         ) -> pb.ListExperimentsResponse:
-        return pb.ListExperimentsResponse(experiments=self.role.list_statuses())
+        return pb.ListExperimentsResponse(experiments=self.experiments.list_statuses())
 
 
 def create_server(port: int, peers: Peers, host: str = "[::]", kubernetes_namespace: str | None = None
@@ -299,9 +299,9 @@ def create_server(port: int, peers: Peers, host: str = "[::]", kubernetes_namesp
     if kubernetes_namespace is not None:
         from kuberl.experiment.kubernetes import ClusterExperiments
 
-        role: LocalExperiments | ClusterExperiments = ClusterExperiments(kubernetes_namespace)
+        experiments: LocalExperiments | ClusterExperiments = ClusterExperiments(kubernetes_namespace)
     else:
-        role = LocalExperiments(peers)
-    server = Server(ExperimentServicer(role), pb_grpc.add_ExperimentServiceServicer_to_server, pb.DESCRIPTOR,
+        experiments = LocalExperiments(peers)
+    server = Server(ExperimentServicer(experiments), pb_grpc.add_ExperimentServiceServicer_to_server, pb.DESCRIPTOR,
                     port, host)
-    return server, role
+    return server, experiments

@@ -19,20 +19,20 @@ log = logging.getLogger(__name__)
 
 
 class LearnerServicer(pb_grpc.LearnerServiceServicer):
-    def __init__(self, role: LearnerRole):
-        self.role = role
+    def __init__(self, replica: LearnerReplica):
+        self.replica = replica
 
     @rpc_errors
     def StartTraining(self, request: pb.StartTrainingRequest, context: grpc.ServicerContext
                       ) -> pb.StartTrainingResponse:
-        run = self.role.run(require_experiment_id(request.experiment_id), from_proto(request.config))
+        run = self.replica.run(require_experiment_id(request.experiment_id), from_proto(request.config))
         run.start()
         return pb.StartTrainingResponse()
 
     @rpc_errors
     def StopTraining(self, request: pb.StopTrainingRequest, context: grpc.ServicerContext
                      ) -> pb.StopTrainingResponse:
-        run = self.role.runs.get(require_experiment_id(request.experiment_id))
+        run = self.replica.runs.get(require_experiment_id(request.experiment_id))
         run.stop()
         return pb.StopTrainingResponse(stats=run.stats())
 
@@ -40,24 +40,24 @@ class LearnerServicer(pb_grpc.LearnerServiceServicer):
     def TrainStep(self, request: pb.TrainStepRequest, context: grpc.ServicerContext) -> pb.TrainStepResponse:
         if not 1 <= request.num_updates <= 1_000_000:
             raise ValueError(f"num_updates: must be in [1, 1000000], got {request.num_updates}")
-        run = self.role.run(require_experiment_id(request.experiment_id), from_proto(request.config))
+        run = self.replica.run(require_experiment_id(request.experiment_id), from_proto(request.config))
         seconds = run.train_now(request.num_updates)
         return pb.TrainStepResponse(stats=run.stats(), seconds=seconds)
 
     @rpc_errors
     def GetLearnerStats(self, request: pb.GetLearnerStatsRequest, context: grpc.ServicerContext
                         ) -> pb.GetLearnerStatsResponse:
-        run = self.role.runs.get(require_experiment_id(request.experiment_id))
+        run = self.replica.runs.get(require_experiment_id(request.experiment_id))
         return pb.GetLearnerStatsResponse(stats=run.stats())
 
     @rpc_errors
     def ReleaseExperiment(self, request: common_pb2.ReleaseExperimentRequest, context: grpc.ServicerContext
                           ) -> common_pb2.ReleaseExperimentResponse:
-        self.role.release(require_experiment_id(request.experiment_id))
+        self.replica.release(require_experiment_id(request.experiment_id))
         return common_pb2.ReleaseExperimentResponse()
 
 
-class LearnerRole:
+class LearnerReplica:
     def __init__(self, buffer_target: str, policy_address: str, metrics: MetricsReporter | None):
         self.buffer_target = buffer_target
         self.policy_address = policy_address
@@ -94,7 +94,7 @@ class LearnerRole:
 
 
 def create_server(port: int, buffer_target: str, policy_address: str, metrics: MetricsReporter | None,
-                  host: str = "[::]") -> tuple[Server, LearnerRole]:
-    role = LearnerRole(buffer_target, policy_address, metrics)
-    server = Server(LearnerServicer(role), pb_grpc.add_LearnerServiceServicer_to_server, pb.DESCRIPTOR, port, host)
-    return server, role
+                  host: str = "[::]") -> tuple[Server, LearnerReplica]:
+    replica = LearnerReplica(buffer_target, policy_address, metrics)
+    server = Server(LearnerServicer(replica), pb_grpc.add_LearnerServiceServicer_to_server, pb.DESCRIPTOR, port, host)
+    return server, replica
