@@ -86,7 +86,9 @@ class Release:
         return {k: int(v) if k in INTEGER_FIELDS else v for k, v in stats.items()}
 
     def learner_stats(self, experiment: str) -> dict:
-        (pod,) = self.ready_pods(experiment, "learner")
+        # A learner answers before the kubelet marks its pod Ready (the probe's period), so the
+        # status may say Running a few seconds before there is a ready pod to ask.
+        (pod,) = wait_for(lambda: self.ready_pods(experiment, "learner"), 60, f"a ready {experiment} learner pod")
         return self.stats(pod["metadata"]["name"], "learner", experiment)
 
     def replicas(self, experiment: str) -> dict[str, int]:
