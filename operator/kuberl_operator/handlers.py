@@ -22,7 +22,8 @@ import kopf
 
 from kuberl.config import API_GROUP, ConfigError, scoped_experiment_id
 from kuberl.crd import PLURAL, VERSION
-from kuberl.lifecycle import Phase, invalid_spec_status, is_finished, recorded_phase, transitions
+from kuberl.kubeconfig import load_kube_config
+from kuberl.lifecycle import Phase, invalid_spec_status, is_finished, parse_time, recorded_phase, transitions
 from kuberl.release import release_everywhere
 from kuberl_operator import kube
 from kuberl_operator.builders import Experiment, Settings, desired_children, experiment_selector, plan_children
@@ -52,7 +53,7 @@ async def configure(settings: kopf.OperatorSettings, experiments: kopf.Index, me
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.posting.level = logging.WARNING
-    kube.load_config()
+    load_kube_config()
     memo.stopping = asyncio.Event()
     memo.observer = asyncio.create_task(_observe_forever(experiments, memo.stopping))
 
@@ -142,8 +143,7 @@ def visit(body: dict[str, Any], now: datetime) -> None:
             kube.post_event(body, told.type, told.reason, told.message)
     ttl = spec.get("ttlSecondsAfterFinished")
     if ttl is not None and is_finished(new_status):
-        finished_at = datetime.strptime(new_status["completionTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-        if now >= finished_at + timedelta(seconds=ttl):
+        if now >= parse_time(new_status["completionTime"]) + timedelta(seconds=ttl):
             kube.post_event(body, "Normal", "TTLExpired", f"deleted {ttl}s after it finished ({new_status['phase']})")
             kube.delete_experiment(namespace, name)
 

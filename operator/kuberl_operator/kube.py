@@ -6,12 +6,11 @@ Each call has a timeout: no call may hang a handler forever (the client's defaul
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kuberl.config import API_GROUP
@@ -26,15 +25,6 @@ _SERIALIZER = client.ApiClient()  # only turns model objects into dicts; it send
 
 class AlreadyTaken(Exception):
     """A child's name is held by an object this experiment does not own."""
-
-
-def load_config() -> None:
-    """In a pod: its service account; elsewhere: $KUBECONFIG as it is now (the client reads it
-    once, at import), else ~/.kube/config."""
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
 
 
 def _api(kind: str) -> tuple[Any, str]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from kuberl.config import ExperimentConfig
@@ -120,8 +120,16 @@ def is_finished(status: dict[str, Any] | None) -> bool:
     return recorded_phase(status).finished
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # status times, as Kubernetes writes them
+
+
 def _time(now: datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return now.strftime(TIME_FORMAT)
+
+
+def parse_time(stamp: str) -> datetime:
+    """A status time (startTime, completionTime) back as an aware datetime."""
+    return datetime.strptime(stamp, TIME_FORMAT).replace(tzinfo=timezone.utc)
 
 
 def _condition(previous: dict[str, dict], now: datetime, generation: int, type_: str, status: str, reason: str,

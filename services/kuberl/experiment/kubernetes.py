@@ -4,27 +4,25 @@ is read from what the operator wrote."""
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kuberl.config import API_GROUP, API_VERSION, KIND, ConfigError, ExperimentConfig, parse_manifest, to_spec
 from kuberl.crd import PLURAL, VERSION
+from kuberl.kubeconfig import load_kube_config
+from kuberl.lifecycle import parse_time
 from kuberl.rpc import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from kuberl.experiment.server import status_to_proto
 from kuberl.v1 import experiment_service_pb2 as pb
 
 def _elapsed(status: dict[str, Any]) -> float:
-    def parse(stamp: str) -> datetime:
-        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-
     if not status.get("startTime"):
         return 0.0
-    end = parse(status["completionTime"]) if status.get("completionTime") else datetime.now(timezone.utc)
-    return max(0.0, (end - parse(status["startTime"])).total_seconds())
+    end = parse_time(status["completionTime"]) if status.get("completionTime") else datetime.now(timezone.utc)
+    return max(0.0, (end - parse_time(status["startTime"])).total_seconds())
 
 
 def status_from_object(obj: dict[str, Any]) -> pb.ExperimentStatus:
@@ -37,10 +35,7 @@ def status_from_object(obj: dict[str, Any]) -> pb.ExperimentStatus:
 
 class ClusterExperiments:
     def __init__(self, namespace: str):
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
+        load_kube_config()
         self.namespace = namespace
         self.api = client.CustomObjectsApi()
 
