@@ -18,11 +18,17 @@ MEAN_RETURN_WINDOW = 100  # episodes, as Gymnasium's reward thresholds are meant
 
 
 def learner_view(address: str, experiment_id: str, timeout: float) -> LearnerView | None:
+    """The learner's view, or None when it does not answer (or does not know the experiment)."""
     try:
-        stats = stub(learner_grpc.LearnerServiceStub, address).GetLearnerStats(
-            learner_pb.GetLearnerStatsRequest(experiment_id=experiment_id), timeout=timeout).stats
+        return ask_learner(address, experiment_id, timeout)
     except grpc.RpcError:
         return None
+
+
+def ask_learner(address: str, experiment_id: str, timeout: float) -> LearnerView:
+    """The learner's view; raises grpc.RpcError (NOT_FOUND: it does not know the experiment)."""
+    stats = stub(learner_grpc.LearnerServiceStub, address).GetLearnerStats(
+        learner_pb.GetLearnerStatsRequest(experiment_id=experiment_id), timeout=timeout).stats
     return LearnerView(state=learner_pb.TrainingState.Name(stats.state).removeprefix("TRAINING_STATE_"),
                        updates=stats.updates, env_steps=stats.env_steps, policy_version=stats.policy_version,
                        eval_return=stats.eval_return if stats.updates else math.nan, message=stats.message,

@@ -21,7 +21,7 @@ from kuberl.envs import describe
 from kuberl.experiment.core import ReplicaAssigner
 from kuberl.lifecycle import (Intent, LearnerView, Observation, Phase, compute_status, recorded_phase,
                               transitions)
-from kuberl.observe import episode_returns, learner_view
+from kuberl.observe import ask_learner, episode_returns
 from kuberl.registry import Registry
 from kuberl.release import release_everywhere
 from kuberl.rpc import AlreadyExists, Exhausted, Server, Unavailable, require_experiment_id, rpc_errors, stub
@@ -94,8 +94,6 @@ class LocalExperiments:
         self.peers = peers
         self.environments = Discovery(peers.environment)
         self.shards = Discovery(peers.buffer)
-        self.learner_address = peers.learner
-        self.analytics_address = peers.analytics
         self.poll_seconds = poll_seconds
         self.assigner = ReplicaAssigner()
         self._records: Registry[Record] = Registry("does not exist")
@@ -128,7 +126,7 @@ class LocalExperiments:
                 stub(env_grpc.EnvironmentServiceStub, address).Initialize(
                     env_pb.InitializeRequest(experiment_id=experiment_id, config=config_msg, actor_index=index),
                     timeout=RPC_TIMEOUT)
-            stub(learner_grpc.LearnerServiceStub, self.learner_address).StartTraining(
+            stub(learner_grpc.LearnerServiceStub, self.peers.learner).StartTraining(
                 learner_pb.StartTrainingRequest(experiment_id=experiment_id, config=config_msg), timeout=RPC_TIMEOUT)
             for address in replicas:
                 stub(env_grpc.EnvironmentServiceStub, address).StartRollout(
@@ -155,9 +153,9 @@ class LocalExperiments:
         record = self.get(experiment_id)
         if not record.phase.finished:
             self.stop(experiment_id)
-        unreachable = release_everywhere(experiment_id, RPC_TIMEOUT, learner=self.learner_address,
+        unreachable = release_everywhere(experiment_id, RPC_TIMEOUT, learner=self.peers.learner,
                                          shards=self.shards.addresses(), policy=self.peers.policy,
-                                         analytics=self.analytics_address)
+                                         analytics=self.peers.analytics)
         if unreachable:
             raise Unavailable(f"experiment {experiment_id!r} is not deleted yet ({'; '.join(unreachable)}); "
                               "retry when they are back")
@@ -168,7 +166,7 @@ class LocalExperiments:
         return self._records.get(experiment_id)
 
     def records(self) -> list[Record]:
-        return list(self._records.values())
+        return self._records.values()
 
     # --- observation -------------------------------------------------------------------------
 
@@ -179,7 +177,7 @@ class LocalExperiments:
                     self._observe(record)
 
     def _observation(self, record: Record, learner: LearnerView | None) -> Observation:
-        episodes, mean_return = episode_returns(self.analytics_address, record.experiment_id, OBSERVE_TIMEOUT)
+        episodes, mean_return = episode_returns(self.peers.analytics, record.experiment_id, OBSERVE_TIMEOUT)
         ready = {"environment": len(record.replicas), "buffer": learner.shards if learner else 0,
                  "learner": 1 if learner else 0}
         return Observation(generation=1, now=datetime.now(timezone.utc), ready=ready, learner=learner,
@@ -190,9 +188,12 @@ class LocalExperiments:
         with record.lock:
             if record.released:
                 return
-            learner = learner_view(self.learner_address, record.experiment_id, OBSERVE_TIMEOUT)
-            if learner is None and not record.intent.stop:
-                self._restart_training(record)
+            try:
+                learner = ask_learner(self.peers.learner, record.experiment_id, OBSERVE_TIMEOUT)
+            except grpc.RpcError as err:
+                learner = None
+                if err.code() == grpc.StatusCode.NOT_FOUND and not record.intent.stop:
+                    self._restart_training(record)
             record.learner = learner or record.learner
             record.status, previous = compute_status(record.intent, record.status,
                                                      self._observation(record, learner)), record.status
@@ -211,7 +212,7 @@ class LocalExperiments:
             except grpc.RpcError as err:
                 log.warning("%s: StopRollout on %s: %s", record.experiment_id, address, err.code().name)
         try:
-            stub(learner_grpc.LearnerServiceStub, self.learner_address).StopTraining(
+            stub(learner_grpc.LearnerServiceStub, self.peers.learner).StopTraining(
                 learner_pb.StopTrainingRequest(experiment_id=record.experiment_id), timeout=RPC_TIMEOUT)
         except grpc.RpcError as err:
             log.warning("%s: StopTraining: %s", record.experiment_id, err.code().name)
@@ -221,7 +222,7 @@ class LocalExperiments:
         """A learner that restarted has forgotten the experiment: start it again. It resumes from
         the policy role's newest weights, and the shards still hold the replay."""
         try:
-            stub(learner_grpc.LearnerServiceStub, self.learner_address).StartTraining(
+            stub(learner_grpc.LearnerServiceStub, self.peers.learner).StartTraining(
                 learner_pb.StartTrainingRequest(experiment_id=record.experiment_id,
                                                 config=to_proto(record.intent.config)), timeout=RPC_TIMEOUT)
             log.info("%s: the learner had restarted; training started again", record.experiment_id)

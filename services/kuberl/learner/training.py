@@ -218,13 +218,14 @@ class Publisher:
             self.version = reply.weights.version
         return reply.weights.version, unpack_weights(reply.weights)
 
-    def publish(self, params: Params, wait: bool) -> None:
-        """Sends `params` as the next version; without `wait`, skipped while a push is in flight."""
+    def publish(self, trainer: Trainer, wait: bool) -> None:
+        """Sends the trainer's weights as the next version; without `wait`, skipped (before any
+        copy is made) while a push is in flight."""
         with self._lock:
             if not wait and self._in_flight is not None and not self._in_flight.done():
                 return
             self.version += 1
-            future = self._pusher.submit(self._send, pack_weights(params, self.version))
+            future = self._pusher.submit(self._send, pack_weights(trainer.params(), self.version))
             self._in_flight = future
         if wait:
             future.result()
@@ -309,7 +310,7 @@ class TrainingRun:
             ended = self._finish(pb.TRAINING_STATE_BUDGET_EXHAUSTED, f"{steps} env steps without reaching the "
                                                                    f"target return {self.target_return:g}")
         if ended:
-            self.publisher.publish(self.trainer.params(), wait=True)
+            self.publisher.publish(self.trainer, wait=True)
 
     def _evaluate_and_check(self) -> bool:
         """Greedy evaluation; True (and finished) when it meets the target return."""
@@ -318,7 +319,7 @@ class TrainingRun:
         if self.target_return is not None and greedy >= self.target_return and self._finish(
                 pb.TRAINING_STATE_SOLVED,
                 f"greedy return {greedy:.1f} >= {self.target_return:g} after {self.sampler.env_steps} env steps"):
-            self.publisher.publish(self.trainer.params(), wait=True)
+            self.publisher.publish(self.trainer, wait=True)
             return True
         return False
 
@@ -401,7 +402,7 @@ class TrainingRun:
     def _update(self, batch: Transitions) -> int:
         updates = self.trainer.update(batch)
         if updates % self.config.learner.policy_push_interval == 0:
-            self.publisher.publish(self.trainer.params(), wait=False)
+            self.publisher.publish(self.trainer, wait=False)
         return updates
 
     def _report(self, seconds: float, updates: int) -> None:
@@ -429,7 +430,7 @@ class TrainingRun:
             for batch in batches:
                 self._update(batch)
             done += len(batches)
-        self.publisher.publish(self.trainer.params(), wait=True)
+        self.publisher.publish(self.trainer, wait=True)
         return time.perf_counter() - started
 
     def stop(self) -> None:

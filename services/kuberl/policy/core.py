@@ -26,7 +26,8 @@ class PolicyStore:
         self.data_dir = data_dir
         self._latest: dict[str, tuple[int, list[np.ndarray]]] = {}
         self._unsaved: set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the weights; held only briefly (GetPolicy and UpdatePolicy wait on it)
+        self._flush_lock = threading.Lock()  # a released experiment's snapshot must not be written again
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
         if data_dir is not None:
@@ -73,9 +74,10 @@ class PolicyStore:
 
     def release(self, experiment_id: str) -> bool:
         """Forgets the experiment's weights, in memory and on disk; False when none were held."""
-        with self._lock:
-            held = self._latest.pop(experiment_id, None) is not None
-            self._unsaved.discard(experiment_id)
+        with self._flush_lock:
+            with self._lock:
+                held = self._latest.pop(experiment_id, None) is not None
+                self._unsaved.discard(experiment_id)
             if self.data_dir is not None:
                 (self.data_dir / snapshot_name(experiment_id)).unlink(missing_ok=True)
         return held
@@ -84,11 +86,11 @@ class PolicyStore:
         """Writes every experiment changed since the last flush; returns how many."""
         if self.data_dir is None:
             return 0
-        with self._lock:
-            pending = {eid: self._latest[eid] for eid in self._unsaved}
-            self._unsaved.clear()
-            # Written under the lock: a release between taking and writing would otherwise
-            # leave a snapshot of an experiment that no longer exists.
+        # The writes hold the flush lock, not the weights' lock: serving never waits on a disk.
+        with self._flush_lock:
+            with self._lock:
+                pending = {eid: self._latest[eid] for eid in self._unsaved}
+                self._unsaved.clear()
             for experiment_id, (version, weights) in pending.items():
                 arrays = {"version": np.array(version, dtype=np.int64),
                           **{f"w{i}": w for i, w in enumerate(weights)}}
