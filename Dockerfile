@@ -17,6 +17,7 @@ RUN /opt/kuberl/bin/pip install --no-cache-dir --disable-pip-version-check . \
 
 FROM ${BASE_IMAGE}
 COPY --from=build /opt/kuberl /opt/kuberl
+# In a container a role listens on every interface (outside one, `kuberl serve` binds loopback).
 # A fixed non-root uid, so that Kubernetes' runAsNonRoot can check it.
 # The data directory (replay snapshots, SQLite metrics) belongs to that uid, so that a volume
 # mounted on it starts out writable.
@@ -26,7 +27,8 @@ ENV PATH=/opt/kuberl/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     OPENBLAS_NUM_THREADS=1 \
-    MPLCONFIGDIR=/tmp
+    MPLCONFIGDIR=/tmp \
+    KUBERL_HOST=[::]
 USER 10001:10001
 WORKDIR /tmp
 ENTRYPOINT ["kuberl"]

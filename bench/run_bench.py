@@ -118,7 +118,7 @@ class RoleProcess:
         # Peers not given point at a free, unused port (the metrics reporter then just logs warnings).
         unused = f"{LOOPBACK}:{free_port()}"
         peers = peers or {}
-        args = [sys.executable, "-m", "kuberl.cli", "serve", role, "--host", LOOPBACK, "--port", str(self.port),
+        args = [sys.executable, "-m", "kuberl.cli", "serve", role, "--insecure", "--host", LOOPBACK, "--port", str(self.port),
                 "--node-name", f"bench-{role}", "--data-dir", str(workdir / f"{role}-{self.port}"),
                 "--database", f"sqlite:///{workdir / 'analytics.db'}", "--log-level", "WARNING"]
         for peer in ("environment", "buffer", "analytics", "learner", "policy"):
@@ -133,7 +133,7 @@ class RoleProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.role} exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
-                wait_until_serving(self.address, min(1.0, max(0.1, deadline - time.monotonic())))
+                wait_until_serving(self.address, min(1.0, max(0.1, deadline - time.monotonic())), self.role)
                 return
             except TimeoutError:
                 if time.monotonic() > deadline:

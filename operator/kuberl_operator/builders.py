@@ -147,7 +147,8 @@ def _container(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]
         "name": role,
         "image": settings.image,
         "imagePullPolicy": settings.image_pull_policy,
-        "args": ["serve", role, "--port", str(port), "--experiment", f"{CONFIG_MOUNT}/{CONFIG_FILE}",
+        # Plaintext until the operator issues certificates (the roles' TLS is built; its issuance here is not).
+        "args": ["serve", role, "--insecure", "--port", str(port), "--experiment", f"{CONFIG_MOUNT}/{CONFIG_FILE}",
                  "--buffer", exp.address("buffer", settings), "--policy", settings.policy_address,
                  "--analytics", settings.analytics_address, "--data-dir", DATA_MOUNT],
         "env": [{"name": "KUBERL_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},

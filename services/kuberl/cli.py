@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from kuberl.config import ConfigError
 from kuberl.roles import DEFAULT_PORTS, ROLES
@@ -24,7 +25,13 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                                    "replica it resolves to (a headless Service). Each flag also reads KUBERL_<NAME>.")
     p.add_argument("role", choices=ROLES)
     p.add_argument("--port", type=int, default=None, help="listen port (default: the role's seed port; 0 = any)")
-    p.add_argument("--host", default=_env("HOST", "[::]"), help="listen address")
+    p.add_argument("--host", default=_env("HOST", "127.0.0.1"),
+                   help="listen address (default loopback; the image sets KUBERL_HOST=[::])")
+    p.add_argument("--insecure", action="store_true", default=_env("INSECURE", "") == "1",
+                   help="serve plaintext with no authentication or authorization (env KUBERL_INSECURE=1); "
+                        "without it a role needs --tls-dir")
+    p.add_argument("--reflection", action="store_true", default=_env("REFLECTION", "") == "1",
+                   help="offer gRPC server reflection (to authenticated clients)")
     for role in ("environment", "buffer", "analytics", "learner", "policy"):
         p.add_argument(f"--{role}", default=_env(f"{role.upper()}_ADDRESS", f"localhost:{DEFAULT_PORTS[role]}"),
                        help=f"{role} replicas (env KUBERL_{role.upper()}_ADDRESS)")
@@ -42,6 +49,23 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    help="an RLExperiment manifest to serve from the start (cluster mode: the operator's ConfigMap); "
                         "environment, buffer and learner follow changes to the file")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    _tls_argument(p, "this role's identity")
+
+
+def _tls_argument(p: argparse.ArgumentParser, whose: str) -> None:
+    p.add_argument("--tls-dir", type=Path, default=os.environ.get("KUBERL_TLS_DIR") or None,
+                   help=f"{whose}: a directory with ca.crt, tls.crt and tls.key (a kubernetes.io/tls Secret's "
+                        "layout; env KUBERL_TLS_DIR); kuberl run makes one under RUN_DIR/tls/")
+
+
+def _use_tls(args: argparse.Namespace, reflection: bool = False) -> None:
+    from kuberl.rpc import use_tls
+    from kuberl.security import TlsFiles
+
+    files = TlsFiles(args.tls_dir) if args.tls_dir else None
+    if files is not None:
+        files.identity()  # a directory that is missing or names nobody is refused here, with why
+    use_tls(files, reflection)
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
@@ -68,6 +92,7 @@ def _status_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default=_env("EXPERIMENT_ADDRESS", f"localhost:{DEFAULT_PORTS['experiment']}"),
                    help="the experiment role (env KUBERL_EXPERIMENT_ADDRESS)")
     p.add_argument("--timeout", type=float, default=10.0)
+    _tls_argument(p, "your identity (a reader's or an admin's)")
 
 
 def _delete_parser(sub: argparse._SubParsersAction) -> None:
@@ -79,6 +104,15 @@ def _delete_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default=_env("EXPERIMENT_ADDRESS", f"localhost:{DEFAULT_PORTS['experiment']}"),
                    help="the experiment role (env KUBERL_EXPERIMENT_ADDRESS)")
     p.add_argument("--timeout", type=float, default=60.0)
+    _tls_argument(p, "your identity (an admin's)")
+
+
+def _call_failed(command: str, args: argparse.Namespace, err: Any) -> int:
+    hint = ""
+    if err.code().name == "UNAVAILABLE" and args.tls_dir is None:
+        hint = " (a server with TLS refuses plaintext: pass --tls-dir, e.g. kuberl-runs/NAME/tls/admin)"
+    print(f"kuberl {command}: {args.address}: {err.code().name}: {err.details()}{hint}", file=sys.stderr)
+    return 1
 
 
 def delete(args: argparse.Namespace) -> int:
@@ -92,8 +126,7 @@ def delete(args: argparse.Namespace) -> int:
         stub(pb_grpc.ExperimentServiceStub, args.address).DeleteExperiment(
             pb.DeleteExperimentRequest(experiment_id=args.experiment_id), timeout=args.timeout)
     except grpc.RpcError as err:
-        print(f"kuberl delete: {args.address}: {err.code().name}: {err.details()}", file=sys.stderr)
-        return 1
+        return _call_failed("delete", args, err)
     print(f"{args.experiment_id} deleted")
     return 0
 
@@ -113,8 +146,7 @@ def status(args: argparse.Namespace) -> int:
         else:
             rows = list(api.ListExperiments(pb.ListExperimentsRequest(), timeout=args.timeout).experiments)
     except grpc.RpcError as err:
-        print(f"kuberl status: {args.address}: {err.code().name}: {err.details()}", file=sys.stderr)
-        return 1
+        return _call_failed("status", args, err)
     print(f"{'EXPERIMENT':<24} {'PHASE':<10} {'ENV':<16} {'STEPS':>9} {'EPISODES':>8} {'RETURN':>8} {'EVAL':>8}")
     for s in rows:
         phase = pb.ExperimentPhase.Name(s.phase).removeprefix("EXPERIMENT_PHASE_").capitalize()  # Phase's value
@@ -126,6 +158,15 @@ def status(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format=f"%(asctime)s {args.role} %(levelname)s %(name)s: %(message)s")
+    if not args.insecure and args.tls_dir is None:
+        print(f"kuberl serve {args.role}: no identity: pass --tls-dir (or KUBERL_TLS_DIR), or --insecure to serve "
+              "plaintext with no authentication", file=sys.stderr)
+        return 2
+    try:
+        _use_tls(args, args.reflection)
+    except ValueError as err:
+        print(f"kuberl serve {args.role}: {err}", file=sys.stderr)
+        return 2
     port = DEFAULT_PORTS[args.role] if args.port is None else args.port
     node_name = args.node_name or f"{args.role}-{socket.gethostname()}-{port}"
     from kuberl.metrics import MetricsReporter
@@ -202,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     _status_parser(sub)
     _delete_parser(sub)
     args = parser.parse_args(argv)
+    try:
+        if args.command in ("status", "delete"):
+            _use_tls(args)
+    except ValueError as err:
+        print(f"kuberl {args.command}: {err}", file=sys.stderr)
+        return 2
     if args.command == "serve":
         return serve(args)
     if args.command == "status":

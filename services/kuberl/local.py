@@ -5,6 +5,11 @@ restarted with backoff, as a Deployment's kubelet would (a shard restores its sn
 learner its policy), and one that keeps dying is reported as crash-looping. `kuberl run`
 starts the roles the way the operator does (each from the experiment file) and reports the
 status the lifecycle computes, the same function as `kubectl get rlx`.
+
+Every replica serves mutual TLS with a certificate from a throwaway CA in WORKDIR/tls (kept
+across resumes; leaves issued anew at each start): the per-experiment roles' certificates name
+the experiment when there is one, and the launcher calls as `admin` (WORKDIR/tls/admin, also
+for people's `kuberl status --tls-dir`; WORKDIR/tls/reader can only read).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from typing import Any, Callable
 from kuberl.config import ConfigError, Manifest, load_manifest
 from kuberl.lifecycle import Intent, Observation, Phase, compute_status, recorded_phase, transitions
 from kuberl.observe import episode_returns, learner_view
-from kuberl.rpc import stub, wait_until_serving
+from kuberl.rpc import stub, use_tls, wait_until_serving
+from kuberl.security import PER_EXPERIMENT_ROLES, Identity, TlsFiles, issue_identity, local_authority
 from kuberl.v1 import experiment_service_pb2_grpc as exp_grpc
 
 LOOPBACK = "127.0.0.1"
@@ -93,10 +99,17 @@ class LocalCluster:
     roles: tuple[str, ...] = START_ORDER
     supervise: bool = False
     on_event: Callable[[str], None] = lambda message: None  # noqa: E731
+    tls: bool = True  # False: every replica plaintext (--insecure)
+    experiment_id: str | None = None  # the per-experiment roles' certificates name it (file mode)
     replicas: dict[str, list[ReplicaProcess]] = field(default_factory=dict)
+    admin: TlsFiles | None = None  # the launcher's identity (tls only)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        authority = local_authority(self.workdir / "tls") if self.tls else None
+        if authority is not None:
+            self.admin = issue_identity(authority, self.workdir / "tls" / "admin", Identity("admin"))
+            issue_identity(authority, self.workdir / "tls" / "reader", Identity("reader"))
         counts = {role: {"buffer": self.buffer_replicas, "environment": self.environment_replicas}.get(role, 1)
                   for role in START_ORDER}
         ports = {role: [free_port() for _ in range(n)] for role, n in counts.items()}
@@ -109,10 +122,17 @@ class LocalCluster:
                         "--database", self.database_url or f"sqlite:///{self.workdir / 'analytics.db'}",
                         *(arg for peer in ("environment", "buffer", "analytics", "learner", "policy")
                           for arg in (f"--{peer}", peers[peer])), *self.extra_args.get(role, [])]
+                if authority is None:
+                    args.append("--insecure")
+                else:
+                    scope = self.experiment_id if role in PER_EXPERIMENT_ROLES else None
+                    identity = issue_identity(authority, self.workdir / "tls" / f"{role}-{i}", Identity(role, scope))
+                    args += ["--tls-dir", str(identity.directory)]
                 self.replicas[role].append(ReplicaProcess(role, i, port, args, self.workdir / f"{role}-{i}.log"))
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
+        self._tls_before: TlsFiles | None = None
 
     def address(self, role: str) -> str:
         return ",".join(r.address for r in self.replicas[role])
@@ -149,7 +169,7 @@ class LocalCluster:
                     raise RuntimeError(f"{replica.name} exited with {replica.process.returncode}:\n"
                                        + self.log_tail(replica))
                 try:
-                    wait_until_serving(replica.address, min(1.0, max(0.1, deadline - time.monotonic())))
+                    wait_until_serving(replica.address, min(1.0, max(0.1, deadline - time.monotonic())), replica.role)
                     break
                 except TimeoutError:
                     if time.monotonic() > deadline:
@@ -157,6 +177,8 @@ class LocalCluster:
                                            + self.log_tail(replica)) from None
 
     def start(self) -> None:
+        """Starts every replica; this process calls them as the cluster's admin until `stop`."""
+        self._tls_before = use_tls(self.admin)
         for replica in self.everyone():
             self._spawn(replica)
         if self.supervise:
@@ -239,6 +261,7 @@ class LocalCluster:
                 except subprocess.TimeoutExpired:
                     replica.process.kill()
                     replica.process.wait()
+        use_tls(self._tls_before)
 
     def __enter__(self) -> LocalCluster:
         try:
@@ -337,7 +360,7 @@ def run_experiment(manifest: Manifest, output: Path, timeout: float, bar: Progre
     flags = ["--experiment", str(experiment_file)]
     cluster = LocalCluster(output, cfg.environment.replicas, cfg.buffer.replicas, database_url,
                            extra_args=dict.fromkeys(FILE_ROLES, flags), roles=RUN_ROLES, supervise=True,
-                           on_event=bar.note)
+                           on_event=bar.note, experiment_id=manifest.experiment_id)
     intent, status, steps_before = Intent(cfg), {}, None
     with cluster:
         learner_address, analytics_address = cluster.address("learner"), cluster.address("analytics")

@@ -1,7 +1,10 @@
-"""The six roles and the port each serves on by default (the seed's ports)."""
+"""The six roles, the port each serves on by default (the seed's ports) and its gRPC service."""
 
 from __future__ import annotations
 
 ROLES = ("experiment", "environment", "buffer", "learner", "policy", "analytics")
 DEFAULT_PORTS = {"environment": 50050, "buffer": 50051, "analytics": 50052, "experiment": 50053,
                  "learner": 50054, "policy": 50056}
+SERVICES = {"environment": "EnvironmentService", "buffer": "BufferService", "analytics": "AnalyticsService",
+            "experiment": "ExperimentService", "learner": "LearnerService", "policy": "PolicyService"}
+ROLE_OF_SERVICE = {service: role for role, service in SERVICES.items()}

@@ -1,5 +1,10 @@
-"""gRPC plumbing shared by every role: servers with health and reflection, error mapping,
-cached client channels, and a SIGTERM-aware serve loop."""
+"""gRPC plumbing shared by every role: servers with health (and reflection when asked for)
+behind mutual TLS and the authorization table, error mapping, cached client channels, and a
+SIGTERM-aware serve loop.
+
+A process has one TLS identity (`use_tls`): its servers present it and its clients dial with
+it. Without one (`kuberl serve --insecure`, in-process tests) everything is plaintext and
+unauthorized."""
 
 from __future__ import annotations
 
@@ -15,6 +20,9 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from kuberl.roles import ROLE_OF_SERVICE
+from kuberl.security import Authorizer, TlsFiles, server_name
 
 log = logging.getLogger(__name__)
 
@@ -86,20 +94,45 @@ def require_experiment_id(experiment_id: str) -> str:
     return experiment_id
 
 
+_tls: TlsFiles | None = None
+_reflection = False
+
+
+def use_tls(files: TlsFiles | None, reflection: bool = False) -> TlsFiles | None:
+    """Sets this process's identity for the servers it starts and the calls it makes from now
+    on (None: plaintext), and whether its servers offer reflection; returns the identity before."""
+    global _tls, _reflection
+    before, _tls, _reflection = _tls, files, reflection
+    return before
+
+
+# Requests in flight or queued per server beyond which new ones get RESOURCE_EXHAUSTED: a flood
+# waits in no unbounded queue.
+MAX_CONCURRENT_RPCS = 256
+
+
 class Server:
     """One role's gRPC server, with the standard health service (NOT_SERVING until
-    `set_serving`) and reflection. `add_servicer` is the generated add_XServicer_to_server."""
+    `set_serving`) and, when asked for, reflection. Served over mutual TLS with the
+    authorization table checked before every handler, when this process has an identity.
+    `add_servicer` is the generated add_XServicer_to_server."""
 
     def __init__(self, servicer: object, add_servicer: Callable[[Any, grpc.Server], None], file_descriptor: Any,
-                 port: int, host: str = "[::]", max_workers: int = 32):
-        self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=CHANNEL_OPTIONS)
+                 port: int, host: str = "127.0.0.1", max_workers: int = 32):
+        tls = _tls
+        self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=CHANNEL_OPTIONS,
+                                       interceptors=[Authorizer()] if tls else [],
+                                       maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS)
         add_servicer(servicer, self.grpc_server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
         self.service_names = [service.full_name for service in file_descriptor.services_by_name.values()]
-        reflection.enable_server_reflection([*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME],
-                                            self.grpc_server)
-        self.port = self.grpc_server.add_insecure_port(f"{host}:{port}")
+        if _reflection:
+            reflection.enable_server_reflection([*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME],
+                                                self.grpc_server)
+        address = f"{host}:{port}"
+        self.port = (self.grpc_server.add_secure_port(address, tls.server_credentials()) if tls
+                     else self.grpc_server.add_insecure_port(address))
         if self.port == 0:
             raise OSError(f"cannot bind {host}:{port}")
         self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -135,25 +168,40 @@ def serve_until_signalled(server: Server, on_stop: Callable[[], None], grace: fl
     log.info("stopped")
 
 
-_channels: dict[str, grpc.Channel] = {}
+_channels: dict[tuple[str, str, Any], grpc.Channel] = {}
 _channels_lock = threading.Lock()
 
 Stub = TypeVar("Stub")
 
 
-def stub(stub_class: Callable[[grpc.Channel], Stub], address: str) -> Stub:
-    """A stub on a process-wide cached channel to `address` (channels are costly, stubs cheap)."""
+def channel(address: str, role: str, tls: TlsFiles | None) -> grpc.Channel:
+    """A new channel to a `role` server: plaintext, or TLS with `tls`'s identity, checking that
+    the server's certificate is that role's whatever address was dialled."""
+    if tls is None:
+        return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+    return grpc.secure_channel(address, tls.channel_credentials(),
+                               options=[*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", server_name(role))])
+
+
+def stub(stub_class: Callable[[grpc.Channel], Stub], address: str, role: str | None = None) -> Stub:
+    """A stub on a process-wide cached channel to `address` (channels are costly, stubs cheap).
+    The role served there follows from the stub's service; a health stub names it."""
+    if role is None:
+        role = ROLE_OF_SERVICE[stub_class.__name__.removesuffix("Stub")]
+    tls = _tls
+    # Rotated certificate files (a changed stamp) get a new channel; the old one's calls finish.
+    key = (address, role, (tls.directory, tls.stamp()) if tls else None)
     with _channels_lock:
-        channel = _channels.get(address)
-        if channel is None:
-            channel = _channels[address] = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-    return stub_class(channel)
+        cached = _channels.get(key)
+        if cached is None:
+            cached = _channels[key] = channel(address, role, tls)
+    return stub_class(cached)
 
 
-def wait_until_serving(address: str, timeout: float) -> None:
-    """Blocks until the health service at address answers SERVING; TimeoutError otherwise."""
+def wait_until_serving(address: str, timeout: float, role: str) -> None:
+    """Blocks until the `role` server's health service at address answers SERVING; TimeoutError otherwise."""
     deadline = time.monotonic() + timeout
-    health_stub = stub(health_pb2_grpc.HealthStub, address)
+    health_stub = stub(health_pb2_grpc.HealthStub, address, role)
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:

@@ -48,15 +48,17 @@ class ContainerCluster:
             mounts = ["--volume", f"{volume}:/var/lib/kuberl"]
         docker("run", "--detach", "--name", name, "--network", self.network, "--network-alias", role,
                "--publish", f"127.0.0.1::{port}", "--env", f"KUBERL_NODE_NAME={role}-{index}", *mounts,
-               self.image, "serve", role, "--port", str(port), "--data-dir", "/var/lib/kuberl",
+               self.image, "serve", role, "--insecure", "--port", str(port), "--data-dir", "/var/lib/kuberl",
                "--database", "sqlite:////var/lib/kuberl/analytics.db", *PEERS, *extra, timeout=120)
         self.containers.append(name)
         return name
 
+    def role(self, name: str) -> str:
+        return name.removeprefix(f"{self.prefix}-").rsplit("-", 1)[0]
+
     def address(self, name: str) -> str:
         """The host address of a container's gRPC port (it changes when the container restarts)."""
-        role = name.removeprefix(f"{self.prefix}-").rsplit("-", 1)[0]
-        mapped = docker("port", name, f"{DEFAULT_PORTS[role]}/tcp", timeout=30).stdout.decode().split()[0]
+        mapped = docker("port", name, f"{DEFAULT_PORTS[self.role(name)]}/tcp", timeout=30).stdout.decode().split()[0]
         return mapped
 
     def ip(self, name: str) -> str:

@@ -46,7 +46,7 @@ def cluster(project_image):
         c.environments = [c.run("environment", i) for i in range(2)]
         c.buffers = [c.run("buffer", i) for i in range(3)]
         for name in c.containers:  # every replica in DNS and serving before anything starts
-            wait_until_serving(c.address(name), timeout=60)
+            wait_until_serving(c.address(name), timeout=60, role=c.role(name))
         yield c
 
 

@@ -53,7 +53,7 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
         return common_pb2.ReleaseExperimentResponse()
 
 
-def create_server(port: int, database_url: str, host: str = "[::]", max_queued_points: int = 100_000
+def create_server(port: int, database_url: str, host: str = "127.0.0.1", max_queued_points: int = 100_000
                   ) -> tuple[Server, BufferedStore]:
     store = BufferedStore(open_store(database_url), max_queued_points)
     log.info("metrics go to %s", redact_url(database_url))

@@ -104,7 +104,7 @@ class BufferReplica:
             self.metrics.close()
 
 
-def create_server(port: int, data_dir: Path | None, metrics: MetricsReporter | None, host: str = "[::]"
+def create_server(port: int, data_dir: Path | None, metrics: MetricsReporter | None, host: str = "127.0.0.1"
                   ) -> tuple[Server, BufferReplica]:
     replica = BufferReplica(data_dir, metrics)
     server = Server(BufferServicer(replica.shard), pb_grpc.add_BufferServiceServicer_to_server, pb.DESCRIPTOR, port,

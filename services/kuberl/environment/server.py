@@ -231,7 +231,7 @@ class EnvironmentReplica:
 
 
 def create_server(port: int, buffer_target: str, policy_address: str, metrics: MetricsReporter | None,
-                  host: str = "[::]") -> tuple[Server, EnvironmentReplica]:
+                  host: str = "127.0.0.1") -> tuple[Server, EnvironmentReplica]:
     replica = EnvironmentReplica(buffer_target, policy_address, metrics)
     server = Server(EnvironmentServicer(replica), pb_grpc.add_EnvironmentServiceServicer_to_server, pb.DESCRIPTOR,
                     port, host)

@@ -295,7 +295,7 @@ class ExperimentServicer(pb_grpc.ExperimentServiceServicer):
         return pb.ListExperimentsResponse(experiments=self.experiments.list_statuses())
 
 
-def create_server(port: int, peers: Peers, host: str = "[::]", kubernetes_namespace: str | None = None
+def create_server(port: int, peers: Peers, host: str = "127.0.0.1", kubernetes_namespace: str | None = None
                   ) -> tuple[Server, LocalExperiments | ClusterExperiments]:
     if kubernetes_namespace is not None:
         from kuberl.experiment.kubernetes import ClusterExperiments

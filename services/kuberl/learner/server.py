@@ -18,6 +18,10 @@ from kuberl.v1 import learner_service_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 
+# A request thread trains for a few seconds at most; longer training is StartTraining's.
+MAX_TRAIN_STEP_UPDATES = 10_000
+
+
 class LearnerServicer(pb_grpc.LearnerServiceServicer):
     def __init__(self, replica: LearnerReplica):
         self.replica = replica
@@ -38,8 +42,8 @@ class LearnerServicer(pb_grpc.LearnerServiceServicer):
 
     @rpc_errors
     def TrainStep(self, request: pb.TrainStepRequest, context: grpc.ServicerContext) -> pb.TrainStepResponse:
-        if not 1 <= request.num_updates <= 1_000_000:
-            raise ValueError(f"num_updates: must be in [1, 1000000], got {request.num_updates}")
+        if not 1 <= request.num_updates <= MAX_TRAIN_STEP_UPDATES:
+            raise ValueError(f"num_updates: must be in [1, {MAX_TRAIN_STEP_UPDATES}], got {request.num_updates}")
         run = self.replica.run(require_experiment_id(request.experiment_id), from_proto(request.config))
         seconds = run.train_now(request.num_updates)
         return pb.TrainStepResponse(stats=run.stats(), seconds=seconds)
@@ -94,7 +98,7 @@ class LearnerReplica:
 
 
 def create_server(port: int, buffer_target: str, policy_address: str, metrics: MetricsReporter | None,
-                  host: str = "[::]") -> tuple[Server, LearnerReplica]:
+                  host: str = "127.0.0.1") -> tuple[Server, LearnerReplica]:
     replica = LearnerReplica(buffer_target, policy_address, metrics)
     server = Server(LearnerServicer(replica), pb_grpc.add_LearnerServiceServicer_to_server, pb.DESCRIPTOR, port, host)
     return server, replica

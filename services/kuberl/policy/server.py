@@ -41,7 +41,7 @@ class PolicyServicer(pb_grpc.PolicyServiceServicer):
         return common_pb2.ReleaseExperimentResponse()
 
 
-def create_server(port: int, host: str = "[::]", data_dir: Path | None = None) -> tuple[Server, PolicyStore]:
+def create_server(port: int, host: str = "127.0.0.1", data_dir: Path | None = None) -> tuple[Server, PolicyStore]:
     store = PolicyStore(data_dir)
     server = Server(PolicyServicer(store), pb_grpc.add_PolicyServiceServicer_to_server, pb.DESCRIPTOR, port, host)
     return server, store

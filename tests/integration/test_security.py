@@ -1,0 +1,226 @@
+"""Mutual TLS and the authorization table on every role, as real processes on real sockets:
+a plaintext client or a stranger's certificate reaches no handler; every (identity, method)
+pair is answered as the table says; random bytes and hostile well-formed messages to every
+method get a deliberate status and leave every server healthy."""
+
+from __future__ import annotations
+
+import math
+
+import grpc
+import numpy as np
+import pytest
+from google.protobuf import descriptor as descriptor_mod
+from google.protobuf import message_factory
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from kuberl import rpc
+from kuberl.local import LocalCluster
+from kuberl.pki import make_authority
+from kuberl.roles import SERVICES
+from kuberl.security import (AUTHORIZATION, IDENTITIES, PER_EXPERIMENT_ROLES, Denied, Identity, TlsFiles, authorize,
+                             issue_identity, local_authority, named_experiments)
+from kuberl.v1 import (analytics_service_pb2, buffer_service_pb2, environment_service_pb2, experiment_service_pb2,
+                       learner_service_pb2, policy_service_pb2)
+
+pytestmark = pytest.mark.slow
+
+FILES = {"environment": environment_service_pb2, "buffer": buffer_service_pb2, "analytics": analytics_service_pb2,
+         "experiment": experiment_service_pb2, "learner": learner_service_pb2, "policy": policy_service_pb2}
+OURS = "e1"
+DELIBERATE = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+              grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.FAILED_PRECONDITION,
+              grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.OUT_OF_RANGE}
+
+
+def methods() -> list[tuple[str, str, descriptor_mod.MethodDescriptor]]:
+    """(role, full method name, descriptor) of every RPC of every role."""
+    found = []
+    for role, service in SERVICES.items():
+        for method in FILES[role].DESCRIPTOR.services_by_name[service].methods:
+            found.append((role, f"/{method.containing_service.full_name}/{method.name}", method))
+    return found
+
+
+def message_class(descriptor: descriptor_mod.Descriptor) -> type:
+    return message_factory.GetMessageClass(descriptor)
+
+
+def call(channel: grpc.Channel, method: descriptor_mod.MethodDescriptor, payload: bytes) -> grpc.StatusCode:
+    name = f"/{method.containing_service.full_name}/{method.name}"
+    invoke = channel.unary_unary(name, request_serializer=None, response_deserializer=None)
+    try:
+        invoke(payload, timeout=20)
+        return grpc.StatusCode.OK
+    except grpc.RpcError as err:
+        return err.code()
+
+
+def minimal_request(method: descriptor_mod.MethodDescriptor, experiment_id: str):
+    request = message_class(method.input_type)()
+    fields = request.DESCRIPTOR.fields_by_name
+    if "experiment_id" in fields:
+        request.experiment_id = experiment_id
+    if "points" in fields:
+        request.points.add(experiment_id=experiment_id, metric="charts/probe", value=1.0)
+    return request
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    """Every role (pool mode, one replica each) behind mutual TLS, and a TLS directory for each
+    identity: every role-wide one, and each per-experiment role scoped to OURS."""
+    workdir = tmp_path_factory.mktemp("secure")
+    with LocalCluster(workdir, environment_replicas=1, buffer_replicas=1) as cluster:
+        authority = local_authority(workdir / "tls")
+        identities = [Identity(name) for name in IDENTITIES] + [Identity(r, OURS) for r in PER_EXPERIMENT_ROLES]
+        tls = {identity: issue_identity(authority, workdir / "clients" / f"{identity.role}-{i}", identity)
+               for i, identity in enumerate(identities)}
+        yield cluster, tls
+
+
+def assert_all_serving(cluster: LocalCluster, admin: TlsFiles) -> None:
+    for role, replicas in cluster.replicas.items():
+        for replica in replicas:
+            channel = rpc.channel(replica.address, role, admin)
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING, replica.name
+            channel.close()
+
+
+def test_a_plaintext_client_reaches_no_handler(system):
+    cluster, _ = system
+    for role, name, method in methods():
+        channel = grpc.insecure_channel(cluster.address(role))
+        assert call(channel, method, b"") == grpc.StatusCode.UNAVAILABLE, name
+        channel.close()
+
+
+def test_a_certificate_from_another_authority_reaches_no_handler(system, tmp_path):
+    cluster, _ = system
+    stranger = issue_identity(make_authority(tmp_path, "ca", "not kuberl's CA"), tmp_path / "admin", Identity("admin"))
+    for role in SERVICES:
+        channel = rpc.channel(cluster.address(role), role, stranger)
+        with pytest.raises(grpc.RpcError) as refused:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, role
+        channel.close()
+
+
+def test_the_table_covers_every_method_and_states_the_design():
+    assert {name for _, name, _ in methods()} <= set(AUTHORIZATION)
+    ours, theirs = (OURS,), ("e2",)
+    must = [(Identity("environment", OURS), "/kuberl.v1.BufferService/PushTransitions", ours),
+            (Identity("learner", OURS), "/kuberl.v1.BufferService/SampleBatch", ours),
+            (Identity("learner", OURS), "/kuberl.v1.PolicyService/UpdatePolicy", ours),
+            (Identity("environment", OURS), "/kuberl.v1.PolicyService/GetPolicy", ours),
+            (Identity("experiment"), "/kuberl.v1.LearnerService/StartTraining", ours),
+            (Identity("reader"), "/kuberl.v1.ExperimentService/ListExperiments", None),
+            (Identity("operator"), "/kuberl.v1.PolicyService/ReleaseExperiment", ours),
+            (Identity("buffer", OURS), "/kuberl.v1.AnalyticsService/ReportMetrics", ours)]
+    never = [(Identity("environment", OURS), "/kuberl.v1.BufferService/PushTransitions", theirs),
+             (Identity("environment", OURS), "/kuberl.v1.PolicyService/UpdatePolicy", ours),
+             (Identity("environment", OURS), "/kuberl.v1.BufferService/SampleBatch", ours),
+             (Identity("learner", OURS), "/kuberl.v1.BufferService/PushTransitions", ours),
+             (Identity("learner", OURS), "/kuberl.v1.PolicyService/UpdatePolicy", theirs),
+             (Identity("learner", OURS), "/kuberl.v1.LearnerService/TrainStep", ours),
+             (Identity("reader"), "/kuberl.v1.ExperimentService/StopExperiment", ours),
+             (Identity("reader"), "/kuberl.v1.PolicyService/UpdatePolicy", ours),
+             (Identity("operator"), "/kuberl.v1.ExperimentService/StartExperiment", ours),
+             (Identity("policy"), "/kuberl.v1.EnvironmentService/StartRollout", ours),
+             (Identity("buffer", OURS), "/kuberl.v1.AnalyticsService/ReportMetrics", (OURS, "e2"))]
+    for identity, method, experiments in must:
+        authorize(identity, method, experiments)
+    for identity, method, experiments in never:
+        with pytest.raises(Denied):
+            authorize(identity, method, experiments)
+
+
+def test_every_identity_and_method_is_answered_as_the_table_says(system):
+    cluster, tls = system
+    checked = 0
+    for identity, files in tls.items():
+        for role in SERVICES:
+            channel = rpc.channel(cluster.address(role), role, files)
+            for _, name, method in (m for m in methods() if m[0] == role):
+                for experiment in {identity.experiment_id or OURS, "e2"}:
+                    request = minimal_request(method, experiment)
+                    try:
+                        authorize(identity, name, named_experiments(request))
+                        allowed = True
+                    except Denied:
+                        allowed = False
+                    code = call(channel, method, request.SerializeToString())
+                    if allowed:
+                        assert code in DELIBERATE, (str(identity), name, experiment, code)
+                    else:
+                        assert code == grpc.StatusCode.PERMISSION_DENIED, (str(identity), name, experiment, code)
+                    checked += 1
+            channel.close()
+    assert checked >= len(tls) * len(methods())
+
+
+HOSTILE_STRINGS = ["", "e1", "../../etc/passwd", "\x00", "é" * 300, "%2F%00", "a/b#c", "x" * 5000]
+HOSTILE_INTS = [0, 1, -1, 2**31 - 1, -(2**31), 2**62, 10**6]
+HOSTILE_FLOATS = [0.0, -1.0, math.nan, math.inf, -math.inf, 1e308, 1e-308]
+
+
+def hostile(descriptor: descriptor_mod.Descriptor, rng: np.random.Generator, depth: int = 0):
+    """A well-formed message of this type with each field set at random to an edge value."""
+    message = message_class(descriptor)()
+    for field in descriptor.fields:
+        if rng.random() < 0.3:
+            continue
+        repeats = int(rng.integers(0, 4)) if field.is_repeated else 1
+        for _ in range(repeats):
+            value = _value(field, rng, depth)
+            if value is None:
+                continue
+            if field.is_repeated:
+                target = getattr(message, field.name)
+                target.add().CopyFrom(value) if field.type == field.TYPE_MESSAGE else target.append(value)
+            elif field.type == field.TYPE_MESSAGE:
+                getattr(message, field.name).CopyFrom(value)
+            else:
+                setattr(message, field.name, value)
+    return message
+
+
+def _value(field: descriptor_mod.FieldDescriptor, rng: np.random.Generator, depth: int):
+    kind = field.type
+    if kind == field.TYPE_MESSAGE:
+        if field.message_type.GetOptions().map_entry or depth > 3:
+            return None
+        return hostile(field.message_type, rng, depth + 1)
+    if kind == field.TYPE_STRING:
+        return HOSTILE_STRINGS[rng.integers(len(HOSTILE_STRINGS))]
+    if kind == field.TYPE_BYTES:
+        return rng.bytes(int(rng.choice([0, 3, 17, 4096])))
+    if kind == field.TYPE_BOOL:
+        return bool(rng.integers(2))
+    if kind in (field.TYPE_FLOAT, field.TYPE_DOUBLE):
+        return HOSTILE_FLOATS[rng.integers(len(HOSTILE_FLOATS))]
+    if kind == field.TYPE_ENUM:
+        return int(rng.choice([v.number for v in field.enum_type.values] + [99]))
+    value = HOSTILE_INTS[rng.integers(len(HOSTILE_INTS))]
+    if kind in (field.TYPE_UINT32, field.TYPE_FIXED32, field.TYPE_UINT64, field.TYPE_FIXED64):
+        value = abs(value)
+    if kind in (field.TYPE_INT32, field.TYPE_SINT32, field.TYPE_SFIXED32, field.TYPE_UINT32, field.TYPE_FIXED32):
+        value = int(np.clip(value, -(2**31) if value < 0 else 0, 2**31 - 1))
+    return value
+
+
+def test_random_bytes_and_hostile_messages_get_deliberate_answers(system):
+    cluster, tls = system
+    admin = cluster.admin
+    rng = np.random.default_rng(11)
+    for role, name, method in methods():
+        channel = rpc.channel(cluster.address(role), role, admin)
+        for _ in range(12):
+            garbage = rng.bytes(int(rng.integers(1, 300)))
+            assert call(channel, method, garbage) in DELIBERATE, (name, garbage)
+        for _ in range(25):
+            message = hostile(method.input_type, rng)
+            assert call(channel, method, message.SerializeToString()) in DELIBERATE, (name, message)
+        channel.close()
+    assert_all_serving(cluster, admin)
