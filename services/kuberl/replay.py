@@ -1,8 +1,8 @@
 """A replay shard's core: a fixed-capacity FIFO ring buffer on preallocated numpy arrays.
 
-Thread-safe: inserts, samples and snapshots take one lock each for a bounded copy only, so a
-snapshot never holds up inserts or sampling for longer than a memcpy. Snapshots are atomic
-`.npz` files (kuberl.snapshots).
+Thread-safe: inserts and samples take one lock each for a bounded copy only. A snapshot writes
+the ring's arrays as they are under that lock (no second copy of the buffer in memory; inserts
+wait for the write to the page cache) into an atomic `.npz` file (kuberl.snapshots).
 A samples-per-insert rate limiter (DeepMind Reverb's SampleToInsertRatio) lets an insert wait
 while the learner lags behind, which is what keeps actors from outrunning it.
 """
@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kuberl.snapshots import save_npz
+from kuberl.snapshots import Snapshot, SnapshotKind
 from kuberl.tensors import Transitions
 
-SNAPSHOT_FORMAT = 1
+# 1: rows oldest first, counters [1, capacity, inserted, sampled]; 2: the ring as stored,
+# counters [capacity, inserted, sampled, next slot].
+REPLAY_SNAPSHOTS = SnapshotKind("kuberl.replay", 2)
 
 
 class ReplayBuffer:
@@ -86,27 +88,34 @@ class ReplayBuffer:
         with self._lock:
             return self._ordered()
 
-    def save(self, path: Path) -> None:
-        """Writes an atomic .npz snapshot (never pickled: allow_pickle stays off on load)."""
-        with self._lock:  # only the copy happens under the lock; the disk write does not
-            rows = self._ordered()
-            counters = np.array([SNAPSHOT_FORMAT, self.capacity, self.total_inserted, self.total_sampled], np.int64)
-        if rows is None:
-            return
-        save_npz(path, {"counters": counters, **rows._asdict()})
+    def save(self, data_dir: Path, experiment_id: str) -> bool:
+        """Writes the experiment's snapshot into data_dir; False when there is nothing to write."""
+        with self._lock:
+            if self._columns is None:
+                return False
+            counters = np.array([self.capacity, self.total_inserted, self.total_sampled, self._next], np.int64)
+            REPLAY_SNAPSHOTS.save(data_dir, experiment_id, {
+                "counters": counters, **{name: col[:self._size] for name, col in zip(Transitions._fields,
+                                                                                      self._columns)}})
+        return True
 
     @classmethod
-    def load(cls, path: Path, capacity: int | None = None, seed: int = 0) -> ReplayBuffer:
+    def from_snapshot(cls, snapshot: Snapshot, capacity: int | None = None, seed: int = 0) -> ReplayBuffer:
         """A buffer holding a snapshot's rows and counters; with a smaller `capacity`, the newest rows."""
-        with np.load(path, allow_pickle=False) as data:
-            counters = data["counters"]
-            if int(counters[0]) != SNAPSHOT_FORMAT:
-                raise ValueError(f"{path}: snapshot format {int(counters[0])}, expected {SNAPSHOT_FORMAT}")
-            rows = Transitions(*(data[name] for name in Transitions._fields))
-        buffer = cls(int(counters[1]) if capacity is None else capacity, seed)
+        arrays = snapshot.arrays
+        counters = [int(c) for c in arrays["counters"]]
+        rows = Transitions(*(arrays[name] for name in Transitions._fields))
+        if snapshot.version == 1:
+            if counters[0] != 1:
+                raise ValueError(f"counters[0]: snapshot format {counters[0]}, expected 1")
+            stored_capacity, inserted, sampled = counters[1:4]
+        else:
+            stored_capacity, inserted, sampled, next_slot = counters
+            if rows.rows == stored_capacity and next_slot:  # a full ring: its oldest row is at next_slot
+                rows = Transitions(*(np.concatenate([col[next_slot:], col[:next_slot]]) for col in rows))
+        buffer = cls(stored_capacity if capacity is None else capacity, seed)
         buffer.add(rows)
-        buffer.total_inserted = int(counters[2])
-        buffer.total_sampled = int(counters[3])
+        buffer.total_inserted, buffer.total_sampled = inserted, sampled
         return buffer
 
 

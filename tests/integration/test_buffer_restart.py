@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 import pytest
 
-from kuberl.buffer.core import snapshot_name
+from kuberl.snapshots import snapshot_name
 from kuberl.config import ExperimentConfig, to_proto
 from kuberl.local import LocalCluster, experiment_stub
 from kuberl.rpc import stub

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from kuberl.policy.core import PolicyStore
+from kuberl.snapshots import snapshot_name
 
 
 def weights(value: float) -> list[np.ndarray]:
@@ -33,3 +34,33 @@ def test_the_newest_version_is_on_disk_within_the_flush_interval(tmp_path):
     assert latest == 5 and np.array_equal(got[1], np.full(3, 5.0, np.float32))
     store.close()
     crashed_view.close()
+
+
+def test_damaged_weight_files_are_set_aside_and_the_good_ones_restored(tmp_path):
+    from tests.unit.test_shard import damage
+
+    store = PolicyStore(tmp_path, flush_seconds=3600)
+    store.update("good", 4, [np.ones((2, 2), np.float32), np.zeros(2, np.float32)])
+    store.close()
+    expected_aside = damage(tmp_path, tmp_path / snapshot_name("good"))
+    restored = PolicyStore(tmp_path, flush_seconds=3600)
+    version, weights = restored.newer_than("good", -1)
+    assert version == 4 and [w.shape for w in weights] == [(2, 2), (2,)]
+    assert {p.name for p in restored.set_aside.paths} == expected_aside
+    restored.update("good", 5, weights)
+    assert restored.flush() == 1
+    restored.close()
+
+
+def test_a_failed_write_keeps_its_experiment_unsaved(tmp_path):
+    store = PolicyStore(tmp_path, flush_seconds=3600)
+    store.update("blocked", 1, [np.ones(2, np.float32)])
+    store.update("fine", 1, [np.ones(2, np.float32)])
+    (tmp_path / snapshot_name("blocked")).mkdir()
+    (tmp_path / snapshot_name("blocked") / "x").write_text("")
+    assert store.flush() == 1
+    (tmp_path / snapshot_name("blocked") / "x").unlink()
+    (tmp_path / snapshot_name("blocked")).rmdir()
+    assert store.flush() == 1  # retried, not forgotten
+    store.close()
+    assert PolicyStore(tmp_path).newer_than("blocked", -1)[0] == 1

@@ -4,7 +4,8 @@ import time
 import numpy as np
 import pytest
 
-from kuberl.replay import ReplayBuffer, SamplesPerInsertLimiter
+from kuberl.replay import REPLAY_SNAPSHOTS, ReplayBuffer, SamplesPerInsertLimiter
+from kuberl.snapshots import SetAside, load_snapshots, snapshot_name
 from kuberl.tensors import Transitions
 
 
@@ -114,60 +115,79 @@ def test_layout_mismatch_raises_value_error(bad):
     assert_rows(buf.ordered(), range(5))
 
 
+def restore(data_dir, capacity=None):
+    """The one snapshot in data_dir, restored, and its experiment id."""
+    [(experiment_id, buffer)] = list(load_snapshots(
+        data_dir, REPLAY_SNAPSHOTS, lambda snapshot: ReplayBuffer.from_snapshot(snapshot, capacity)))
+    return experiment_id, buffer
+
+
 def test_save_load_round_trip(tmp_path):
     buf = ReplayBuffer(10)
     buf.add(rows(0, 23))
     buf.sample(7)
-    path = tmp_path / "sub" / "shard.npz"
-    buf.save(path)
-    loaded = ReplayBuffer.load(path)
+    directory = tmp_path / "sub"
+    assert buf.save(directory, "team/run")
+    experiment_id, loaded = restore(directory)
+    assert experiment_id == "team/run"
     assert loaded.capacity == 10 and loaded.size == 10
     assert (loaded.total_inserted, loaded.total_sampled) == (23, 7)
     assert_rows(loaded.ordered(), range(13, 23))
     loaded.add(rows(23, 25))  # the ring keeps going after a restore
     assert_rows(loaded.ordered(), range(15, 25))
-    assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temporary file left behind
+    assert [p.name for p in directory.iterdir()] == [snapshot_name("team/run")]  # no temporary file left behind
 
 
 def test_load_with_smaller_capacity_keeps_newest(tmp_path):
     buf = ReplayBuffer(10)
     buf.add(rows(0, 8))
-    buf.save(tmp_path / "s.npz")
-    small = ReplayBuffer.load(tmp_path / "s.npz", capacity=3)
+    buf.save(tmp_path, "x")
+    _, small = restore(tmp_path, capacity=3)
     assert small.capacity == 3 and small.total_inserted == 8
     assert_rows(small.ordered(), range(5, 8))
-    big = ReplayBuffer.load(tmp_path / "s.npz", capacity=100)
+    _, big = restore(tmp_path, capacity=100)
     assert big.capacity == 100
     assert_rows(big.ordered(), range(8))
 
 
-def test_snapshot_is_a_plain_npz(tmp_path):
+def test_snapshot_is_a_plain_npz_that_names_its_format_and_experiment(tmp_path):
     buf = ReplayBuffer(4)
-    buf.add(rows(0, 6))
-    buf.save(tmp_path / "s.npz")
-    with np.load(tmp_path / "s.npz", allow_pickle=False) as data:
-        assert set(data.files) == {"counters", *Transitions._fields}
-        np.testing.assert_array_equal(data["actions"], [2, 3, 4, 5])
+    buf.add(rows(0, 3))
+    buf.add(rows(3, 6))
+    buf.save(tmp_path, "x")
+    with np.load(tmp_path / snapshot_name("x"), allow_pickle=False) as data:
+        assert set(data.files) == {"format", "experiment_id", "counters", *Transitions._fields}
+        assert str(data["format"]) == "kuberl.replay/2" and str(data["experiment_id"]) == "x"
+        np.testing.assert_array_equal(data["actions"], [4, 5, 2, 3])  # the ring as stored
         assert data["obs"].dtype == np.float32 and data["terminated"].dtype == bool
-        assert data["counters"].tolist()[1:] == [4, 6, 0]
+        assert data["counters"].tolist() == [4, 6, 0, 2]
+
+
+def test_a_snapshot_of_the_format_before_versions_is_still_read(tmp_path):
+    old = rows(0, 3)
+    np.savez(tmp_path / "team%2Fold.npz", counters=np.array([1, 8, 3, 1], np.int64), **old._asdict())
+    experiment_id, loaded = restore(tmp_path)
+    assert experiment_id == "team/old" and loaded.capacity == 8 and loaded.total_sampled == 1
+    assert_rows(loaded.ordered(), range(3))
 
 
 def test_save_of_empty_buffer_writes_nothing(tmp_path):
-    ReplayBuffer(4).save(tmp_path / "s.npz")
-    assert not (tmp_path / "s.npz").exists()
+    assert not ReplayBuffer(4).save(tmp_path, "x")
+    assert not list(tmp_path.iterdir())
 
 
-def test_load_refuses_other_format(tmp_path):
+def test_a_newer_format_is_refused_and_kept_aside(tmp_path):
     buf = ReplayBuffer(4)
     buf.add(rows(0, 2))
-    buf.save(tmp_path / "s.npz")
-    with np.load(tmp_path / "s.npz") as data:
+    buf.save(tmp_path, "x")
+    path = tmp_path / snapshot_name("x")
+    with np.load(path) as data:
         arrays = dict(data)
-    arrays["counters"] = arrays["counters"].copy()
-    arrays["counters"][0] = 99
-    np.savez(tmp_path / "s.npz", **arrays)
-    with pytest.raises(ValueError, match="format 99"):
-        ReplayBuffer.load(tmp_path / "s.npz")
+    arrays["format"] = np.array("kuberl.replay/99")
+    np.savez(path, **arrays)
+    aside = SetAside()
+    assert list(load_snapshots(tmp_path, REPLAY_SNAPSHOTS, ReplayBuffer.from_snapshot, aside)) == []
+    assert [p.name for p in aside.paths] == [path.name + ".unsupported"] and not path.exists()
 
 
 def test_concurrent_adds_keep_counts_exact():

@@ -7,7 +7,9 @@ Names and ids are always bound parameters, never spliced into SQL.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kuberl.rpc import Unavailable
+
+log = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 255
 MAX_EXPERIMENT_ID_LENGTH = 128
@@ -222,11 +226,31 @@ class SQLiteStore(SQLStore):
         super().__init__()
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        for statement in SQLITE_SCHEMA:
-            self._db.execute(statement)
+        try:
+            self._db = self._open(path)
+        except sqlite3.DatabaseError as err:  # not a database (damaged, truncated, someone else's): start anew
+            if str(path) == ":memory:":
+                raise
+            aside = Path(f"{path}.corrupt")
+            os.replace(path, aside)
+            for journal in ("-wal", "-shm"):  # a damaged file's journal belongs with it
+                if Path(f"{path}{journal}").exists():
+                    os.replace(f"{path}{journal}", f"{aside}{journal}")
+            log.error("metrics database %s cannot be used (%s); moved to %s, starting a new one", path, err, aside)
+            self._db = self._open(path)
+
+    @staticmethod
+    def _open(path: str | Path) -> sqlite3.Connection:
+        db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            for statement in SQLITE_SCHEMA:
+                db.execute(statement)
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
 
     def _cursor(self) -> _SQLiteTransaction:
         return _SQLiteTransaction(self._db)

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kuberl.config import ExperimentConfig
-from kuberl.replay import ReplayBuffer, SamplesPerInsertLimiter
+from kuberl.replay import REPLAY_SNAPSHOTS, ReplayBuffer, SamplesPerInsertLimiter
 from kuberl.registry import Registry
 from kuberl.rpc import Exhausted, NotFound
-from kuberl.snapshots import experiment_from_snapshot_name, snapshot_name
+from kuberl.snapshots import SetAside, load_snapshots
 from kuberl.tensors import Transitions
 
 log = logging.getLogger(__name__)
@@ -35,19 +35,14 @@ class Shard:
         self.insert_wait_seconds = insert_wait_seconds
         self.tables: Registry[ReplayTable] = Registry("has no replay on this shard (call OpenReplay first)")
         self._snapshot_lock = threading.Lock()  # a released table's snapshot must not be written again
+        self.set_aside = SetAside()  # snapshots that could not be restored
         if data_dir is not None:
-            data_dir.mkdir(parents=True, exist_ok=True)
-            for path in sorted(data_dir.glob("*.npz")):
-                self._restore(path)
+            for experiment_id, buffer in load_snapshots(data_dir, REPLAY_SNAPSHOTS, ReplayBuffer.from_snapshot,
+                                                        self.set_aside):
+                self._restore(experiment_id, buffer)
 
-    def _restore(self, path: Path) -> None:
-        experiment_id = experiment_from_snapshot_name(path.name)
-        try:
-            buffer = ReplayBuffer.load(path)
-        except (OSError, ValueError, KeyError) as err:
-            log.error("snapshot %s unreadable, ignored: %s", path, err)
-            return
-        log.info("restored %d transitions of %s from %s", buffer.size, experiment_id, path)
+    def _restore(self, experiment_id: str, buffer: ReplayBuffer) -> None:
+        log.info("restored %d transitions of %s", buffer.size, experiment_id)
         # A restored experiment is servable at once (sampling and stats); OpenReplay later
         # brings the rate limiter's settings, so until then inserts are not held back.
         self.tables.put(experiment_id, ReplayTable(buffer, SamplesPerInsertLimiter(1.0, 0, 2**62), 10.0,
@@ -108,9 +103,13 @@ class Shard:
             due = force or (table.snapshot_interval > 0 and now - table.last_snapshot >= table.snapshot_interval)
             if changed and due:
                 inserted = table.buffer.total_inserted
-                table.buffer.save(self.data_dir / snapshot_name(experiment_id))
+                try:
+                    saved = table.buffer.save(self.data_dir, experiment_id)
+                except OSError as err:  # this experiment's snapshot waits for the next round; the others go on
+                    log.error("snapshot of %s failed: %s", experiment_id, err)
+                    continue
                 table.last_snapshot, table.snapshotted_inserts = now, inserted
-                written += 1
+                written += saved
         return written
 
     def release(self, experiment_id: str) -> bool:
@@ -121,7 +120,7 @@ class Shard:
                 self.tables.pop(experiment_id)
                 table.limiter.close()
             if self.data_dir is not None:
-                (self.data_dir / snapshot_name(experiment_id)).unlink(missing_ok=True)
+                REPLAY_SNAPSHOTS.remove(self.data_dir, experiment_id)
         return table is not None
 
     def experiments(self) -> dict[str, ReplayBuffer]:

@@ -9,9 +9,20 @@ from pathlib import Path
 
 import numpy as np
 
-from kuberl.snapshots import experiment_from_snapshot_name, save_npz, snapshot_name
+from kuberl.snapshots import SetAside, Snapshot, SnapshotKind, load_snapshots
 
 log = logging.getLogger(__name__)
+
+# 1: `version` and w0, w1, ... (the network's tensors in order).
+POLICY_SNAPSHOTS = SnapshotKind("kuberl.policy", 1)
+
+
+def _weights_of(snapshot: Snapshot) -> tuple[int, list[np.ndarray]]:
+    arrays = snapshot.arrays
+    count = len(arrays) - 1
+    if count < 1 or set(arrays) != {"version", *(f"w{i}" for i in range(count))}:
+        raise ValueError(f"members {sorted(arrays)}; expected version, w0, w1, ...")
+    return int(arrays["version"]), [arrays[f"w{i}"] for i in range(count)]
 
 
 class PolicyStore:
@@ -30,25 +41,15 @@ class PolicyStore:
         self._flush_lock = threading.Lock()  # a released experiment's snapshot must not be written again
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
+        self.set_aside = SetAside()  # snapshots that could not be restored
         if data_dir is not None:
-            data_dir.mkdir(parents=True, exist_ok=True)
-            for path in sorted(data_dir.glob("*.npz")):
-                self._restore(path)
+            for experiment_id, (version, weights) in load_snapshots(data_dir, POLICY_SNAPSHOTS, _weights_of,
+                                                                    self.set_aside):
+                self._latest[experiment_id] = (version, weights)
+                log.info("restored policy version %d of %s", version, experiment_id)
             self._flusher = threading.Thread(target=self._flush_loop, args=(flush_seconds,), name="policy-flush",
                                              daemon=True)
             self._flusher.start()
-
-    def _restore(self, path: Path) -> None:
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                version = int(data["version"])
-                weights = [data[f"w{i}"] for i in range(len(data.files) - 1)]
-        except (OSError, ValueError, KeyError) as err:
-            log.error("policy snapshot %s unreadable, ignored: %s", path, err)
-            return
-        experiment_id = experiment_from_snapshot_name(path.name)
-        self._latest[experiment_id] = (version, weights)
-        log.info("restored policy version %d of %s", version, experiment_id)
 
     def update(self, experiment_id: str, version: int, weights: list[np.ndarray]) -> int:
         """Stores weights as `version`; ValueError unless it is newer than the stored one."""
@@ -79,14 +80,16 @@ class PolicyStore:
                 held = self._latest.pop(experiment_id, None) is not None
                 self._unsaved.discard(experiment_id)
             if self.data_dir is not None:
-                (self.data_dir / snapshot_name(experiment_id)).unlink(missing_ok=True)
+                POLICY_SNAPSHOTS.remove(self.data_dir, experiment_id)
         return held
 
     def flush(self) -> int:
-        """Writes every experiment changed since the last flush; returns how many."""
+        """Writes every experiment changed since the last flush; returns how many. One that
+        fails stays marked unsaved (and is logged); the others are written all the same."""
         if self.data_dir is None:
             return 0
         # The writes hold the flush lock, not the weights' lock: serving never waits on a disk.
+        written = 0
         with self._flush_lock:
             with self._lock:
                 pending = {eid: self._latest[eid] for eid in self._unsaved}
@@ -94,15 +97,18 @@ class PolicyStore:
             for experiment_id, (version, weights) in pending.items():
                 arrays = {"version": np.array(version, dtype=np.int64),
                           **{f"w{i}": w for i, w in enumerate(weights)}}
-                save_npz(self.data_dir / snapshot_name(experiment_id), arrays)
-        return len(pending)
+                try:
+                    POLICY_SNAPSHOTS.save(self.data_dir, experiment_id, arrays)
+                    written += 1
+                except OSError as err:
+                    log.error("policy snapshot of %s failed: %s", experiment_id, err)
+                    with self._lock:
+                        self._unsaved.add(experiment_id)
+        return written
 
     def _flush_loop(self, seconds: float) -> None:
         while not self._stop.wait(seconds):
-            try:
-                self.flush()
-            except OSError as err:
-                log.error("policy snapshot failed: %s", err)
+            self.flush()
 
     def close(self) -> None:
         self._stop.set()
