@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pymysql
 
+from kuberl import pki
+
 USER = "kuberl"
 PASSWORD = "kuberl-test-password"
 
@@ -57,6 +59,11 @@ class MariaDB:
     def socket(self) -> Path:
         return self.root / "mysqld.sock"
 
+    @property
+    def ca(self) -> Path:
+        """The CA of the server's TLS certificate (for 127.0.0.1 and localhost)."""
+        return self.root / "tls" / "ca.crt"
+
     def url(self, database: str = "rl_analytics") -> str:
         return f"mysql://{USER}@127.0.0.1:{self.port}/{database}"
 
@@ -75,6 +82,12 @@ class MariaDB:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             server.port = s.getsockname()[1]
+        authority = pki.make_authority(root / "tls", "ca", "kuberl test MariaDB CA")
+        pki.issue(authority, root / "tls", "server", "mariadb", dns_names=("localhost",), ips=("127.0.0.1",),
+                  server=True)
+        if as_root:
+            for path in (root / "tls", *(root / "tls").iterdir()):
+                shutil.chown(path, "mysql", "mysql")
         server.start()
         with pymysql.connect(unix_socket=str(server.socket), user="root", autocommit=True) as conn, \
                 conn.cursor() as cur:
@@ -85,7 +98,9 @@ class MariaDB:
     def start(self, timeout: float = 30.0) -> None:
         args = [_binary("mariadbd", "mysqld"), f"--datadir={self.datadir}", "--bind-address=127.0.0.1",
                 f"--port={self.port}", f"--socket={self.socket}", "--skip-name-resolve", "--innodb-buffer-pool-size=32M",
-                f"--pid-file={self.root / 'mysqld.pid'}", "--skip-log-bin", "--max-connections=200"]
+                f"--pid-file={self.root / 'mysqld.pid'}", "--skip-log-bin", "--max-connections=200",
+                f"--ssl-ca={self.ca}", f"--ssl-cert={self.root / 'tls' / 'server.crt'}",
+                f"--ssl-key={self.root / 'tls' / 'server.key'}"]
         if os.geteuid() == 0:
             args.append("--user=mysql")
         with open(self.log, "ab") as log:

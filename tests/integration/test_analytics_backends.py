@@ -6,6 +6,7 @@ import math
 import sqlite3
 import threading
 import time
+import uuid
 
 import pymysql
 import pytest
@@ -206,3 +207,17 @@ def test_a_batch_written_twice_is_stored_once(store):
     store.write("n", "t", batch, batch_id="b" * 32)
     store.write("n", "t", batch)  # a new batch, the same values: stored again
     assert store.query(Query("exp", "loss"))[1] == 6
+
+
+@pytest.mark.parametrize("tls", ["verify", "required", "off"])
+def test_mysql_over_tls_as_the_url_says(mariadb, mysql_password, tls):
+    query = {"verify": f"?tls=verify&ca={mariadb.ca}", "required": "?tls=required", "off": "?tls=off"}[tls]
+    url = mariadb.url(f"t_{uuid.uuid4().hex[:12]}") + query
+    store = MySQLStore.from_url(url)
+    store.write("n", "test", points())
+    assert len(store.query(Query("exp", "loss"))[0]) == 5
+    with store._cursor() as cur:
+        cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        cipher = cur.fetchone()[1]
+    store.close()
+    assert bool(cipher) == (tls != "off"), cipher

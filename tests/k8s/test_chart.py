@@ -404,7 +404,7 @@ def test_analytics_reads_the_password_from_the_mounted_secret(rendered: list[dic
     assert item["path"] == path.name
     mysql = [d for d in rendered if d["kind"] == "StatefulSet"]
     if mysql:
-        assert url == f"mysql://kuberl@{FULLNAME}-mysql:3306/rl_analytics"
+        assert url == f"mysql://kuberl@{FULLNAME}-mysql:3306/rl_analytics?tls=off"
         assert item["key"] == "mariadb-password"
         db_volumes = mysql[0]["spec"]["template"]["spec"]["volumes"]
         (db_secret,) = [v["secret"]["secretName"] for v in db_volumes if "secret" in v]

@@ -50,3 +50,17 @@ def test_passwords_never_show_in_urls_or_settings(tmp_path):
     assert "from-a-secret" not in repr(settings)
     from_env = MySQLSettings.from_url("mysql://bob@db/x", {"KUBERL_DATABASE_PASSWORD": "pw"})
     assert from_env.password == "pw" and from_env.port == 3306
+    with pytest.raises(ValueError, match="no password in the URL"):
+        MySQLSettings.from_url("mysql://bob:s3cret@db/x", {})
+
+
+def test_tls_to_mysql_is_off_on_loopback_and_required_elsewhere_unless_the_url_says():
+    assert MySQLSettings.from_url("mysql://u@127.0.0.1/x", {}).tls == "off"
+    assert MySQLSettings.from_url("mysql://u@localhost/x", {}).tls == "off"
+    assert MySQLSettings.from_url("mysql://u@db.example.com/x", {}).tls == "required"
+    assert MySQLSettings.from_url("mysql://u@db/x?tls=off", {}).ssl_context() is None
+    verify = MySQLSettings.from_url("mysql://u@db/x?tls=verify&ca=/etc/ssl/certs/ca-certificates.crt", {})
+    assert verify.ssl_context().check_hostname
+    for bad, message in (("mysql://u@db/x?tls=maybe", "tls='maybe'"), ("mysql://u@db/x?tls=verify", "needs ca=")):
+        with pytest.raises(ValueError, match=message):
+            MySQLSettings.from_url(bad, {})

@@ -120,7 +120,8 @@ would leave analytics without a database or deploy one nobody uses.
 {{- if .Values.externalDatabase.url }}
 {{- fail "externalDatabase.url is set but mysql.enabled=true: set mysql.enabled=false to use the external database" }}
 {{- end }}
-{{- printf "mysql://%s@%s:3306/%s" .Values.mysql.auth.username (include "kuberl.mysql.fullname" .) .Values.mysql.auth.database }}
+{{- /* The bundled MariaDB serves plaintext inside the namespace, behind its NetworkPolicy. */}}
+{{- printf "mysql://%s@%s:3306/%s?tls=off" .Values.mysql.auth.username (include "kuberl.mysql.fullname" .) .Values.mysql.auth.database }}
 {{- else if .Values.externalDatabase.url }}
 {{- .Values.externalDatabase.url }}
 {{- else }}

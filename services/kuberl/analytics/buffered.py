@@ -4,6 +4,8 @@ A batch the database cannot take now goes into a bounded in-memory queue and is 
 a background thread reconnects with exponential backoff and flushes the queue in order. Nothing
 acknowledged is lost while the queue has room, and a full queue refuses (RESOURCE_EXHAUSTED)
 instead of dropping silently. Queries need the database and answer UNAVAILABLE without it.
+The flusher survives any error; a batch refused MAX_BATCH_FAILURES times for another reason than
+the database being away is dropped with an error line.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from kuberl.analytics.core import MetricsStore, Point, Query, StoreUnavailable, 
 from kuberl.rpc import Exhausted
 
 log = logging.getLogger(__name__)
+# A queued batch the database keeps refusing for another reason than being away is dropped
+# after this many tries (logged), so that it cannot hold up every batch behind it.
+MAX_BATCH_FAILURES = 5
 
 
 class BufferedStore:
@@ -29,6 +34,7 @@ class BufferedStore:
         # (node name, node type, points, batch id): the id makes a retried batch land once.
         self._queue: deque[tuple[str, str, list[Point], str]] = deque()
         self._queued_points = 0
+        self._head_failures = 0  # errors other than "unavailable" on the oldest queued batch
         # experiment id -> when it was deleted: points measured before that, still on their way
         # from a reporter's queue, are not stored after the delete.
         self._deleted_at: dict[str, float] = {}
@@ -94,7 +100,16 @@ class BufferedStore:
                 self.backend.write(node_name, node_type, points, batch_id)
             except StoreUnavailable:
                 return False
+            except Exception:  # noqa: BLE001 - the flusher must outlive whatever the database says
+                self._head_failures += 1
+                if self._head_failures < MAX_BATCH_FAILURES:
+                    log.exception("queued metrics not written (attempt %d of %d)", self._head_failures,
+                                  MAX_BATCH_FAILURES)
+                    return False
+                log.exception("dropping a queued batch of %d metric points the database refused %d times",
+                              len(points), self._head_failures)
             with self._lock:
+                self._head_failures = 0
                 self._queue.popleft()
                 self._queued_points -= len(points)
 

@@ -1,15 +1,21 @@
 """The MySQL/MariaDB backend of the metrics store, through PyMySQL.
 
-The password never travels in logs: it comes from KUBERL_DATABASE_PASSWORD or the file named by
-KUBERL_DATABASE_PASSWORD_FILE (a mounted Kubernetes Secret); one in the URL is accepted but
-redacted wherever the URL is shown.
+The password never travels in a URL, a command line or a log: it comes from
+KUBERL_DATABASE_PASSWORD or the file named by KUBERL_DATABASE_PASSWORD_FILE (a mounted
+Kubernetes Secret); a URL with one is refused.
+
+TLS to the server comes from the URL: `?tls=off`, `?tls=required` (encrypted, the server's
+certificate not checked) or `?tls=verify&ca=PATH` (checked against that CA and the host name).
+The default is off for a server on loopback or a socket and required for any other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,12 +68,17 @@ class MySQLSettings:
     database: str
     password: str = field(default="", repr=False)
     unix_socket: str | None = None
+    tls: str = "off"  # one of TLS_MODES
+    ca: str | None = None  # for tls=verify
 
     @classmethod
     def from_url(cls, url: str, environ: dict[str, str] | None = None) -> MySQLSettings:
-        """mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?unix_socket=PATH]; ValueError naming the part."""
+        """mysql://USER@HOST[:PORT]/DATABASE[?unix_socket=PATH&tls=MODE&ca=PATH]; ValueError naming the part."""
         env = os.environ if environ is None else environ
         parts = urlsplit(url)
+        if parts.password:
+            raise ValueError("database URL: no password in the URL (it would show in `ps` and in logs); put it in "
+                             "KUBERL_DATABASE_PASSWORD or in the file named by KUBERL_DATABASE_PASSWORD_FILE")
         if not parts.hostname:
             raise ValueError("database URL: a host is required (mysql://USER@HOST:PORT/DATABASE)")
         if not parts.username:
@@ -79,12 +90,40 @@ class MySQLSettings:
             port = parts.port or 3306
         except ValueError:
             raise ValueError("database URL: the port must be a number") from None
-        password = unquote(parts.password) if parts.password else env.get("KUBERL_DATABASE_PASSWORD", "")
+        password = env.get("KUBERL_DATABASE_PASSWORD", "")
         password_file = env.get("KUBERL_DATABASE_PASSWORD_FILE")
-        if not parts.password and not password and password_file:
+        if not password and password_file:
             password = Path(password_file).read_text().rstrip("\n")
-        socket_path = parse_qs(parts.query).get("unix_socket", [None])[0]
-        return cls(parts.hostname, port, unquote(parts.username), database, password, socket_path)
+        query = parse_qs(parts.query)
+        socket_path = query.get("unix_socket", [None])[0]
+        tls = query.get("tls", ["off" if socket_path or _is_loopback(parts.hostname) else "required"])[0]
+        if tls not in TLS_MODES:
+            raise ValueError(f"database URL: tls={tls!r}; one of {', '.join(TLS_MODES)}")
+        ca = query.get("ca", [None])[0]
+        if tls == "verify" and not ca:
+            raise ValueError("database URL: tls=verify needs ca=PATH (the server's CA certificate)")
+        return cls(parts.hostname, port, unquote(parts.username), database, password, socket_path, tls, ca)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.tls == "off":
+            return None
+        if self.tls == "verify":
+            return ssl.create_default_context(cafile=self.ca)
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        return context
+
+
+TLS_MODES = ("off", "required", "verify")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _MySQLTransaction:
@@ -132,7 +171,7 @@ class MySQLStore(SQLStore):
         return pymysql.connect(host=s.host, port=s.port, user=s.user, password=s.password, database=database,
                                unix_socket=s.unix_socket, charset="utf8mb4", autocommit=True,
                                connect_timeout=self.connect_timeout, read_timeout=10, write_timeout=10,
-                               ssl_disabled=True)
+                               **({"ssl": context} if (context := s.ssl_context()) else {"ssl_disabled": True}))
 
     def _connection(self) -> pymysql.connections.Connection:
         if self._conn is None:
