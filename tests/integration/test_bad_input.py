@@ -182,3 +182,25 @@ def test_a_restarted_policy_role_comes_back_with_its_newest_weights(tmp_path):
     finally:
         second.stop(0)
         store.close()
+
+
+def test_an_actor_skips_a_policy_it_cannot_load_and_keeps_acting():
+    from kuberl.discovery import Discovery
+    from kuberl.environment.server import Rollout
+
+    server, store = create_policy(0, host="127.0.0.1")
+    server.start()
+    server.set_serving()
+    try:
+        store.update("a", 9, [np.ones((3, 3), np.float32)])  # no CartPole network has this shape
+        rollout = Rollout("a", ExperimentConfig(), 0, Discovery("127.0.0.1:1"), f"127.0.0.1:{server.port}", None)
+        before = rollout.actor.params
+        rollout._refresh_policy()
+        assert rollout.rejected_version == 9 and rollout.actor.policy_version == -1  # its initial weights
+        assert rollout.actor.params is before
+        rollout.actor.step()  # still acting on what it had
+        store.update("a", 10, [np.ones((3, 3), np.float32)])
+        rollout._refresh_policy()
+        assert rollout.rejected_version == 10
+    finally:
+        server.stop(0)

@@ -100,6 +100,7 @@ class Rollout:
         self.policy_address = policy_address
         self.metrics = metrics
         self.stopping = threading.Event()
+        self.rejected_version = -1  # the newest policy version that could not be loaded (not asked for again)
         self._queue: queue.Queue[Transitions] = queue.Queue(maxsize=QUEUE_BATCHES)
         self._threads: list[threading.Thread] = []
 
@@ -117,12 +118,22 @@ class Rollout:
         try:
             reply = stub(policy_grpc.PolicyServiceStub, self.policy_address).GetPolicy(
                 policy_pb.GetPolicyRequest(experiment_id=self.experiment_id,
-                                           newer_than_version=self.actor.policy_version), timeout=5.0)
+                                           newer_than_version=max(self.actor.policy_version, self.rejected_version)),
+                timeout=5.0)
         except grpc.RpcError as err:
             log.warning("%s: policy refresh failed: %s", self.experiment_id, err.code().name)
             return
-        if reply.updated:
+        if not reply.updated:
+            return
+        try:
             self.actor.load_policy(unpack_weights(reply.weights), reply.weights.version)
+        except ValueError as err:  # weights for another network: keep acting on the ones we have
+            self.rejected_version = reply.weights.version
+            log.error("%s: policy version %d cannot be loaded, acting on version %d: %s", self.experiment_id,
+                      reply.weights.version, self.actor.policy_version, err)
+            if self.metrics is not None:
+                self.metrics.record(self.experiment_id, "actor/rejected_policy_version", reply.weights.version,
+                                    self.actor.env_steps)
 
     def _act(self) -> None:
         env_cfg = self.config.environment
