@@ -42,7 +42,8 @@ from kuberl.environment.core import Actor  # noqa: E402
 from kuberl.envs import describe  # noqa: E402
 from kuberl.local import LOOPBACK, free_port  # noqa: E402
 from kuberl.nets import DoubleDQN  # noqa: E402
-from kuberl.rpc import CHANNEL_OPTIONS, stub, wait_until_serving  # noqa: E402
+from kuberl.rpc import channel, stub, use_tls, wait_until_serving  # noqa: E402
+from kuberl.security import Identity, TlsFiles, authority_in, issue_identity  # noqa: E402
 from kuberl.tensors import Transitions, pack_transitions  # noqa: E402
 from kuberl.v1 import buffer_service_pb2 as buffer_pb  # noqa: E402
 from kuberl.v1 import buffer_service_pb2_grpc as buffer_grpc  # noqa: E402
@@ -110,7 +111,7 @@ def child_env() -> dict[str, str]:
 class RoleProcess:
     """One `kuberl serve ROLE` child on loopback; stop() terminates it and waits."""
 
-    def __init__(self, role: str, workdir: Path, peers: dict[str, str] | None = None):
+    def __init__(self, role: str, workdir: Path, peers: dict[str, str] | None = None, tls: TlsFiles | None = None):
         self.role = role
         self.port = free_port()
         self.address = f"{LOOPBACK}:{self.port}"
@@ -118,9 +119,10 @@ class RoleProcess:
         # Peers not given point at a free, unused port (the metrics reporter then just logs warnings).
         unused = f"{LOOPBACK}:{free_port()}"
         peers = peers or {}
-        args = [sys.executable, "-m", "kuberl.cli", "serve", role, "--insecure", "--host", LOOPBACK, "--port", str(self.port),
+        args = [sys.executable, "-m", "kuberl.cli", "serve", role, "--host", LOOPBACK, "--port", str(self.port),
                 "--node-name", f"bench-{role}", "--data-dir", str(workdir / f"{role}-{self.port}"),
-                "--database", f"sqlite:///{workdir / 'analytics.db'}", "--log-level", "WARNING"]
+                "--database", f"sqlite:///{workdir / 'analytics.db'}", "--log-level", "WARNING",
+                *(["--tls-dir", str(tls.directory)] if tls else ["--insecure"])]
         for peer in ("environment", "buffer", "analytics", "learner", "policy"):
             args += [f"--{peer}", peers.get(peer, unused)]
         with open(self.log_path, "ab") as log:
@@ -227,9 +229,28 @@ def buffer_config(capacity: int) -> ExperimentConfig:
 
 
 def bench_buffer(seconds: float, workdir: Path) -> list[Row]:
+    """Each batch size over plaintext and over mutual TLS (the default), the ratio beside."""
+    authority = authority_in(workdir / "bench-tls")
+    server = issue_identity(authority, workdir / "bench-tls" / "buffer", Identity("buffer"))
+    client = issue_identity(authority, workdir / "bench-tls" / "admin", Identity("admin"))
+    plain = _bench_buffer_transport(seconds, workdir, None, None)
+    secure = _bench_buffer_transport(seconds, workdir, server, client)
     rows: list[Row] = []
+    for batch_rows in plain:
+        rows += [*plain[batch_rows][0], *secure[batch_rows][0]]
+        rows.append(Row("  mutual TLS / plaintext", f"{batch_rows} rows/push, same run",
+                        f"{secure[batch_rows][1] / plain[batch_rows][1]:.2f}", "x", ">= 0.90"))
+    return rows
+
+
+def _bench_buffer_transport(seconds: float, workdir: Path, server_tls: TlsFiles | None,
+                            client_tls: TlsFiles | None) -> dict[int, tuple[list[Row], float]]:
+    """batch rows -> (rows of the table, transitions/s) through one buffer process."""
+    transport = "mutual TLS" if server_tls else "plaintext"
+    out: dict[int, tuple[list[Row], float]] = {}
     data = cartpole_transitions(4096)
-    proc = RoleProcess("buffer", workdir)
+    proc = RoleProcess("buffer", workdir, tls=server_tls)
+    use_tls(client_tls)
     try:
         proc.wait_serving()
         api = stub(buffer_grpc.BufferServiceStub, proc.address)
@@ -245,8 +266,7 @@ def bench_buffer(seconds: float, workdir: Path) -> list[Row]:
             request = buffer_pb.PushTransitionsRequest(experiment_id=experiment, batch=pack_transitions(batch))
             request_bytes = request.ByteSize()
             # One channel (own TCP connection) per client thread, like separate actors.
-            channels = [grpc.insecure_channel(proc.address, options=[*CHANNEL_OPTIONS,
-                                                                     ("grpc.use_local_subchannel_pool", 1)])
+            channels = [channel(proc.address, "buffer", client_tls, (("grpc.use_local_subchannel_pool", 1),))
                         for _ in range(2)]
             try:
                 stubs = [buffer_grpc.BufferServiceStub(ch) for ch in channels]
@@ -283,19 +303,22 @@ def bench_buffer(seconds: float, workdir: Path) -> list[Row]:
                     ch.close()
             pushes = sum(counts)
             accepted = after.total_inserted - before.total_inserted
-            note(f"buffer: {batch_rows} rows/push: {pushes} pushes in {elapsed:.2f}s, shard counted {accepted} "
-                 f"inserted (client counted {pushes * batch_rows}), size {after.size}, {request_bytes} B/request"
-                 + (f", errors: {errors}" if errors else ""))
-            setting = f"{batch_rows} rows/push, 2 client threads, capacity 1M, no hold-back, no snapshots"
+            note(f"buffer ({transport}): {batch_rows} rows/push: {pushes} pushes in {elapsed:.2f}s, shard counted "
+                 f"{accepted} inserted (client counted {pushes * batch_rows}), size {after.size}, "
+                 f"{request_bytes} B/request" + (f", errors: {errors}" if errors else ""))
+            setting = f"{batch_rows} rows/push, {transport}, 2 client threads, capacity 1M, no hold-back, no snapshots"
             if errors:
                 setting += f" (ERRORS: {errors[0]})"
-            rows.append(Row("buffer shard, transitions/s accepted over loopback", setting,
-                            fmt_num(accepted / elapsed), "transitions/s", TARGET_BUFFER))
-            rows.append(Row("  same, bytes", f"{batch_rows} rows/push ({fmt_num(request_bytes)} B/request)",
-                            fmt_num(pushes * request_bytes / elapsed / 1e6, 1), "MB/s"))
+            rate = accepted / elapsed
+            out[batch_rows] = ([
+                Row("buffer shard, transitions/s accepted over loopback", setting, fmt_num(rate), "transitions/s",
+                    TARGET_BUFFER),
+                Row("  same, bytes", f"{batch_rows} rows/push ({fmt_num(request_bytes)} B/request)",
+                    fmt_num(pushes * request_bytes / elapsed / 1e6, 1), "MB/s")], rate)
     finally:
+        use_tls(None)
         stop_all([proc])
-    return rows
+    return out
 
 
 # --- row 3: learner ------------------------------------------------------------------------

@@ -28,3 +28,9 @@ def test_ci_runs_the_readme_test_command():
     assert 'pip install -e ".[local]" && kuberl run examples/cartpole.yaml' in commands
     assert "bash tests/run.sh" in commands
     assert "bash tests/run.sh" in (REPO / ".ci" / "run").read_text()
+
+
+def test_the_readme_shows_the_authorization_table_as_the_code_has_it():
+    from kuberl.security import authorization_markdown
+
+    assert authorization_markdown() in README

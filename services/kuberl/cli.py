@@ -107,6 +107,30 @@ def _delete_parser(sub: argparse._SubParsersAction) -> None:
     _tls_argument(p, "your identity (an admin's)")
 
 
+def _cert_parser(sub: argparse._SubParsersAction) -> None:
+    from kuberl.security import IDENTITIES
+
+    p = sub.add_parser("cert", help="issue a certificate for one identity (a TLS directory) from a CA",
+                       description="Write ca.crt, tls.crt and tls.key for one identity into OUT, signed by the CA "
+                                   "in --ca (made there if it has none). A role's certificate also serves as its "
+                                   "server's. See the README's security section for who may call what.")
+    p.add_argument("out", type=Path, help="the TLS directory to write (pass it as --tls-dir)")
+    p.add_argument("--ca", type=Path, required=True, help="the CA's directory (ca.crt, ca.key)")
+    p.add_argument("--identity", choices=IDENTITIES, required=True)
+    p.add_argument("--experiment", default=None,
+                   help="act for this experiment only (its id as the roles know it: NAMESPACE/NAME#UID8 in a "
+                        "cluster, the manifest's name locally)")
+
+
+def cert(args: argparse.Namespace) -> int:
+    from kuberl.security import Identity, authority_in, issue_identity
+
+    identity = Identity(args.identity, args.experiment)
+    files = issue_identity(authority_in(args.ca), args.out, identity)
+    print(f"{files.directory}: {identity} ({identity.uri})")
+    return 0
+
+
 def _call_failed(command: str, args: argparse.Namespace, err: Any) -> int:
     hint = ""
     if err.code().name == "UNAVAILABLE" and args.tls_dir is None:
@@ -242,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     _run_parser(sub)
     _status_parser(sub)
     _delete_parser(sub)
+    _cert_parser(sub)
     args = parser.parse_args(argv)
     try:
         if args.command in ("status", "delete"):
@@ -255,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         return status(args)
     if args.command == "delete":
         return delete(args)
+    if args.command == "cert":
+        return cert(args)
     from kuberl.local import run_manifest
     return run_manifest(args.manifest, args.output, timeout=args.timeout, progress=not args.no_progress,
                         database_url=args.database, resume=args.resume)

@@ -48,6 +48,7 @@ def _key_usage(authority: bool) -> x509.KeyUsage:
 
 
 def make_authority(directory: Path, stem: str, common_name: str) -> Authority:
+    directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(_name(common_name))

@@ -23,10 +23,10 @@ from grpc_reflection.v1alpha import reflection
 
 from kuberl.roles import ROLE_OF_SERVICE
 from kuberl.security import Authorizer, TlsFiles, server_name
+from kuberl.sizes import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -174,13 +174,13 @@ _channels_lock = threading.Lock()
 Stub = TypeVar("Stub")
 
 
-def channel(address: str, role: str, tls: TlsFiles | None) -> grpc.Channel:
+def channel(address: str, role: str, tls: TlsFiles | None, options: tuple[tuple[str, Any], ...] = ()) -> grpc.Channel:
     """A new channel to a `role` server: plaintext, or TLS with `tls`'s identity, checking that
     the server's certificate is that role's whatever address was dialled."""
     if tls is None:
-        return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-    return grpc.secure_channel(address, tls.channel_credentials(),
-                               options=[*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", server_name(role))])
+        return grpc.insecure_channel(address, options=[*CHANNEL_OPTIONS, *options])
+    return grpc.secure_channel(address, tls.channel_credentials(), options=[
+        *CHANNEL_OPTIONS, *options, ("grpc.ssl_target_name_override", server_name(role))])
 
 
 def stub(stub_class: Callable[[grpc.Channel], Stub], address: str, role: str | None = None) -> Stub:

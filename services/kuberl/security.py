@@ -24,6 +24,7 @@ from cryptography import x509
 
 from kuberl.pki import Authority, issue, load_authority, make_authority
 from kuberl.roles import ROLES
+from kuberl.sizes import MAX_MESSAGE_BYTES
 
 TRUST_DOMAIN = "kuberl.dev"
 # Identities that are no role's server: the operator, read-only people and tools (the helm test
@@ -74,7 +75,7 @@ def server_name(role: str) -> str:
 READERS = frozenset({"operator", "reader", "admin"})
 EVERYONE = frozenset(IDENTITIES)
 CONTROL_BYTES = 1 << 20  # a control request is small; only the data plane carries arrays
-DATA_BYTES = 64 << 20
+DATA_BYTES = MAX_MESSAGE_BYTES
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,9 @@ def authorize(identity: Identity, method: str, experiments: tuple[str, ...] | No
 
 def peer_identity(context: grpc.ServicerContext) -> Identity | None:
     """The caller's identity from its verified certificate (None: no usable certificate)."""
-    uris = context.auth_context().get("peer_spiffe_id") or []
+    # peer_identities (the certificate's subjectAltNames), not auth_context: that copies every
+    # property, the PEM certificate among them, on every call.
+    uris = [name for name in context.peer_identities() or () if name.startswith(b"spiffe://")]
     try:
         return Identity.from_uri(uris[0].decode()) if len(uris) == 1 else None
     except ValueError:
@@ -290,9 +293,19 @@ def issue_identity(authority: Authority, directory: Path, identity: Identity) ->
     return TlsFiles(directory)
 
 
-def local_authority(directory: Path) -> Authority:
-    """The CA in a run directory: kept across resumes (its leaves are issued anew each start)."""
+def authority_in(directory: Path) -> Authority:
+    """The CA kept in `directory` (ca.crt, ca.key), made there first if there is none: a run
+    directory's keeps it across resumes (its leaves are issued anew each start)."""
     if (directory / "ca.crt").exists() and (directory / "ca.key").exists():
         return load_authority(directory / "ca.crt", directory / "ca.key")
     directory.mkdir(parents=True, exist_ok=True)
     return make_authority(directory, "ca", "kuberl local CA")
+
+
+def authorization_markdown() -> str:
+    """AUTHORIZATION as the README's table (tests/test_readme.py keeps the two equal)."""
+    lines = ["| method | who may call it | request limit |", "|---|---|---|"]
+    for method, rule in AUTHORIZATION.items():
+        callers = "everyone" if rule.callers == EVERYONE else ", ".join(sorted(rule.callers))
+        lines.append(f"| `{method.lstrip('/')}` | {callers} | {rule.max_request_bytes >> 20} MiB |")
+    return "\n".join(lines)

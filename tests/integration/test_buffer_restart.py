@@ -61,7 +61,7 @@ def test_killed_buffer_restores_its_snapshot_while_the_learner_keeps_training(tm
         cluster.kill("buffer", 1)  # SIGKILL: only what the last snapshot holds survives
         with np.load(snapshot, allow_pickle=False) as data:
             saved_rows = len(data["rewards"])
-            saved_inserted = int(data["counters"][2])
+            saved_inserted = int(data["counters"][1])  # [capacity, inserted, sampled, next slot]
         assert saved_rows >= 3_000
 
         updates_at_kill = learner_stats(cluster).updates

@@ -117,7 +117,8 @@ def test_a_deleted_experiment_leaves_nothing_behind_and_its_id_starts_afresh_wit
                    "snapshots of its replay and weights")
 
         done = subprocess.run([sys.executable, "-m", "kuberl.cli", "delete", "reused", "--address",
-                               cluster.address("experiment")], capture_output=True, text=True, timeout=120)
+                               cluster.address("experiment"), "--tls-dir", str(cluster.admin.directory)],
+                              capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
 
         # Nothing is left in any role, on disk or in the metrics store.

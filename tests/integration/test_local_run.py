@@ -77,7 +77,8 @@ def test_bad_manifests_are_refused_before_anything_starts(tmp_path):
 def test_kuberl_run_on_mysql_reads_its_summary_through_analytics(tmp_path, mariadb, mysql_password):
     manifest = yaml.safe_load((REPO / "examples" / "cartpole.yaml").read_text())
     manifest["metadata"]["name"] = "budget"
-    manifest["spec"]["stop"] = {"maxEnvSteps": 4_000, "targetReturn": 10_000}  # ends on the budget
+    # Ends on the budget, after a few metrics flushes (1 s apart) have reached the database.
+    manifest["spec"]["stop"] = {"maxEnvSteps": 15_000, "targetReturn": 10_000}
     path = tmp_path / "budget.yaml"
     path.write_text(yaml.safe_dump(manifest))
     url = mariadb.url("run_summary")

@@ -18,7 +18,8 @@ import yaml
 from kuberl.lifecycle import LearnerView
 from kuberl.local import LOCAL_CRASH_LOOP_RESTART_LIMIT, RUN_ROLES
 from kuberl.observe import learner_view
-from kuberl.rpc import stub
+from kuberl.rpc import stub, use_tls
+from kuberl.security import TlsFiles
 from kuberl.v1 import buffer_service_pb2 as buffer_pb
 from kuberl.v1 import buffer_service_pb2_grpc as buffer_grpc
 from tests.conftest import REPO
@@ -49,9 +50,24 @@ def replicas(run_dir: Path) -> dict[str, dict]:
         return {}
 
 
+@pytest.fixture(autouse=True)
+def _plaintext_after():
+    yield
+    use_tls(None)
+
+
+def as_reader(run_dir: Path) -> bool:
+    """Calls from here on go out as the run's reader (its certificates exist once it started)."""
+    reader = TlsFiles(run_dir / "tls" / "reader")
+    if not reader.stamp():
+        return False
+    use_tls(reader)
+    return True
+
+
 def learner(run_dir: Path) -> LearnerView | None:
     port = replicas(run_dir).get("learner-0", {}).get("port")
-    return learner_view(f"127.0.0.1:{port}", "default/cartpole", 2.0) if port else None
+    return learner_view(f"127.0.0.1:{port}", "default/cartpole", 2.0) if port and as_reader(run_dir) else None
 
 
 def shard_stats(port: int) -> buffer_pb.ReplayStats | None:

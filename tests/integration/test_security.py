@@ -19,7 +19,7 @@ from kuberl.local import LocalCluster
 from kuberl.pki import make_authority
 from kuberl.roles import SERVICES
 from kuberl.security import (AUTHORIZATION, IDENTITIES, PER_EXPERIMENT_ROLES, Denied, Identity, TlsFiles, authorize,
-                             issue_identity, local_authority, named_experiments)
+                             issue_identity, authority_in, named_experiments)
 from kuberl.v1 import (analytics_service_pb2, buffer_service_pb2, environment_service_pb2, experiment_service_pb2,
                        learner_service_pb2, policy_service_pb2)
 
@@ -72,7 +72,7 @@ def system(tmp_path_factory):
     identity: every role-wide one, and each per-experiment role scoped to OURS."""
     workdir = tmp_path_factory.mktemp("secure")
     with LocalCluster(workdir, environment_replicas=1, buffer_replicas=1) as cluster:
-        authority = local_authority(workdir / "tls")
+        authority = authority_in(workdir / "tls")
         identities = [Identity(name) for name in IDENTITIES] + [Identity(r, OURS) for r in PER_EXPERIMENT_ROLES]
         tls = {identity: issue_identity(authority, workdir / "clients" / f"{identity.role}-{i}", identity)
                for i, identity in enumerate(identities)}
@@ -224,3 +224,23 @@ def test_random_bytes_and_hostile_messages_get_deliberate_answers(system):
             assert call(channel, method, message.SerializeToString()) in DELIBERATE, (name, message)
         channel.close()
     assert_all_serving(cluster, admin)
+
+
+def test_the_cli_reads_as_a_reader_is_refused_writes_and_says_what_plaintext_lacks(system):
+    import subprocess
+    import sys
+
+    cluster, tls = system
+    reader = tls[Identity("reader")].directory
+    address = cluster.address("experiment")
+
+    def kuberl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "kuberl.cli", *args, "--address", address], capture_output=True,
+                              text=True, timeout=60)
+
+    listed = kuberl("status", "--tls-dir", str(reader))
+    assert listed.returncode == 0 and listed.stdout.startswith("EXPERIMENT"), listed.stderr
+    refused = kuberl("delete", "anything", "--tls-dir", str(reader))
+    assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr
+    plaintext = kuberl("status")
+    assert plaintext.returncode == 1 and "pass --tls-dir" in plaintext.stderr
