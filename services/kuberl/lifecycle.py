@@ -63,6 +63,7 @@ VERDICTS: dict[str, tuple[Phase, str]] = {
     "BUDGET_SPENT": (Phase.SUCCEEDED, Reason.BUDGET_SPENT),
     "BUDGET_EXHAUSTED": (Phase.FAILED, Reason.BUDGET_EXHAUSTED),
     "FAILED": (Phase.FAILED, Reason.TRAINING_FAILED),
+    "INVALID_SPEC": (Phase.FAILED, Reason.INVALID_SPEC),
 }
 
 

@@ -32,7 +32,7 @@ from kuberl.config import ConfigError, Manifest, load_manifest
 from kuberl.lifecycle import Intent, Observation, Phase, compute_status, recorded_phase, transitions
 from kuberl.observe import episode_returns, learner_view
 from kuberl.rpc import stub, use_tls, wait_until_serving
-from kuberl.security import PER_EXPERIMENT_ROLES, Identity, TlsFiles, issue_identity, local_authority
+from kuberl.security import PER_EXPERIMENT_ROLES, Identity, TlsFiles, authority_in, issue_identity
 from kuberl.v1 import experiment_service_pb2_grpc as exp_grpc
 
 LOOPBACK = "127.0.0.1"
@@ -106,7 +106,7 @@ class LocalCluster:
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        authority = local_authority(self.workdir / "tls") if self.tls else None
+        authority = authority_in(self.workdir / "tls") if self.tls else None
         if authority is not None:
             self.admin = issue_identity(authority, self.workdir / "tls" / "admin", Identity("admin"))
             issue_identity(authority, self.workdir / "tls" / "reader", Identity("reader"))

@@ -13,6 +13,7 @@ from kuberl.config import Manifest, from_proto
 from kuberl.metrics import MetricsReporter
 from kuberl.replay import ReplayBuffer
 from kuberl.rpc import Server, require_experiment_id, rpc_errors
+from kuberl.sizes import MAX_SAMPLE_ROWS
 from kuberl.tensors import pack_transitions, unpack_transitions
 from kuberl.v1 import buffer_service_pb2 as pb
 from kuberl.v1 import common_pb2
@@ -20,7 +21,6 @@ from kuberl.v1 import buffer_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
-MAX_SAMPLE_ROWS = 1 << 20
 
 
 def _stats(buffer: ReplayBuffer) -> pb.ReplayStats:

@@ -78,7 +78,9 @@ class LearnerReplica:
         running learner the new config (its optimiser and network stay)."""
         run = self.runs.find(manifest.experiment_id)
         if run is None:
-            self.run(manifest.experiment_id, manifest.config).start()
+            run = self.run(manifest.experiment_id, manifest.config)
+            if not run.ended:  # one that cannot run (INVALID_SPEC) says so in its stats instead
+                run.start()
         else:
             run.reconfigure(manifest.config)
 

@@ -21,6 +21,7 @@ from kuberl.envs import describe
 from kuberl.learner.core import evaluate, merge_batches, split_counts, updates_allowed
 from kuberl.metrics import MetricsReporter
 from kuberl.nets import DoubleDQN, Params, check_params
+from kuberl.sizes import describe_problems, environment_problems
 from kuberl.rpc import FailedPrecondition, NotFound, stub
 from kuberl.tensors import Transitions, pack_weights, unpack_transitions, unpack_weights
 from kuberl.v1 import buffer_service_pb2 as buffer_pb
@@ -279,11 +280,15 @@ class TrainingRun:
         self.evaluator = Evaluator(experiment_id, metrics)
         self.state = pb.TRAINING_STATE_WAITING_FOR_DATA
         self.message = ""
+        problems = environment_problems(config, self.shape.obs_size, self.shape.num_actions)
+        if problems:  # ended before it began: the status says which fields, nothing trains
+            self.state, self.message = pb.TRAINING_STATE_INVALID_SPEC, describe_problems(problems)
+            log.error("%s: %s", experiment_id, self.message)
         self._verdict_lock = threading.Lock()
         self._stop = threading.Event()
         self._batches: queue.Queue[list[Transitions]] = queue.Queue(maxsize=PREFETCH_ROUNDS)
         self._threads: list[threading.Thread] = []
-        resumed = self.publisher.resume()
+        resumed = None if self.ended else self.publisher.resume()
         if resumed is not None:
             version, params = resumed
             check_params(params, self.shape.obs_size, self.shape.num_actions)
@@ -329,8 +334,12 @@ class TrainingRun:
 
     # --- threads -----------------------------------------------------------------------------
 
+    @property
+    def ended(self) -> bool:
+        return self.state not in RUNNING_STATES
+
     def _require_running(self) -> None:
-        if self.state not in RUNNING_STATES:
+        if self.ended:
             raise FailedPrecondition(f"experiment {self.experiment_id!r} has ended ({pb.TrainingState.Name(self.state)}"
                                      f"): its run keeps its results until it is released")
 

@@ -17,6 +17,7 @@ class TrainingState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRAINING_STATE_STOPPED: _ClassVar[TrainingState]
     TRAINING_STATE_FAILED: _ClassVar[TrainingState]
     TRAINING_STATE_BUDGET_SPENT: _ClassVar[TrainingState]
+    TRAINING_STATE_INVALID_SPEC: _ClassVar[TrainingState]
 TRAINING_STATE_UNSPECIFIED: TrainingState
 TRAINING_STATE_WAITING_FOR_DATA: TrainingState
 TRAINING_STATE_TRAINING: TrainingState
@@ -25,6 +26,7 @@ TRAINING_STATE_BUDGET_EXHAUSTED: TrainingState
 TRAINING_STATE_STOPPED: TrainingState
 TRAINING_STATE_FAILED: TrainingState
 TRAINING_STATE_BUDGET_SPENT: TrainingState
+TRAINING_STATE_INVALID_SPEC: TrainingState
 
 class LearnerStats(_message.Message):
     __slots__ = ("state", "updates", "policy_version", "env_steps", "last_loss", "mean_q", "eval_return", "buffer_size", "message", "shards")
