@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 
 import grpc
@@ -89,6 +90,32 @@ def test_experiments_spread_round_robin_and_stop_reaches_the_owner(tmp_path):
             api.StartExperiment(exp_pb.StartExperimentRequest(config=continuous), timeout=30)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "Discrete" in err.value.details()
+
+        # Two starts and a stop of one id at once: one start wins, and the stop, waiting for it,
+        # leaves nothing rolling on the owner.
+        outcomes: list[object] = []
+
+        def start() -> None:
+            try:
+                outcomes.append(api.StartExperiment(exp_pb.StartExperimentRequest(
+                    experiment_id="race", config=to_proto(config)), timeout=60).environment_replicas[0])
+            except grpc.RpcError as err:
+                outcomes.append(err.code())
+
+        def stop() -> exp_pb.ExperimentStatus:
+            return wait_for(lambda: code_of(lambda: api.StopExperiment(
+                exp_pb.StopExperimentRequest(experiment_id="race"), timeout=60)) == grpc.StatusCode.OK, 30, "a stop")
+
+        starters = [threading.Thread(target=start) for _ in range(2)]
+        stopper = threading.Thread(target=stop)
+        for thread in (*starters, stopper):
+            thread.start()
+        for thread in (*starters, stopper):
+            thread.join()
+        (owner,) = [o for o in outcomes if isinstance(o, str)]
+        assert outcomes.count(grpc.StatusCode.ALREADY_EXISTS) == 1, outcomes
+        assert status_of(api, "race").phase == exp_pb.EXPERIMENT_PHASE_STOPPED
+        assert start_rollout(owner, "race") == grpc.StatusCode.NOT_FOUND
 
 
 def status_of(api, experiment_id: str) -> exp_pb.ExperimentStatus:

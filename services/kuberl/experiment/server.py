@@ -97,6 +97,7 @@ class LocalExperiments:
         self.poll_seconds = poll_seconds
         self.assigner = ReplicaAssigner()
         self._records: Registry[Record] = Registry("does not exist")
+        self._admission = threading.Lock()
         self._stop = threading.Event()
         self._monitor = threading.Thread(target=self._watch, name="experiment-monitor", daemon=True)
         self._monitor.start()
@@ -108,20 +109,25 @@ class LocalExperiments:
         experiment_id = experiment_id or f"exp-{uuid.uuid4().hex[:8]}"
         if len(experiment_id) > 128:
             raise ValueError("experiment_id: at most 128 characters")
-        existing = self._records.find(experiment_id)
-        if existing is not None:
-            # An ended experiment keeps its results under its id until it is deleted.
-            raise AlreadyExists(f"experiment_id: {experiment_id!r} is already running" if not existing.phase.finished
-                                else f"experiment_id: {experiment_id!r} has ended ({existing.phase.value}) and keeps "
-                                     "its results; DeleteExperiment (kuberl delete) frees the id")
+        with self._admission:  # one start at a time decides whether an id is free
+            existing = self._records.find(experiment_id)
+            if existing is not None:
+                # An ended experiment keeps its results under its id until it is deleted.
+                raise AlreadyExists(f"experiment_id: {experiment_id!r} is already running"
+                                    if not existing.phase.finished
+                                    else f"experiment_id: {experiment_id!r} has ended ({existing.phase.value}) and "
+                                         "keeps its results; DeleteExperiment (kuberl delete) frees the id")
+            try:
+                replicas = self.assigner.assign(self.environments.addresses(), config.environment.replicas)
+            except LookupError as err:
+                raise Exhausted(str(err)) from None
+            record = Record(experiment_id, Intent(config), replicas)
+            # Held until the roles have it: a Stop or Delete that arrives meanwhile waits, then ends
+            # it, instead of racing the StartRollouts still on their way.
+            record.lock.acquire()
+            self._records.put(experiment_id, record)
         try:
-            replicas = self.assigner.assign(self.environments.addresses(), config.environment.replicas)
-        except LookupError as err:
-            raise Exhausted(str(err)) from None
-        record = Record(experiment_id, Intent(config), replicas)
-        self._records.put(experiment_id, record)
-        config_msg = to_proto(config)
-        try:
+            config_msg = to_proto(config)
             for index, address in enumerate(replicas):
                 stub(env_grpc.EnvironmentServiceStub, address).Initialize(
                     env_pb.InitializeRequest(experiment_id=experiment_id, config=config_msg, actor_index=index),
@@ -136,6 +142,8 @@ class LocalExperiments:
             self._release(record)
             self._records.pop(experiment_id)
             raise
+        finally:
+            record.lock.release()
         self._observe(record)
         log.info("%s: started %s on %s", experiment_id, config.env_id, ", ".join(replicas))
         return record
