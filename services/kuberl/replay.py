@@ -25,10 +25,11 @@ REPLAY_SNAPSHOTS = SnapshotKind("kuberl.replay", 2)
 class ReplayBuffer:
     """Uniform-sampling FIFO of transitions; shapes and dtypes are fixed by the first insert."""
 
-    def __init__(self, capacity: int, seed: int = 0):
+    def __init__(self, capacity: int, seed: int = 0, obs_size: int = 0):
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
+        self.obs_size = obs_size  # declared by OpenReplay; 0: the first insert decides
         self._columns: Transitions | None = None
         self._next = 0  # the slot the next row goes to
         self._size = 0
@@ -44,8 +45,27 @@ class ReplayBuffer:
     def _allocate(self, batch: Transitions) -> Transitions:
         return Transitions(*(np.zeros((self.capacity, *col.shape[1:]), dtype=col.dtype) for col in batch))
 
+    @property
+    def nbytes(self) -> int:
+        """Memory the ring holds (0 before the first insert)."""
+        return 0 if self._columns is None else sum(col.nbytes for col in self._columns)
+
+    def declare_obs_size(self, obs_size: int) -> None:
+        """The environment's observation width: every insert must have it."""
+        stored = None if self._columns is None else self._columns.obs.shape[1:]
+        if stored is not None and stored != (obs_size,):
+            raise ValueError(f"obs_size: {obs_size}, but this replay already holds observations of shape {list(stored)}")
+        self.obs_size = obs_size
+
     def _check_layout(self, batch: Transitions) -> None:
-        assert self._columns is not None
+        if self.obs_size:
+            for name in ("obs", "next_obs"):
+                shape = getattr(batch, name).shape[1:]
+                if shape != (self.obs_size,):
+                    raise ValueError(f"batch.{name}: rows of shape {list(shape)}; this replay was opened for "
+                                     f"observations of {self.obs_size} values")
+        if self._columns is None:
+            return
         for name, stored, new in zip(Transitions._fields, self._columns, batch):
             if stored.shape[1:] != new.shape[1:] or stored.dtype != new.dtype:
                 raise ValueError(f"batch.{name}: {new.dtype}{list(new.shape[1:])} rows do not match this "
@@ -56,9 +76,9 @@ class ReplayBuffer:
         if n == 0:
             return
         with self._lock:
+            self._check_layout(batch)
             if self._columns is None:
                 self._columns = self._allocate(batch)
-            self._check_layout(batch)
             kept = min(n, self.capacity)  # a batch larger than the buffer keeps its newest rows
             slots = (self._next + np.arange(kept)) % self.capacity
             for stored, new in zip(self._columns, batch):

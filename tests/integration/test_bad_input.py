@@ -108,7 +108,31 @@ def test_bad_sample_and_config_requests(buffer_channel):
         with pytest.raises(grpc.RpcError) as err:
             api.SampleBatch(buffer_pb.SampleBatchRequest(experiment_id="e2", count=count), timeout=5)
         assert err.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+    with pytest.raises(grpc.RpcError) as err:
+        api.OpenReplay(buffer_pb.OpenReplayRequest(experiment_id="e3", config=to_proto(ExperimentConfig()),
+                                                   obs_size=-1), timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert_still_serving(buffer_channel)
+
+
+def test_a_replay_that_would_not_fit_the_shard_is_refused_resource_exhausted(tmp_path):
+    server, role = create_buffer(0, tmp_path, None, host="127.0.0.1", max_bytes=1 << 20)
+    server.start()
+    server.set_serving()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            api = buffer_grpc.BufferServiceStub(channel)
+            big = to_proto(ExperimentConfig().replace(buffer={"capacity": 100_000}))
+            with pytest.raises(grpc.RpcError) as err:
+                api.OpenReplay(buffer_pb.OpenReplayRequest(experiment_id="big", config=big, obs_size=4), timeout=5)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "spec.buffer.capacity" in err.value.details() and "--max-replay-bytes" in err.value.details()
+            api.OpenReplay(buffer_pb.OpenReplayRequest(experiment_id="small", config=to_proto(ExperimentConfig()),
+                                                       obs_size=4), timeout=5)  # 10 000 rows fit
+            assert_still_serving(channel)
+    finally:
+        role.stop()
+        server.stop(0)
 
 
 def test_policy_refuses_malformed_and_stale_weights():

@@ -149,3 +149,37 @@ def test_unknown_experiment_is_not_found(tmp_path):
         shard.sample("empty", 1)  # opened but still empty
     with pytest.raises(ValueError):
         shard.sample("empty", 0)
+
+
+def test_a_declared_observation_width_is_enforced_on_every_push(tmp_path):
+    shard = Shard(tmp_path)
+    shard.open("e", CONFIG, obs_size=4)
+    shard.push("e", batch(3))
+    wide = batch(2)._replace(obs=np.zeros((2, 5), np.float32), next_obs=np.zeros((2, 5), np.float32))
+    with pytest.raises(ValueError, match="batch.obs: rows of shape \\[5\\]; this replay was opened for "
+                                         "observations of 4 values"):
+        shard.push("e", wide)
+    with pytest.raises(ValueError, match="obs_size: 6"):
+        shard.open("e", CONFIG, obs_size=6)  # the same experiment cannot change its environment's width
+    fresh = Shard(None)
+    fresh.open("w", CONFIG, obs_size=4)
+    with pytest.raises(ValueError, match="opened for observations of 4"):
+        fresh.push("w", wide)  # the first push cannot size the ring either
+    assert fresh.table("w").buffer.nbytes == 0
+
+
+def test_tables_and_their_memory_are_capped_with_the_field_named(tmp_path):
+    from kuberl.rpc import Exhausted
+    from kuberl.sizes import row_bytes
+
+    small = CONFIG.replace(buffer={"capacity": 1000})
+    shard = Shard(tmp_path, max_tables=2, max_bytes=2 * 1000 * row_bytes(4) + 10)
+    shard.open("a", small, obs_size=4)
+    shard.open("b", small, obs_size=4)
+    shard.open("a", small, obs_size=4)  # re-opening is never refused
+    with pytest.raises(Exhausted, match="holds 2 replay tables"):
+        shard.open("c", small, obs_size=4)
+    roomy = Shard(tmp_path / "roomy", max_bytes=1000 * row_bytes(4) + 10)
+    roomy.open("a", small, obs_size=4)
+    with pytest.raises(Exhausted, match="spec.buffer.capacity: 1000 transitions of 46 bytes need 46000 bytes"):
+        roomy.open("b", small, obs_size=4)

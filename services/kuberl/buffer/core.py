@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -12,10 +13,22 @@ from kuberl.config import ExperimentConfig
 from kuberl.replay import REPLAY_SNAPSHOTS, ReplayBuffer, SamplesPerInsertLimiter
 from kuberl.registry import Registry
 from kuberl.rpc import Exhausted, NotFound
+from kuberl.sizes import row_bytes
 from kuberl.snapshots import SetAside, load_snapshots
 from kuberl.tensors import Transitions
 
 log = logging.getLogger(__name__)
+
+
+def default_max_bytes() -> int:
+    """Three quarters of the memory this process may use: its cgroup's limit (a pod's), else the machine's."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            return int(limit) * 3 // 4
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 3 // 4
 
 @dataclass
 class ReplayTable:
@@ -28,11 +41,17 @@ class ReplayTable:
 
 
 class Shard:
-    """Every experiment's replay on this replica."""
+    """Every experiment's replay on this replica, within caps on how many tables it holds and on
+    the memory their rings may take (a table's size is known when OpenReplay declares the
+    observation width; one that would not fit is refused with RESOURCE_EXHAUSTED)."""
 
-    def __init__(self, data_dir: Path | None, insert_wait_seconds: float = 2.0):
+    def __init__(self, data_dir: Path | None, insert_wait_seconds: float = 2.0, max_tables: int = 64,
+                 max_bytes: int | None = None):
         self.data_dir = data_dir
         self.insert_wait_seconds = insert_wait_seconds
+        self.max_tables = max_tables
+        self.max_bytes = default_max_bytes() if max_bytes is None else max_bytes
+        self._open_lock = threading.Lock()  # the caps are checked and a table added as one step
         self.tables: Registry[ReplayTable] = Registry("has no replay on this shard (call OpenReplay first)")
         self._snapshot_lock = threading.Lock()  # a released table's snapshot must not be written again
         self.set_aside = SetAside()  # snapshots that could not be restored
@@ -48,8 +67,35 @@ class Shard:
         self.tables.put(experiment_id, ReplayTable(buffer, SamplesPerInsertLimiter(1.0, 0, 2**62), 10.0,
                                                    time.monotonic(), buffer.total_inserted, restored=True))
 
-    def open(self, experiment_id: str, config: ExperimentConfig) -> ReplayTable:
+    def _table_bytes(self, table: ReplayTable) -> int:
+        buffer = table.buffer
+        return buffer.capacity * row_bytes(buffer.obs_size) if buffer.obs_size else buffer.nbytes
+
+    def _admit(self, experiment_id: str, config: ExperimentConfig, obs_size: int) -> None:
+        """Raises Exhausted when a new table of this size would break a cap."""
+        others = [t for eid, t in self.tables.items() if eid != experiment_id]
+        if len(others) >= self.max_tables:
+            raise Exhausted(f"this shard holds {len(others)} replay tables, its limit (--max-replay-tables); "
+                            "release finished experiments (kuberl delete) or add shards")
+        if obs_size:
+            wanted = config.buffer.capacity * row_bytes(obs_size)
+            used = sum(self._table_bytes(t) for t in others)
+            if used + wanted > self.max_bytes:
+                raise Exhausted(f"spec.buffer.capacity: {config.buffer.capacity} transitions of {row_bytes(obs_size)} "
+                                f"bytes need {wanted} bytes; this shard has {max(0, self.max_bytes - used)} of its "
+                                f"{self.max_bytes} left (--max-replay-bytes): lower the capacity or add shards")
+
+    def open(self, experiment_id: str, config: ExperimentConfig, obs_size: int = 0) -> ReplayTable:
         """Creates the experiment's table, or re-opens it with new settings (idempotent)."""
+        with self._open_lock:
+            existing = self.tables.find(experiment_id)
+            if existing is None or (obs_size and not existing.buffer.obs_size):
+                self._admit(experiment_id, config, obs_size)
+            if existing is not None and obs_size:
+                existing.buffer.declare_obs_size(obs_size)
+            return self._open(experiment_id, config, obs_size)
+
+    def _open(self, experiment_id: str, config: ExperimentConfig, obs_size: int) -> ReplayTable:
         learner = config.learner
         shard_count = config.buffer.replicas
         # Per-shard warm-up and slack: inserts are spread over the experiment's shards.
@@ -58,8 +104,8 @@ class Shard:
             min_inserts=max(learner.learning_starts, learner.batch_size) // max(shard_count, 1) + 1,
             tolerance=max(4 * config.environment.push_batch_size, learner.learning_starts // max(shard_count, 1)))
         table = self.tables.get_or_create(experiment_id, lambda: ReplayTable(
-            ReplayBuffer(config.buffer.capacity, seed=config.seed), limiter, config.buffer.snapshot_interval_seconds,
-            time.monotonic()))
+            ReplayBuffer(config.buffer.capacity, seed=config.seed, obs_size=obs_size), limiter,
+            config.buffer.snapshot_interval_seconds, time.monotonic()))
         if table.limiter is not limiter:  # re-opened: new settings, the same replay
             old, table.limiter = table.limiter, limiter
             table.snapshot_interval = config.buffer.snapshot_interval_seconds

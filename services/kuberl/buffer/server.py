@@ -35,7 +35,9 @@ class BufferServicer(pb_grpc.BufferServiceServicer):
     @rpc_errors
     def OpenReplay(self, request: pb.OpenReplayRequest, context: grpc.ServicerContext) -> pb.OpenReplayResponse:
         experiment_id = require_experiment_id(request.experiment_id)
-        table = self.shard.open(experiment_id, from_proto(request.config))
+        if request.obs_size < 0:
+            raise ValueError(f"obs_size: must be >= 0, got {request.obs_size}")
+        table = self.shard.open(experiment_id, from_proto(request.config), request.obs_size)
         return pb.OpenReplayResponse(stats=_stats(table.buffer), restored=table.restored)
 
     @rpc_errors
@@ -69,8 +71,9 @@ class BufferServicer(pb_grpc.BufferServiceServicer):
 class BufferReplica:
     """The shard plus its housekeeping thread (snapshots, buffer-size metrics)."""
 
-    def __init__(self, data_dir: Path | None, metrics: MetricsReporter | None, tick_seconds: float = 1.0):
-        self.shard = Shard(data_dir)
+    def __init__(self, data_dir: Path | None, metrics: MetricsReporter | None, tick_seconds: float = 1.0,
+                 max_tables: int = 64, max_bytes: int | None = None):
+        self.shard = Shard(data_dir, max_tables=max_tables, max_bytes=max_bytes)
         self.metrics = metrics
         self._stop = threading.Event()
         self._tick = tick_seconds
@@ -104,9 +107,9 @@ class BufferReplica:
             self.metrics.close()
 
 
-def create_server(port: int, data_dir: Path | None, metrics: MetricsReporter | None, host: str = "127.0.0.1"
-                  ) -> tuple[Server, BufferReplica]:
-    replica = BufferReplica(data_dir, metrics)
+def create_server(port: int, data_dir: Path | None, metrics: MetricsReporter | None, host: str = "127.0.0.1",
+                  max_tables: int = 64, max_bytes: int | None = None) -> tuple[Server, BufferReplica]:
+    replica = BufferReplica(data_dir, metrics, max_tables=max_tables, max_bytes=max_bytes)
     server = Server(BufferServicer(replica.shard), pb_grpc.add_BufferServiceServicer_to_server, pb.DESCRIPTOR, port,
                     host)
     return server, replica

@@ -46,18 +46,31 @@ class ShardWriter:
     discovery knows now. A shard that fails is skipped for that batch (the batch goes to the
     next one, so nothing is lost while any shard is up)."""
 
-    def __init__(self, experiment_id: str, config: ExperimentConfig, shards: Discovery):
+    def __init__(self, experiment_id: str, config: ExperimentConfig, shards: Discovery, obs_size: int):
         self.experiment_id = experiment_id
         self.config_msg = to_proto(config)
+        self.obs_size = obs_size
         self.shards = shards
         self._opened: set[str] = set()
+        self._refused: dict[str, str] = {}  # address -> why it would not open our table (said once)
         self._turn = 0
 
     def _open(self, address: str) -> None:
-        if address not in self._opened:
+        if address in self._opened:
+            return
+        try:
             stub(buffer_grpc.BufferServiceStub, address).OpenReplay(
-                buffer_pb.OpenReplayRequest(experiment_id=self.experiment_id, config=self.config_msg), timeout=10.0)
-            self._opened.add(address)
+                buffer_pb.OpenReplayRequest(experiment_id=self.experiment_id, config=self.config_msg,
+                                            obs_size=self.obs_size), timeout=10.0)
+        except grpc.RpcError as err:
+            # A shard over its caps says so in RESOURCE_EXHAUSTED, as a hold-back does: tell it apart.
+            if err.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INVALID_ARGUMENT) \
+                    and self._refused.get(address) != err.details():
+                self._refused[address] = err.details()
+                log.error("%s: shard %s will not open the replay: %s", self.experiment_id, address, err.details())
+            raise
+        self._refused.pop(address, None)
+        self._opened.add(address)
 
     def push(self, batch: Transitions, stopping: threading.Event) -> bool:
         """Delivers one batch; retries until a shard takes it or `stopping` is set."""
@@ -96,7 +109,7 @@ class Rollout:
         self.experiment_id = experiment_id
         self.config = config
         self.actor = Actor(config, actor_index)
-        self.writer = ShardWriter(experiment_id, config, shards)
+        self.writer = ShardWriter(experiment_id, config, shards, self.actor.shape.obs_size)
         self.policy_address = policy_address
         self.metrics = metrics
         self.stopping = threading.Event()

@@ -19,12 +19,14 @@ class ReplayStats(_message.Message):
     def __init__(self, size: _Optional[int] = ..., capacity: _Optional[int] = ..., total_inserted: _Optional[int] = ..., total_sampled: _Optional[int] = ...) -> None: ...
 
 class OpenReplayRequest(_message.Message):
-    __slots__ = ("experiment_id", "config")
+    __slots__ = ("experiment_id", "config", "obs_size")
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    OBS_SIZE_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     config: _common_pb2.ExperimentConfig
-    def __init__(self, experiment_id: _Optional[str] = ..., config: _Optional[_Union[_common_pb2.ExperimentConfig, _Mapping]] = ...) -> None: ...
+    obs_size: int
+    def __init__(self, experiment_id: _Optional[str] = ..., config: _Optional[_Union[_common_pb2.ExperimentConfig, _Mapping]] = ..., obs_size: _Optional[int] = ...) -> None: ...
 
 class OpenReplayResponse(_message.Message):
     __slots__ = ("stats", "restored")
