@@ -205,6 +205,7 @@ PODS = ("v1", "Pod")
 EVENTS = ("v1", "Event")
 NAMESPACES = ("v1", "Namespace")
 DEPLOYMENTS = ("apps/v1", "Deployment")
+STATEFULSETS = ("apps/v1", "StatefulSet")
 RLEXPERIMENTS = ("kuberl.dev/v1alpha1", "RLExperiment")
 
 

@@ -1,7 +1,8 @@
 """Desired children of an RLExperiment, as pure functions of its spec (no API server here).
 
 An experiment owns a ConfigMap with its manifest, an environment Deployment
-(spec.environment.replicas actors), a buffer Deployment (spec.buffer.replicas shards), a learner
+(spec.environment.replicas actors), a buffer StatefulSet (spec.buffer.replicas shards, each with a
+PersistentVolumeClaim of its own, so that a rescheduled shard keeps its replay), a learner
 Deployment, and a headless Service for each so that DNS returns every replica. Handlers only
 apply what these functions return.
 """
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kuberl.roles import DEFAULT_PORTS
-from kuberl.config import CLUSTER_ONLY_FIELDS, ExperimentConfig, Manifest, check_cluster_fields, from_spec
+from kuberl.config import (CLUSTER_ONLY_FIELDS, BufferStorage, ExperimentConfig, Manifest, Placement,
+                           check_cluster_fields, from_spec, role_resources)
 from kuberl.lifecycle import EXPERIMENT_ROLES as ROLES
 from kuberl.lifecycle import Intent, Phase, desired_replicas
 CONFIG_FILE = "experiment.yaml"
@@ -27,6 +29,10 @@ CONFIG_HASH_ANNOTATION = "kuberl.dev/config-hash"
 APPLIED_HASH_ANNOTATION = "kuberl.dev/applied-hash"
 # Requests and limits of each child role's container when the chart sets none.
 DEFAULT_RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+# The shards keep their replay on claims; the others' data directories are bounded scratch.
+STATEFUL_ROLES = ("buffer",)
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+SCRATCH_LIMIT = "256Mi"
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class Settings:
     cluster_domain: str = "cluster.local"
     # role -> container resources; a role not named gets DEFAULT_RESOURCES.
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Where children may run unless their spec says otherwise (the chart's experiments.placement).
+    placement: Placement = field(default_factory=Placement)
     # Restarts of a crash-looping container after which the run fails.
     crash_loop_restart_limit: int = 10
 
@@ -52,13 +60,15 @@ class Settings:
         unknown = set(resources) - set(ROLES)
         if unknown:
             raise ValueError(f"KUBERL_CHILD_RESOURCES: unknown roles {sorted(unknown)}; roles are {list(ROLES)}")
+        placement = Placement.from_spec(json.loads(env.get("KUBERL_CHILD_PLACEMENT") or "{}"),
+                                        "KUBERL_CHILD_PLACEMENT")
         return cls(image=env.get("KUBERL_IMAGE", default.image),
                    image_pull_policy=env.get("KUBERL_IMAGE_PULL_POLICY", default.image_pull_policy),
                    policy_address=env.get("KUBERL_POLICY_ADDRESS", default.policy_address),
                    analytics_address=env.get("KUBERL_ANALYTICS_ADDRESS", default.analytics_address),
                    part_of=env.get("KUBERL_PART_OF", default.part_of),
                    cluster_domain=env.get("KUBERL_CLUSTER_DOMAIN", default.cluster_domain),
-                   resources=resources,
+                   resources=resources, placement=placement,
                    crash_loop_restart_limit=int(env.get("KUBERL_CRASH_LOOP_RESTART_LIMIT",
                                                         default.crash_loop_restart_limit)))
 
@@ -73,6 +83,9 @@ class Experiment:
     suspend: bool = False
     stopped: bool = False
     uid: str = ""
+    buffer_storage: BufferStorage = field(default_factory=BufferStorage)
+    placement: Placement = field(default_factory=Placement)
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> over the chart's
 
     @classmethod
     def from_body(cls, name: str, namespace: str, spec: dict[str, Any], uid: str = "") -> Experiment:
@@ -80,9 +93,11 @@ class Experiment:
         spec = dict(spec or {})
         check_cluster_fields(spec)
         suspend, stopped = spec.get("suspend", False), spec.get("stopped", False)
+        storage = BufferStorage.from_spec(spec.get("bufferStorage"))
+        placement, resources = Placement.from_spec(spec.get("placement")), role_resources(spec.get("resources"))
         for key in CLUSTER_ONLY_FIELDS:
             spec.pop(key, None)
-        return cls(name, namespace, from_spec(spec), suspend, stopped, uid)
+        return cls(name, namespace, from_spec(spec), suspend, stopped, uid, storage, placement, resources)
 
     @property
     def manifest(self) -> Manifest:
@@ -156,7 +171,7 @@ def _container(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]
         "ports": [{"name": "grpc", "containerPort": port, "protocol": "TCP"}],
         "readinessProbe": {**probe, "periodSeconds": 3, "initialDelaySeconds": 1},
         "livenessProbe": {**probe, "initialDelaySeconds": 10, "failureThreshold": 6},
-        "resources": settings.resources.get(role, DEFAULT_RESOURCES),
+        "resources": exp.resources.get(role) or settings.resources.get(role, DEFAULT_RESOURCES),
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
@@ -164,37 +179,59 @@ def _container(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]
     }
 
 
-def build_deployment(exp: Experiment, role: str, settings: Settings, phase: Phase) -> dict[str, Any]:
-    """The Deployment of one role, sized for the phase. Actors restart on any config change (the
-    hash annotation); shards and the learner re-read their mounted config instead, so replay and
-    optimiser survive."""
+def workload_kind(role: str) -> str:
+    return "StatefulSet" if role in STATEFUL_ROLES else "Deployment"
+
+
+def build_workload(exp: Experiment, role: str, settings: Settings, phase: Phase) -> dict[str, Any]:
+    """The Deployment (StatefulSet for the shards) of one role, sized for the phase. Actors restart
+    on any config change (the hash annotation); shards and the learner re-read their mounted
+    config instead, so replay and optimiser survive."""
     annotations = {CONFIG_HASH_ANNOTATION: config_hash(exp)} if role == "environment" else {}
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": exp.child_name(role), "namespace": exp.namespace,
-                     "labels": labels(exp, role, settings)},
-        "spec": {
-            "replicas": desired_replicas(exp.intent, phase)[role],
-            "selector": {"matchLabels": selector_labels(exp, role)},
-            # Two learners would train apart; shards replaced one at a time keep most replay up.
-            "strategy": {"type": "Recreate"} if role == "learner" else {"type": "RollingUpdate"},
-            "template": {
-                "metadata": {"labels": labels(exp, role, settings), "annotations": annotations},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": 30,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
-                                        "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [_container(exp, role, settings)],
-                    "volumes": [{"name": "config", "configMap": {"name": exp.child_name("config")}},
-                                # emptyDir outlives container restarts: a crashed shard restores its snapshot.
-                                {"name": "data", "emptyDir": {}},
-                                {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
-                },
+    volumes = [{"name": "config", "configMap": {"name": exp.child_name("config")}},
+               {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}]
+    if role not in STATEFUL_ROLES:
+        # emptyDir outlives container restarts: a crashed role finds its files again.
+        volumes.insert(1, {"name": "data", "emptyDir": {"sizeLimit": SCRATCH_LIMIT}})
+    spec: dict[str, Any] = {
+        "replicas": desired_replicas(exp.intent, phase)[role],
+        "selector": {"matchLabels": selector_labels(exp, role)},
+        "template": {
+            "metadata": {"labels": labels(exp, role, settings), "annotations": annotations},
+            "spec": {
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
+                "terminationGracePeriodSeconds": 30,
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                                    "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [_container(exp, role, settings)],
+                "volumes": volumes,
+                **exp.placement.over(settings.placement).pod_fields(),
             },
         },
     }
+    if role in STATEFUL_ROLES:
+        claim: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                                 "resources": {"requests": {"storage": exp.buffer_storage.size}}}
+        if exp.buffer_storage.storage_class_name:
+            claim["storageClassName"] = exp.buffer_storage.storage_class_name
+        spec.update({
+            "serviceName": exp.child_name(role),
+            # Shards are peers, not a sequence: start and stop them all at once.
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": selector_labels(exp, role)},
+                                      "spec": claim}],
+            # A shard scaled away keeps its claim (scaled back, it has its replay again); the claims
+            # go with the experiment, so a re-created one never restores an old one's replay.
+            "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Retain", "whenDeleted": "Delete"},
+        })
+    else:
+        # Two learners would train apart; actors replaced a few at a time keep stepping.
+        spec["strategy"] = {"type": "Recreate"} if role == "learner" else {"type": "RollingUpdate"}
+    return {"apiVersion": "apps/v1", "kind": workload_kind(role),
+            "metadata": {"name": exp.child_name(role), "namespace": exp.namespace, "labels": labels(exp, role, settings)},
+            "spec": spec}
 
 
 def build_headless_service(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]:
@@ -217,7 +254,7 @@ def desired_children(exp: Experiment, settings: Settings, phase: Phase) -> list[
     children = [build_configmap(exp, settings)]
     for role in ROLES:
         children.append(build_headless_service(exp, role, settings))
-        children.append(build_deployment(exp, role, settings, phase))
+        children.append(build_workload(exp, role, settings, phase))
     return children
 
 
@@ -226,6 +263,7 @@ class ChildPlan:
     create: list[dict[str, Any]]  # absent: create
     apply: list[dict[str, Any]]  # ours but not as desired: server-side apply
     taken: list[str]  # a child's name held by an object of somebody else's: leave it, say so
+    delete: list[dict[str, Any]] = field(default_factory=list)  # ours but no longer desired (an older layout's)
 
 
 def _digest(obj: dict[str, Any]) -> str:
@@ -238,8 +276,12 @@ def plan_children(desired: list[dict[str, Any]], live: list[dict[str, Any]], own
 
     `desired` carry their owner reference already; `live` are the objects listed by the
     experiment's label. A child is re-applied when the desired object changed since it was
-    applied (the digest annotation) or, for Deployments, when someone changed its replicas."""
+    applied (the digest annotation) or, for workloads, when someone changed its replicas. A live
+    child of ours that is not desired (the shards' Deployment of an older operator) is deleted."""
     by_key = {(o["kind"], o["metadata"]["name"]): o for o in live}
+    wanted = {(c["kind"], c["metadata"]["name"]) for c in desired}
+    delete = [o for key, o in by_key.items() if key not in wanted
+              and owner_uid in {ref.get("uid") for ref in o["metadata"].get("ownerReferences") or []}]
     create, apply, taken = [], [], []
     for child in desired:
         digest = _digest(child)
@@ -253,7 +295,7 @@ def plan_children(desired: list[dict[str, Any]], live: list[dict[str, Any]], own
             taken.append(f"{child['kind']} {child['metadata']['name']} exists and is not this experiment's")
             continue
         applied = (current["metadata"].get("annotations") or {}).get(APPLIED_HASH_ANNOTATION)
-        scaled = child["kind"] == "Deployment" and current["spec"].get("replicas") != child["spec"]["replicas"]
+        scaled = child["kind"] in WORKLOAD_KINDS and current["spec"].get("replicas") != child["spec"]["replicas"]
         if applied != digest or scaled:
             apply.append(child)
-    return ChildPlan(create, apply, taken)
+    return ChildPlan(create, apply, taken, delete)

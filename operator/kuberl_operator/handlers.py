@@ -26,7 +26,8 @@ from kuberl.kubeconfig import load_kube_config
 from kuberl.lifecycle import Phase, invalid_spec_status, is_finished, parse_time, recorded_phase, transitions
 from kuberl.release import release_everywhere
 from kuberl_operator import kube
-from kuberl_operator.builders import Experiment, Settings, desired_children, experiment_selector, plan_children
+from kuberl_operator.builders import (WORKLOAD_KINDS, Experiment, Settings, desired_children, experiment_selector,
+                                      plan_children)
 from kuberl_operator.observe import observe
 from kuberl_operator.status import StatusWrites, cluster_status
 
@@ -36,7 +37,7 @@ TIMER_SECONDS = float(os.environ.get("KUBERL_OPERATOR_TIMER_SECONDS", "5"))
 # Experiments observed at once: each visit may wait on its learner and on analytics.
 PARALLEL_VISITS = 8
 RELEASE_TIMEOUT = 5.0
-CHILD_KINDS = ("ConfigMap", "Service", "Deployment")
+CHILD_KINDS = ("ConfigMap", "Service", *WORKLOAD_KINDS)
 log = logging.getLogger(__name__)
 # (experiment uid, problem) already reported: one event each, not one every visit.
 _REPORTED: set[tuple[str, str]] = set()
@@ -99,6 +100,8 @@ def _apply_children(exp: Experiment, phase: Phase, body: dict[str, Any], live: l
             taken.append(str(err))
     for child in plan.apply:
         kube.server_side_apply(child)
+    for child in plan.delete:
+        kube.delete(child)
     for problem in taken:
         if (uid, problem) not in _REPORTED:
             _REPORTED.add((uid, problem))
@@ -134,7 +137,7 @@ def visit(body: dict[str, Any], now: datetime) -> None:
         live = _list_children(exp)
         pods = kube.list_labelled("Pod", namespace, experiment_selector(exp))
         new_status = cluster_status(exp, status, observe(exp, generation, now, SETTINGS,
-                                                         [c for c in live if c["kind"] == "Deployment"], pods))
+                                                         [c for c in live if c["kind"] in WORKLOAD_KINDS], pods))
         _apply_children(exp, Phase(new_status["phase"]), body, live)
     if any(status.get(key) != value for key, value in new_status.items()):
         kube.patch_experiment_status(namespace, name, new_status)

@@ -1,5 +1,6 @@
 """The operator's calls to the API server, and nothing else: list an experiment's children and
-pods (server-side label selectors), create a missing child, server-side apply a changed one.
+pods (server-side label selectors), create a missing child, server-side apply a changed one,
+delete one no longer desired.
 
 Each call has a timeout: no call may hang a handler forever (the client's default)."""
 
@@ -29,8 +30,8 @@ class AlreadyTaken(Exception):
 
 def _api(kind: str) -> tuple[Any, str]:
     """The client API object and the snake_case kind its methods are named after."""
-    if kind == "Deployment":
-        return client.AppsV1Api(), "deployment"
+    if kind in ("Deployment", "StatefulSet"):
+        return client.AppsV1Api(), {"Deployment": "deployment", "StatefulSet": "stateful_set"}[kind]
     return client.CoreV1Api(), {"ConfigMap": "config_map", "Service": "service", "Pod": "pod"}[kind]
 
 
@@ -68,6 +69,18 @@ def server_side_apply(obj: dict[str, Any]) -> None:
                                               field_manager=FIELD_MANAGER, force=True, _content_type=APPLY_PATCH,
                                               _request_timeout=TIMEOUT)
     log.info("applied %s %s/%s", obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+
+
+def delete(obj: dict[str, Any]) -> None:
+    """Deletes a child of ours that is no longer desired (gone already is fine)."""
+    api, snake = _api(obj["kind"])
+    try:
+        getattr(api, f"delete_namespaced_{snake}")(obj["metadata"]["name"], obj["metadata"]["namespace"],
+                                                   _request_timeout=TIMEOUT)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+    log.info("deleted %s %s/%s", obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
 
 
 def patch_experiment_status(namespace: str, name: str, status: dict[str, Any]) -> None:

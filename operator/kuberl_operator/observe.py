@@ -1,5 +1,6 @@
-"""What the operator reads about a running experiment: its Deployments and pods (listed once
-per observation by the caller), its learner and its training returns."""
+"""What the operator reads about a running experiment: its workloads (Deployments, the shards'
+StatefulSet) and pods (listed once per observation by the caller), its learner and its training
+returns."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import datetime
 
 from kuberl.lifecycle import Observation
 from kuberl.observe import episode_returns, learner_view
-from kuberl_operator.builders import ROLES, Experiment, Settings
+from kuberl_operator.builders import ROLES, Experiment, Settings, workload_kind
 
 RPC_TIMEOUT = 2.0
 
@@ -16,11 +17,11 @@ def _role(obj: dict) -> str:
     return (obj["metadata"].get("labels") or {}).get("app.kubernetes.io/component", "")
 
 
-def ready_replicas(exp: Experiment, deployments: list[dict]) -> dict[str, int]:
-    """role -> ready replicas of its Deployment; a role without one is absent."""
-    names = {exp.child_name(role): role for role in ROLES}
-    return {names[d["metadata"]["name"]]: (d.get("status") or {}).get("readyReplicas") or 0
-            for d in deployments if d["metadata"]["name"] in names}
+def ready_replicas(exp: Experiment, workloads: list[dict]) -> dict[str, int]:
+    """role -> ready replicas of its workload; a role without one is absent."""
+    kinds = {(workload_kind(role), exp.child_name(role)): role for role in ROLES}
+    return {kinds[(w["kind"], w["metadata"]["name"])]: (w.get("status") or {}).get("readyReplicas") or 0
+            for w in workloads if (w["kind"], w["metadata"]["name"]) in kinds}
 
 
 def crash_loops(pods: list[dict]) -> dict[str, int]:
@@ -35,11 +36,11 @@ def crash_loops(pods: list[dict]) -> dict[str, int]:
     return worst
 
 
-def observe(exp: Experiment, generation: int, now: datetime, settings: Settings, deployments: list[dict],
+def observe(exp: Experiment, generation: int, now: datetime, settings: Settings, workloads: list[dict],
             pods: list[dict]) -> Observation:
     episodes, mean_return = episode_returns(settings.analytics_address, exp.experiment_id, RPC_TIMEOUT)
     learner = learner_view(exp.address("learner", settings), exp.experiment_id, RPC_TIMEOUT)
-    return Observation(generation=generation, now=now, ready=ready_replicas(exp, deployments),
+    return Observation(generation=generation, now=now, ready=ready_replicas(exp, workloads),
                        crash_loops=crash_loops(pods), learner=learner,
                        episodes=episodes, mean_return=mean_return,
                        crash_loop_restart_limit=settings.crash_loop_restart_limit)

@@ -37,6 +37,11 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                        help=f"{role} replicas (env KUBERL_{role.upper()}_ADDRESS)")
     p.add_argument("--data-dir", type=Path, default=Path(_env("DATA_DIR", "kuberl-data")),
                    help="buffer and policy snapshots go here")
+    p.add_argument("--max-replay-tables", type=int, default=int(_env("MAX_REPLAY_TABLES", "64")),
+                   help="buffer role: experiments one shard holds at most (RESOURCE_EXHAUSTED beyond)")
+    p.add_argument("--max-replay-bytes", type=int, default=int(_env("MAX_REPLAY_BYTES", "0")) or None,
+                   help="buffer role: memory its replay rings may take (default: 3/4 of its cgroup's memory "
+                        "limit, a pod's, else of the machine's)")
     p.add_argument("--database", default=_env("DATABASE_URL", "sqlite:///kuberl-data/analytics.db"),
                    help="analytics store: sqlite:///PATH or mysql://USER@HOST:PORT/DATABASE (password from "
                         "KUBERL_DATABASE_PASSWORD or the file named by KUBERL_DATABASE_PASSWORD_FILE)")
@@ -89,10 +94,15 @@ def _status_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="show experiments through the experiment API",
                        description="List experiments (or show one) as the experiment role reports them.")
     p.add_argument("experiment_id", nargs="?", help="one experiment (default: all)")
+    _client_arguments(p, 10.0, "your identity (a reader's or an admin's)")
+
+
+def _client_arguments(p: argparse.ArgumentParser, timeout: float, whose: str) -> None:
+    """What a command that calls the experiment API takes: where it is, how long to wait, as whom."""
     p.add_argument("--address", default=_env("EXPERIMENT_ADDRESS", f"localhost:{DEFAULT_PORTS['experiment']}"),
                    help="the experiment role (env KUBERL_EXPERIMENT_ADDRESS)")
-    p.add_argument("--timeout", type=float, default=10.0)
-    _tls_argument(p, "your identity (a reader's or an admin's)")
+    p.add_argument("--timeout", type=float, default=timeout)
+    _tls_argument(p, whose)
 
 
 def _delete_parser(sub: argparse._SubParsersAction) -> None:
@@ -101,10 +111,7 @@ def _delete_parser(sub: argparse._SubParsersAction) -> None:
                                    "weights, training run and metrics; its id may then start a new experiment. "
                                    "In a cluster: kubectl delete rlx NAME.")
     p.add_argument("experiment_id")
-    p.add_argument("--address", default=_env("EXPERIMENT_ADDRESS", f"localhost:{DEFAULT_PORTS['experiment']}"),
-                   help="the experiment role (env KUBERL_EXPERIMENT_ADDRESS)")
-    p.add_argument("--timeout", type=float, default=60.0)
-    _tls_argument(p, "your identity (an admin's)")
+    _client_arguments(p, 60.0, "your identity (an admin's)")
 
 
 def _cert_parser(sub: argparse._SubParsersAction) -> None:
@@ -209,7 +216,8 @@ def serve(args: argparse.Namespace) -> int:
         stop = replica.close
     elif args.role == "buffer":
         from kuberl.buffer.server import create_server
-        server, replica = create_server(port, args.data_dir, reporter(), args.host)
+        server, replica = create_server(port, args.data_dir, reporter(), args.host, args.max_replay_tables,
+                                        args.max_replay_bytes)
         stop = replica.stop
     elif args.role == "environment":
         from kuberl.environment.server import create_server

@@ -202,6 +202,10 @@ def _cross_field_checks(cfg: ExperimentConfig, path: str) -> None:
     if cfg.learner.batch_size > cfg.buffer.capacity:
         raise ConfigError(f"{path}.learner.batchSize",
                           f"must be <= buffer.capacity ({cfg.buffer.capacity}), got {cfg.learner.batch_size}")
+    from kuberl.sizes import static_problems
+
+    for field_path, message in static_problems(cfg):
+        raise ConfigError(f"{path}.{field_path}", message)
     if len(cfg.learner.hidden_sizes) != 2:
         raise ConfigError(f"{path}.learner.hiddenSizes",
                           f"must name exactly two hidden layers, got {cfg.learner.hidden_sizes}")
@@ -271,8 +275,9 @@ def _proto_to_spec(cls: type, msg: Any) -> dict[str, Any]:
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _UID = re.compile(r"[0-9a-f][-0-9a-f]{7,63}")
 # An experiment's children are named "<name>-environment" and so on, and Service names are
-# DNS-1035 labels (a letter first, at most 63 characters): 51 leaves room for the longest suffix.
-MAX_NAME_LENGTH = 51
+# DNS-1035 labels (a letter first, at most 63 characters). The shards' StatefulSet "<name>-buffer"
+# labels its revisions "<name>-buffer-<hash of up to 10>", a label value of at most 63: 45 fits.
+MAX_NAME_LENGTH = 45
 EXPERIMENT_NAME = re.compile(rf"[a-z]([-a-z0-9]{{0,{MAX_NAME_LENGTH - 2}}}[a-z0-9])?")
 
 
@@ -345,17 +350,150 @@ def parse_manifest(doc: Any) -> Manifest:
     return Manifest(name=name, namespace=namespace, config=from_spec(spec), uid=uid)
 
 
-CLUSTER_ONLY_FIELDS = ("suspend", "stopped", "ttlSecondsAfterFinished")
+CLUSTER_ONLY_FIELDS = ("suspend", "stopped", "ttlSecondsAfterFinished", "bufferStorage", "placement", "resources")
+# A Kubernetes quantity of bytes as a claim's size takes it ("10Gi", "500M", "1e9").
+STORAGE_SIZE = re.compile(r"[0-9]+(\.[0-9]+)?([eE][0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+@dataclass(frozen=True)
+class BufferStorage:
+    """Each replay shard's PersistentVolumeClaim in a cluster (`spec.bufferStorage`)."""
+
+    size: str = "1Gi"
+    storage_class_name: str | None = None  # None: the cluster's default StorageClass
+
+    @classmethod
+    def from_spec(cls, value: Any) -> BufferStorage:
+        if value is None:
+            return cls()
+        if not isinstance(value, dict):
+            raise ConfigError("spec.bufferStorage", f"must be a mapping, got {value!r}")
+        unknown = sorted(set(value) - {"size", "storageClassName"})
+        if unknown:
+            raise ConfigError(f"spec.bufferStorage.{unknown[0]}", "unknown field (known: size, storageClassName)")
+        size = value.get("size", cls.size)
+        if not isinstance(size, str) or not STORAGE_SIZE.fullmatch(size):
+            raise ConfigError("spec.bufferStorage.size", f"must be a quantity of bytes such as 1Gi, got {size!r}")
+        storage_class = value.get("storageClassName")
+        if storage_class is not None and (not isinstance(storage_class, str)
+                                          or not DNS_SUBDOMAIN.fullmatch(storage_class)):
+            raise ConfigError("spec.bufferStorage.storageClassName",
+                              f"must be a StorageClass name (lower-case DNS subdomain), got {storage_class!r}")
+        return cls(size, storage_class)
+
+
+_TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
+_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|[eE][0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
+POD_ROLES = ("environment", "buffer", "learner")  # the roles an experiment's pods run
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an experiment's pods may run (`spec.placement`, over the chart's defaults): the pod
+    fields of the same names."""
+
+    node_selector: dict[str, str] | None = None
+    tolerations: list[dict[str, Any]] | None = None
+    affinity: dict[str, Any] | None = None
+    priority_class_name: str | None = None
+    image_pull_secrets: list[str] | None = None  # Secret names
+
+    @classmethod
+    def from_spec(cls, value: Any, path: str = "spec.placement") -> Placement:
+        if value is None:
+            return cls()
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"must be a mapping, got {value!r}")
+        known = {"nodeSelector", "tolerations", "affinity", "priorityClassName", "imagePullSecrets"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ConfigError(f"{path}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(known))})")
+        selector = value.get("nodeSelector")
+        if selector is not None and (not isinstance(selector, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in selector.items())):
+            raise ConfigError(f"{path}.nodeSelector", f"must map label names to strings, got {selector!r}")
+        tolerations = value.get("tolerations")
+        if tolerations is not None:
+            if not isinstance(tolerations, list):
+                raise ConfigError(f"{path}.tolerations", f"must be a list, got {tolerations!r}")
+            for i, t in enumerate(tolerations):
+                if not isinstance(t, dict) or not set(t) <= _TOLERATION_KEYS:
+                    raise ConfigError(f"{path}.tolerations[{i}]",
+                                      f"must be a toleration ({', '.join(sorted(_TOLERATION_KEYS))}), got {t!r}")
+        affinity = value.get("affinity")
+        if affinity is not None and (not isinstance(affinity, dict) or not set(affinity) <= {
+                "nodeAffinity", "podAffinity", "podAntiAffinity"}):
+            raise ConfigError(f"{path}.affinity", "must be a pod affinity (nodeAffinity, podAffinity, podAntiAffinity)")
+        priority = value.get("priorityClassName")
+        if priority is not None and (not isinstance(priority, str) or not DNS_SUBDOMAIN.fullmatch(priority)):
+            raise ConfigError(f"{path}.priorityClassName", f"must be a PriorityClass name, got {priority!r}")
+        secrets = value.get("imagePullSecrets")
+        if secrets is not None and (not isinstance(secrets, list) or not all(
+                isinstance(x, str) and DNS_SUBDOMAIN.fullmatch(x) for x in secrets)):
+            raise ConfigError(f"{path}.imagePullSecrets", f"must be a list of Secret names, got {secrets!r}")
+        return cls(selector, tolerations, affinity, priority, secrets)
+
+    def over(self, defaults: Placement) -> Placement:
+        """These fields where set, the defaults' elsewhere."""
+        return Placement(*(mine if mine is not None else theirs for mine, theirs in zip(
+            dataclasses.astuple(self), dataclasses.astuple(defaults))))
+
+    def pod_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        if self.node_selector:
+            fields["nodeSelector"] = dict(self.node_selector)
+        if self.tolerations:
+            fields["tolerations"] = list(self.tolerations)
+        if self.affinity:
+            fields["affinity"] = dict(self.affinity)
+        if self.priority_class_name:
+            fields["priorityClassName"] = self.priority_class_name
+        if self.image_pull_secrets:
+            fields["imagePullSecrets"] = [{"name": name} for name in self.image_pull_secrets]
+        return fields
+
+
+def role_resources(value: Any, path: str = "spec.resources") -> dict[str, dict[str, dict[str, str]]]:
+    """`spec.resources`: per pod role, container requests and limits (over the chart's)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(path, f"must be a mapping, got {value!r}")
+    for role, resources in value.items():
+        if role not in POD_ROLES:
+            raise ConfigError(f"{path}.{role}", f"unknown role (roles: {', '.join(POD_ROLES)})")
+        if not isinstance(resources, dict) or not set(resources) <= {"requests", "limits"}:
+            raise ConfigError(f"{path}.{role}", "must be a mapping of requests and limits")
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for role, resources in value.items():
+        out[role] = {}
+        for kind, amounts in resources.items():
+            if not isinstance(amounts, dict):
+                raise ConfigError(f"{path}.{role}.{kind}", f"must map resources to quantities, got {amounts!r}")
+            out[role][kind] = {}
+            for name, amount in amounts.items():
+                # YAML gives `cpu: 2` as a number; Kubernetes takes it as the quantity "2".
+                text = str(amount) if isinstance(amount, (int, float)) and not isinstance(amount, bool) else amount
+                if not isinstance(text, str) or not _QUANTITY.fullmatch(text):
+                    raise ConfigError(f"{path}.{role}.{kind}.{name}", f"must be a quantity such as 500m or 1Gi, "
+                                                                      f"got {amount!r}")
+                out[role][kind][name] = text
+    return out
 
 
 def check_cluster_fields(spec: dict[str, Any]) -> None:
-    """The spec fields only a cluster acts on (suspend, stopped, TTL), checked as the CRD checks them."""
+    """The spec fields only a cluster acts on (suspend, stopped, TTL, the shards' claims), checked as the CRD
+    checks them."""
     for flag in ("suspend", "stopped"):
         if flag in spec and not isinstance(spec[flag], bool):
             raise ConfigError(f"spec.{flag}", f"must be true or false, got {spec[flag]!r}")
     ttl = spec.get("ttlSecondsAfterFinished")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0):
         raise ConfigError("spec.ttlSecondsAfterFinished", f"must be an integer >= 0, got {ttl!r}")
+    BufferStorage.from_spec(spec.get("bufferStorage"))
+    Placement.from_spec(spec.get("placement"))
+    role_resources(spec.get("resources"))
 
 
 def load_manifest(path: str | Path) -> Manifest:

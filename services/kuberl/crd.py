@@ -14,8 +14,10 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-from kuberl.config import API_GROUP, EXPERIMENT_NAME, KIND, MAX_NAME_LENGTH, ExperimentConfig, _camel, to_spec
+from kuberl.config import (API_GROUP, DNS_SUBDOMAIN, EXPERIMENT_NAME, KIND, MAX_NAME_LENGTH, POD_ROLES, STORAGE_SIZE,
+                           BufferStorage, ExperimentConfig, Placement, _camel, to_spec)
 from kuberl.lifecycle import Phase
+from kuberl.sizes import MAX_SAMPLE_ROWS
 
 PLURAL = "rlexperiments"
 SHORT_NAME = "rlx"
@@ -26,6 +28,10 @@ CRD_PATH = Path(__file__).resolve().parents[2] / "charts" / "kuberl" / "crds" / 
 CROSS_FIELD_RULES = {
     "": [{"rule": "self.learner.batchSize <= self.buffer.capacity",
           "message": "learner.batchSize must be <= buffer.capacity", "fieldPath": ".learner.batchSize"}],
+    "learner": [{"rule": f"self.batchSize * self.batchesPerSample <= {MAX_SAMPLE_ROWS}",
+                 "message": f"learner.batchSize x learner.batchesPerSample must be <= {MAX_SAMPLE_ROWS} "
+                            "(the rows a shard answers one SampleBatch with)",
+                 "fieldPath": ".batchesPerSample"}],
     "exploration": [{"rule": "self.epsilonEnd <= self.epsilonStart",
                      "message": "exploration.epsilonEnd must be <= exploration.epsilonStart",
                      "fieldPath": ".epsilonEnd"}],
@@ -91,6 +97,28 @@ def spec_schema() -> dict[str, Any]:
         "type": "boolean", "default": False,
         "description": "End the experiment (phase Stopped): actors and learner scale to zero for good, its "
                        "results stay. Unlike suspend it is final; the experiment API's Stop sets it."}
+    spec["properties"]["bufferStorage"] = {
+        "type": "object", "description": (BufferStorage.__doc__ or "").strip(), "properties": {
+            "size": {"type": "string", "default": BufferStorage.size, "pattern": f"^{STORAGE_SIZE.pattern}$",
+                     "description": "Each claim's size; replay beyond it fails the shard's snapshots (logged)."},
+            "storageClassName": {"type": "string", "pattern": f"^{DNS_SUBDOMAIN.pattern}$",
+                                 "description": "The claims' StorageClass (default: the cluster's default)."}},
+        "default": {"size": BufferStorage.size}}
+    quantities = {"type": "object", "additionalProperties": {
+        "anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True}}
+    spec["properties"]["resources"] = {
+        "type": "object", "description": "Per role, the container's requests and limits (over the chart's "
+                                         "experiments.resources).",
+        "properties": {role: {"type": "object", "properties": {"requests": quantities, "limits": quantities}}
+                       for role in POD_ROLES}}
+    spec["properties"]["placement"] = {
+        "type": "object", "description": (Placement.__doc__ or "").strip().replace("\n", " "), "properties": {
+            "nodeSelector": {"type": "object", "additionalProperties": {"type": "string"}},
+            "tolerations": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            "affinity": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            "priorityClassName": {"type": "string", "pattern": f"^{DNS_SUBDOMAIN.pattern}$"},
+            "imagePullSecrets": {"type": "array", "items": {"type": "string"},
+                                 "description": "Names of Secrets to pull the image with."}}}
     spec["properties"]["ttlSecondsAfterFinished"] = {
         "type": "integer", "format": "int64", "minimum": 0,
         "description": "Delete the experiment this many seconds after it succeeded, failed or was stopped."}

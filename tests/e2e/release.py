@@ -92,8 +92,8 @@ class Release:
         return self.stats(pod["metadata"]["name"], "learner", experiment)
 
     def replicas(self, experiment: str) -> dict[str, int]:
-        return {role: self.get("deployment", f"{experiment}-{role}")["spec"]["replicas"]
-                for role in ("environment", "buffer", "learner")}
+        kinds = {"environment": "deployment", "buffer": "statefulset", "learner": "deployment"}
+        return {role: self.get(kind, f"{experiment}-{role}")["spec"]["replicas"] for role, kind in kinds.items()}
 
     def printed(self, name: str) -> dict[str, str | None]:
         """`kubectl get rlx NAME` as column -> cell (None where the cell is empty), cut at the

@@ -112,8 +112,9 @@ def test_the_cartpole_example_succeeds_then_scales_down_and_goes_after_its_ttl(r
     # The operator saw it go and the shared policy role let go of its weights.
     wait_for(lambda: release.probe(policy, "policy", experiment_id)["latest_version"] == -1, 30,
              "the policy role to release cartpole's weights")
-    wait_for(lambda: not release.get("deployments,services,configmaps", "-l", "kuberl.dev/experiment=cartpole")["items"]
-             and not release.pods("cartpole", "buffer"), 120, "its children to be collected")
+    wait_for(lambda: not release.get("deployments,statefulsets,services,configmaps,persistentvolumeclaims", "-l",
+                                     "kuberl.dev/experiment=cartpole")["items"]
+             and not release.pods("cartpole", "buffer"), 120, "its children and the shards' claims to be collected")
 
 
 @pytest.fixture(scope="module")
@@ -220,8 +221,27 @@ def test_a_killed_shard_container_comes_back_with_its_data(marathon: Release):
     assert marathon.status(MARATHON)["phase"] == "Running"
 
 
+def test_a_deleted_shard_pod_is_rescheduled_onto_its_claim_with_its_data(marathon: Release):
+    pod = marathon.ready_pods(MARATHON, "buffer")[0]
+    name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
+    held = marathon.stats(name, "buffer", MARATHON)
+    time.sleep(5)  # more than one snapshot interval (2 s): a snapshot holds at least `held`
+    marathon.kubectl("delete", "pod", name, "--wait=true", "--timeout=60s")  # a drain, an eviction
+    wait_for(lambda: [p for p in marathon.ready_pods(MARATHON, "buffer")
+                      if p["metadata"]["name"] == name and p["metadata"]["uid"] != uid], 180,
+             "a new pod of the same shard, ready")
+    restored = marathon.stats(name, "buffer", MARATHON)
+    # A new pod (emptyDir would be empty) restored the snapshot on the shard's claim.
+    assert restored["total_inserted"] >= held["total_inserted"], (held, restored)
+    assert restored["size"] >= min(held["size"], restored["capacity"]), (held, restored)
+    claims = marathon.get("persistentvolumeclaims", "-l", f"kuberl.dev/experiment={MARATHON}")["items"]
+    assert f"data-{name}" in {c["metadata"]["name"] for c in claims}
+    wait_for(lambda: marathon.conditions(MARATHON)["Ready"]["status"] == "True", 60, "Ready again")
+
+
 def _children_generations(release: Release) -> dict[str, int]:
-    listed = release.get("deployments,services,configmaps", "-l", f"kuberl.dev/experiment={MARATHON}")["items"]
+    listed = release.get("deployments,statefulsets,services,configmaps", "-l",
+                         f"kuberl.dev/experiment={MARATHON}")["items"]
     return {f"{o['kind']}/{o['metadata']['name']}": o["metadata"].get("generation") or o["metadata"]["resourceVersion"]
             for o in listed}
 
@@ -261,8 +281,9 @@ def test_helm_upgrade_while_it_runs_leaves_it_running(marathon: Release, cluster
 
 def test_deleting_the_experiment_removes_everything_it_owns(marathon: Release):
     marathon.kubectl("delete", "rlx", MARATHON, "--wait=true", "--timeout=60s")
-    wait_for(lambda: not marathon.get("deployments,services,configmaps,replicasets,pods", "-l",
-                                      f"kuberl.dev/experiment={MARATHON}")["items"], 180, "everything it owned gone")
+    wait_for(lambda: not marathon.get("deployments,statefulsets,services,configmaps,replicasets,pods,"
+                                      "persistentvolumeclaims", "-l", f"kuberl.dev/experiment={MARATHON}")["items"],
+             180, "everything it owned gone, the shards' claims too")
 
 
 def test_a_crash_looping_role_shows_in_ready_and_past_the_cap_fails_the_run(release: Release):

@@ -243,7 +243,8 @@ def test_grpc_roles_are_probed_on_their_ports(rendered: list[dict]) -> None:
         assert c["ports"] == [{"name": "grpc", "containerPort": port, "protocol": "TCP"}], component
         for probe in ("readinessProbe", "livenessProbe"):
             assert c[probe]["grpc"] == {"port": port}, f"{component} {probe}"
-        assert c["args"][:4] == ["serve", component, "--port", str(port)]
+        args = c["args"]
+        assert args[:2] == ["serve", component] and args[args.index("--port") + 1] == str(port)
 
 
 def test_every_workload_container_has_both_probes(rendered: list[dict]) -> None:
@@ -526,9 +527,10 @@ def test_operator_rbac_framework_apart_from_application(rendered: list[dict]) ->
     assert _rules(application) == {
         ("kuberl.dev", "rlexperiments", ("delete", "get", "list", "patch", "watch")),
         ("kuberl.dev", "rlexperiments/status", ("get", "patch")),
-        ("", "configmaps", ("create", "get", "list", "patch", "watch")),
-        ("", "services", ("create", "get", "list", "patch", "watch")),
-        ("apps", "deployments", ("create", "get", "list", "patch", "watch")),
+        ("", "configmaps", ("create", "delete", "get", "list", "patch", "watch")),
+        ("", "services", ("create", "delete", "get", "list", "patch", "watch")),
+        ("apps", "deployments", ("create", "delete", "get", "list", "patch", "watch")),
+        ("apps", "statefulsets", ("create", "delete", "get", "list", "patch", "watch")),
         ("", "pods", ("get", "list", "watch")),
     }
     for name in (f"{FULLNAME}-operator-kopf", f"{FULLNAME}-operator"):
@@ -659,7 +661,7 @@ def test_network_policies_cover_the_operators_children() -> None:
     settings = Settings.from_environ({k: v for k, v in env.items() if isinstance(v, str)})
     assert settings.image == env["KUBERL_IMAGE"]
     exp = Experiment.from_body(RELEASE, NAMESPACE, {})  # an experiment named like the release
-    children = [c for c in desired_children(exp, settings, Phase.RUNNING) if c["kind"] == "Deployment"]
+    children = [c for c in desired_children(exp, settings, Phase.RUNNING) if c["kind"] in WORKLOADS]
     assert len(children) == len(CHILD_PORTS)
     workloads = [d for d in docs if d["kind"] in WORKLOADS]
     for child in children:

@@ -66,7 +66,7 @@ def test_the_api_server_and_the_config_default_an_empty_spec_alike(server: TestC
     done = server_create(server, manifest({}, name="empty"))
     assert done.returncode == 0, done.stderr
     spec = json.loads(done.stdout)["spec"]
-    assert (spec.pop("suspend"), spec.pop("stopped")) == (False, False)
+    assert (spec.pop("suspend"), spec.pop("stopped"), spec.pop("bufferStorage")) == (False, False, {"size": "1Gi"})
     assert spec == to_spec(parse_manifest(manifest({}, name="empty")).config)
 
 
@@ -103,6 +103,10 @@ INVALID = {
     "samplesPerInsert 0": _with("learner.samplesPerInsert", 0),
     "suspend not a boolean": _with("suspend", "yes"),
     "negative ttl": _with("ttlSecondsAfterFinished", -1),
+    "batchSize x batchesPerSample over a shard's rows": {"buffer": {"capacity": 100_000},
+                                                         "learner": {"batchSize": 65_536, "batchesPerSample": 32}},
+    "bufferStorage size not a quantity": _with("bufferStorage.size", "lots"),
+    "placement priorityClassName not a name": _with("placement.priorityClassName", "Not_Valid"),
 }
 
 
@@ -116,7 +120,7 @@ def test_invalid_spec_is_refused_by_both_naming_the_field(server: TestCluster, s
     assert field in done.stderr, f"the API server's refusal does not name {field}: {done.stderr}"
 
 
-@pytest.mark.parametrize("name", ["9lives", "a" * 52, "under_score"])
+@pytest.mark.parametrize("name", ["9lives", "a" * 46, "under_score"])
 def test_a_name_the_services_cannot_carry_is_refused_by_both(server: TestCluster, name: str) -> None:
     with pytest.raises(ConfigError, match="metadata.name"):
         parse_manifest(manifest({}, name=name))
@@ -131,6 +135,12 @@ EDGES = {
     "suspended with a ttl": {**BASE, "suspend": True, "ttlSecondsAfterFinished": 60},
     "targetReturn set": _with("stop.targetReturn", 200.5),
     "integer for a number": _with("learner.samplesPerInsert", 4),
+    "placed, with its own claims and resources": {
+        **BASE, "bufferStorage": {"size": "5Gi", "storageClassName": "local-path"},
+        "placement": {"nodeSelector": {"kubernetes.io/os": "linux"}, "priorityClassName": "batch",
+                      "tolerations": [{"key": "gpu", "operator": "Exists"}], "imagePullSecrets": ["registry"],
+                      "affinity": {"nodeAffinity": {}}},
+        "resources": {"learner": {"requests": {"cpu": 2, "memory": "2Gi"}}}},
 }
 
 

@@ -1,6 +1,6 @@
 """The operator (kopf, in this process, as the chart's ServiceAccount) against a real API server:
-real defaulting and validation, real Deployments whose pods run the project's image, real
-garbage collection. The learner is out of the operator's reach from here (its DNS name is the
+real defaulting and validation, real Deployments and a StatefulSet whose pods run the project's
+image, real claims, real garbage collection. The learner is out of the operator's reach from here (its DNS name is the
 cluster's), so these runs never reach Running: the end-to-end suite covers training."""
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import yaml
 from kuberl.config import ExperimentConfig, parse_manifest, scoped_experiment_id, to_spec
 from kuberl.rpc import AlreadyExists, NotFound
 from kuberl.v1 import experiment_service_pb2 as exp_pb
-from tests.kube import CONFIGMAPS, DEPLOYMENTS, EVENTS, RLEXPERIMENTS, SERVICES, Objects, TestCluster
+from tests.kube import CONFIGMAPS, DEPLOYMENTS, EVENTS, RLEXPERIMENTS, SERVICES, STATEFULSETS, Objects, TestCluster
 from tests.waiting import wait_for
 from tests.operator.conftest import IDENTITY_NAMESPACE, run_operator
 
 ROLES = ("environment", "buffer", "learner")
+WORKLOADS = {"environment": DEPLOYMENTS, "buffer": STATEFULSETS, "learner": DEPLOYMENTS}
 SMALL = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}}
 
 
@@ -37,7 +38,7 @@ def rlexperiment(name: str, namespace: str, spec: dict) -> dict:
 
 
 def replicas(objects: Objects, name: str, namespace: str) -> dict[str, int | None]:
-    found = {role: objects.get(DEPLOYMENTS, f"{name}-{role}", namespace) for role in ROLES}
+    found = {role: objects.get(WORKLOADS[role], f"{name}-{role}", namespace) for role in ROLES}
     return {role: d["spec"]["replicas"] if d else None for role, d in found.items()}
 
 
@@ -60,7 +61,7 @@ def test_an_experiment_becomes_its_children_and_follows_its_spec(kube_cluster: T
                                                       buffer={"replicas": 2}))
         assert {key: created["spec"][key] for key in expected} == expected
         for role in ROLES:
-            deployment = wait_for(lambda: objects.get(DEPLOYMENTS, f"cartpole-{role}", namespace), 30, role)
+            deployment = wait_for(lambda: objects.get(WORKLOADS[role], f"cartpole-{role}", namespace), 30, role)
             service = objects.get(SERVICES, f"cartpole-{role}", namespace)
             for child in (deployment, service):
                 (owner,) = child["metadata"]["ownerReferences"]
@@ -94,7 +95,7 @@ def test_an_experiment_becomes_its_children_and_follows_its_spec(kube_cluster: T
         assert scale["status"]["selector"] == "kuberl.dev/experiment=cartpole,app.kubernetes.io/component=environment"
 
         # A deleted child comes back; someone's `kubectl scale deployment` is undone.
-        objects.delete(DEPLOYMENTS, "cartpole-buffer", namespace)
+        objects.delete(STATEFULSETS, "cartpole-buffer", namespace)
         wait_for(lambda: replicas(objects, "cartpole", namespace)["buffer"] == 2, 30, "the buffer recreated")
         objects.patch(DEPLOYMENTS, "cartpole-learner", {"spec": {"replicas": 4}}, namespace)
         wait_for(lambda: replicas(objects, "cartpole", namespace)["learner"] == 1, 30, "one learner again")
@@ -130,7 +131,8 @@ def test_an_experiment_becomes_its_children_and_follows_its_spec(kube_cluster: T
     # No finalizer: with the operator gone, the experiment can still be deleted.
     assert not objects.get(RLEXPERIMENTS, "cartpole", namespace)["metadata"].get("finalizers")
     kube_cluster.kubectl("delete", "rlx", "cartpole", "--timeout=30s", namespace=namespace)
-    wait_for(lambda: not objects.list(DEPLOYMENTS, namespace), 60, "the garbage collector to delete the children")
+    wait_for(lambda: not objects.list(DEPLOYMENTS, namespace) and not objects.list(STATEFULSETS, namespace), 60,
+             "the garbage collector to delete the children")
 
 
 def test_a_restarted_operator_changes_nothing_that_is_right(objects: Objects, identities, settings, namespace: str):
@@ -144,8 +146,8 @@ def test_a_restarted_operator_changes_nothing_that_is_right(objects: Objects, id
     def written_by_the_operator() -> dict[str, str]:
         # Deployments' resourceVersions move with their status (the Deployment controller);
         # their generation moves only with a spec change.
-        kept = {f"Deployment/{d['metadata']['name']}": d["metadata"]["generation"]
-                for d in objects.list(DEPLOYMENTS, namespace)}
+        kept = {f"{kind[1]}/{d['metadata']['name']}": d["metadata"]["generation"]
+                for kind in (DEPLOYMENTS, STATEFULSETS) for d in objects.list(kind, namespace)}
         for kind in (SERVICES, CONFIGMAPS, RLEXPERIMENTS):
             kept.update({f"{kind[1]}/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
                          for o in objects.list(kind, namespace)})
@@ -194,8 +196,8 @@ def test_a_finished_experiment_scales_down_and_goes_after_its_ttl(objects: Objec
         assert status(objects, "done", namespace)["phase"] == "Succeeded"
         assert replicas(objects, "done", namespace) == {"environment": 0, "buffer": 1, "learner": 0}
         wait_for(lambda: objects.get(RLEXPERIMENTS, "done", namespace) is None, 60, "the TTL to delete it")
-        wait_for(lambda: not objects.list(DEPLOYMENTS, namespace) and not objects.list(SERVICES, namespace), 60,
-                 "the garbage collector to delete its children")
+        wait_for(lambda: not objects.list(DEPLOYMENTS, namespace) and not objects.list(STATEFULSETS, namespace)
+                 and not objects.list(SERVICES, namespace), 60, "the garbage collector to delete its children")
     assert runner.exception is None
 
 

@@ -250,9 +250,11 @@ def test_parse_manifest_refuses(doc, path):
     assert err.value.path == path
 
 
-def test_names_leave_room_for_the_childrens_service_names():
-    assert C.parse_manifest(manifest(metadata={"name": "a" * 51})).name == "a" * 51
-    for name in ("a" * 52, "1abc", "-abc", "abc-"):  # "<name>-environment" must be a DNS-1035 label
+def test_names_leave_room_for_the_childrens_names_and_the_shards_revision_label():
+    assert C.parse_manifest(manifest(metadata={"name": "a" * 45})).name == "a" * 45
+    assert len("a" * 45 + "-environment") <= 63  # a Service name: a DNS-1035 label
+    assert len("a" * 45 + "-buffer-" + "0123456789") <= 63  # controller-revision-hash: a label value
+    for name in ("a" * 46, "1abc", "-abc", "abc-"):
         with pytest.raises(ConfigError) as err:
             C.parse_manifest(manifest(metadata={"name": name}))
         assert err.value.path == "metadata.name"
@@ -330,7 +332,7 @@ def test_an_experiment_is_known_by_its_namespace_name_and_uid():
     assert scoped_experiment_id("team-b", "cartpole") == "team-b/cartpole" != manifest.experiment_id
     local = parse_manifest({**doc, "metadata": {"name": "cartpole"}})
     assert local.experiment_id == "default/cartpole" and isinstance(local, Manifest)
-    longest = scoped_experiment_id("n" * 63, "c" * 51, "f" * 36)
+    longest = scoped_experiment_id("n" * 63, "c" * C.MAX_NAME_LENGTH, "f" * 36)
     assert len(longest) <= 128  # what every role and the metrics store accept
     with pytest.raises(ConfigError, match="metadata.uid"):
         parse_manifest({**doc, "metadata": {"name": "cartpole", "uid": "../../etc"}})

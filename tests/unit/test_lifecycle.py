@@ -143,11 +143,14 @@ def test_a_crash_loop_is_reported_then_capped():
 def test_ready_replicas_and_crash_loops_are_read_from_the_listed_objects():
     from kuberl_operator.observe import crash_loops, ready_replicas
 
-    deployments = [{"metadata": {"name": f"cartpole-{role}"}, "status": {"readyReplicas": n} if n else {}}
-                   for role, n in (("environment", 2), ("buffer", 0))]
-    deployments.append({"metadata": {"name": "somebody-else-learner"}, "status": {"readyReplicas": 1}})
+    workloads = [{"kind": kind, "metadata": {"name": f"cartpole-{role}"}, "status": {"readyReplicas": n} if n else {}}
+                 for kind, role, n in (("Deployment", "environment", 2), ("StatefulSet", "buffer", 0))]
+    workloads.append({"kind": "Deployment", "metadata": {"name": "somebody-else-learner"},
+                      "status": {"readyReplicas": 1}})
+    workloads.append({"kind": "Deployment", "metadata": {"name": "cartpole-buffer"},  # an older layout's
+                      "status": {"readyReplicas": 3}})
     cartpole = Experiment.from_body("cartpole", "default", {})
-    assert ready_replicas(cartpole, deployments) == {"environment": 2, "buffer": 0}
+    assert ready_replicas(cartpole, workloads) == {"environment": 2, "buffer": 0}
 
     def pod(role: str, *containers: tuple[str, int]) -> dict:
         return {"metadata": {"labels": {"app.kubernetes.io/component": role}},

@@ -11,7 +11,7 @@ import yaml
 from kuberl.config import ConfigError, load_manifest
 from kuberl.lifecycle import Phase
 from kuberl_operator.builders import (CONFIG_HASH_ANNOTATION, DEFAULT_RESOURCES, ChildPlan, Experiment, Settings,
-                                      build_deployment, config_hash, desired_children,
+                                      build_workload, config_hash, desired_children,
                                       manifest_text, plan_children)
 
 SETTINGS = Settings(image="registry.example/kuberl:1.2.3", policy_address="kuberl-policy.ops.svc:50056",
@@ -26,20 +26,20 @@ def by_name(children):
     return {f"{c['kind']}/{c['metadata']['name']}": c for c in children}
 
 
-def test_children_are_a_configmap_three_deployments_and_three_headless_services():
+def test_children_are_a_configmap_two_deployments_a_statefulset_and_three_headless_services():
     children = by_name(desired_children(experiment({"environment": {"replicas": 3}, "buffer": {"replicas": 2}}),
                                         SETTINGS, Phase.RUNNING))
-    assert sorted(children) == ["ConfigMap/cartpole-config", "Deployment/cartpole-buffer",
-                                "Deployment/cartpole-environment", "Deployment/cartpole-learner",
-                                "Service/cartpole-buffer", "Service/cartpole-environment", "Service/cartpole-learner"]
+    assert sorted(children) == ["ConfigMap/cartpole-config", "Deployment/cartpole-environment",
+                                "Deployment/cartpole-learner", "Service/cartpole-buffer", "Service/cartpole-environment",
+                                "Service/cartpole-learner", "StatefulSet/cartpole-buffer"]
     assert children["Deployment/cartpole-environment"]["spec"]["replicas"] == 3
-    assert children["Deployment/cartpole-buffer"]["spec"]["replicas"] == 2
+    assert children["StatefulSet/cartpole-buffer"]["spec"]["replicas"] == 2
     assert children["Deployment/cartpole-learner"]["spec"]["replicas"] == 1
     for role, port in (("environment", 50050), ("buffer", 50051), ("learner", 50054)):
         service = children[f"Service/cartpole-{role}"]
         assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
         assert service["spec"]["ports"][0]["port"] == port
-        deployment = children[f"Deployment/cartpole-{role}"]
+        deployment = children[f"{'StatefulSet' if role == 'buffer' else 'Deployment'}/cartpole-{role}"]
         assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
         pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert all(pod_labels[k] == v for k, v in service["spec"]["selector"].items())
@@ -47,7 +47,7 @@ def test_children_are_a_configmap_three_deployments_and_three_headless_services(
 
 
 def test_pods_run_the_role_non_root_with_the_configured_image_and_peers():
-    deployment = build_deployment(experiment(), "buffer", SETTINGS, Phase.RUNNING)
+    deployment = build_workload(experiment(), "buffer", SETTINGS, Phase.RUNNING)
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == "registry.example/kuberl:1.2.3"
@@ -77,15 +77,15 @@ def test_scaling_changes_only_replicas():
     assert big["Deployment/cartpole-environment"]["spec"]["replicas"] == 5
     # Replicas are not part of the experiment file: scaling restarts no actor and no learner.
     assert small["ConfigMap/cartpole-config"] != big["ConfigMap/cartpole-config"]  # the spec is recorded
-    for role in ("buffer", "learner"):
-        assert small[f"Deployment/cartpole-{role}"] == big[f"Deployment/cartpole-{role}"]
+    for child in ("StatefulSet/cartpole-buffer", "Deployment/cartpole-learner"):
+        assert small[child] == big[child]
 
 
 def test_deployments_are_sized_for_the_phase():
     spec = {"environment": {"replicas": 4}, "buffer": {"replicas": 3}}
 
     def sizes(exp, phase):
-        return [build_deployment(exp, r, SETTINGS, phase)["spec"]["replicas"] for r in ("environment", "buffer",
+        return [build_workload(exp, r, SETTINGS, phase)["spec"]["replicas"] for r in ("environment", "buffer",
                                                                                         "learner")]
     assert sizes(experiment({**spec, "suspend": True}), Phase.SUSPENDED) == [0, 3, 0]
     assert sizes(experiment(spec), Phase.SUCCEEDED) == [0, 3, 0]
@@ -96,11 +96,11 @@ def test_deployments_are_sized_for_the_phase():
 def test_a_config_change_restarts_actors_only():
     a, b = experiment(), experiment({"exploration": {"epsilonDecay": 0.9}})
     assert config_hash(a) != config_hash(b)
-    template = build_deployment(b, "environment", SETTINGS, Phase.RUNNING)["spec"]["template"]
+    template = build_workload(b, "environment", SETTINGS, Phase.RUNNING)["spec"]["template"]
     annotations = template["metadata"]["annotations"]
     assert annotations[CONFIG_HASH_ANNOTATION] == config_hash(b)
     for role in ("buffer", "learner"):
-        template = build_deployment(b, role, SETTINGS, Phase.RUNNING)["spec"]["template"]
+        template = build_workload(b, role, SETTINGS, Phase.RUNNING)["spec"]["template"]
         assert CONFIG_HASH_ANNOTATION not in template["metadata"]["annotations"]
 
 
@@ -131,7 +131,7 @@ def test_resources_and_the_crash_loop_cap_come_from_the_chart():
     settings = Settings.from_environ({"KUBERL_CHILD_RESOURCES": json.dumps({"buffer": small}),
                                       "KUBERL_CRASH_LOOP_RESTART_LIMIT": "3"})
     assert settings.crash_loop_restart_limit == 3
-    containers = {role: build_deployment(experiment(), role, settings, Phase.RUNNING)["spec"]["template"]["spec"][
+    containers = {role: build_workload(experiment(), role, settings, Phase.RUNNING)["spec"]["template"]["spec"][
                   "containers"][0] for role in ("buffer", "learner")}
     assert containers["buffer"]["resources"] == small
     assert containers["learner"]["resources"] == DEFAULT_RESOURCES
@@ -155,11 +155,51 @@ def desired(spec=None) -> list[dict]:
     return desired_children(experiment(spec), SETTINGS, Phase.RUNNING)
 
 
+def test_each_shard_has_a_claim_kept_on_scale_down_and_deleted_with_the_experiment():
+    shards = build_workload(experiment({"bufferStorage": {"size": "5Gi", "storageClassName": "fast-ssd"}}),
+                            "buffer", SETTINGS, Phase.RUNNING)
+    assert shards["kind"] == "StatefulSet" and shards["spec"]["serviceName"] == "cartpole-buffer"
+    (claim,) = shards["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"] == {"accessModes": ["ReadWriteOnce"], "storageClassName": "fast-ssd",
+                             "resources": {"requests": {"storage": "5Gi"}}}
+    assert shards["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenScaled": "Retain", "whenDeleted": "Delete"}
+    pod = shards["spec"]["template"]["spec"]
+    assert "data" not in [v["name"] for v in pod["volumes"]]  # the claim is the data directory
+    assert {"name": "data", "mountPath": "/var/lib/kuberl"} in pod["containers"][0]["volumeMounts"]
+    default = build_workload(experiment(), "buffer", SETTINGS, Phase.RUNNING)["spec"]["volumeClaimTemplates"][0]
+    assert default["spec"]["resources"]["requests"]["storage"] == "1Gi" and "storageClassName" not in default["spec"]
+    learner = build_workload(experiment(), "learner", SETTINGS, Phase.RUNNING)["spec"]["template"]["spec"]
+    assert {"name": "data", "emptyDir": {"sizeLimit": "256Mi"}} in learner["volumes"]
+
+
+@pytest.mark.parametrize("storage, field", [({"size": "lots"}, "spec.bufferStorage.size"),
+                                            ({"storageClassName": "Fast_SSD"}, "spec.bufferStorage.storageClassName"),
+                                            ({"sise": "1Gi"}, "spec.bufferStorage.sise")])
+def test_bad_buffer_storage_is_refused_with_the_field(storage, field):
+    with pytest.raises(ConfigError) as err:
+        experiment({"bufferStorage": storage})
+    assert err.value.path == field
+
+
 def test_a_missing_child_is_created_and_a_right_one_left_alone():
     applied = plan_children(desired(), [], OWNER)
     assert len(applied.create) == 7 and not applied.apply and not applied.taken
     steady = plan_children(desired(), listed(applied.create), OWNER)
     assert steady == ChildPlan([], [], [])
+
+
+def test_the_shards_deployment_of_an_older_operator_is_deleted_and_the_statefulset_made():
+    older = listed(plan_children(desired(), [], OWNER).create)
+    for child in older:
+        if child["kind"] == "StatefulSet":
+            child["kind"] = "Deployment"
+    plan = plan_children(desired(), older, OWNER)
+    assert [f"{c['kind']}/{c['metadata']['name']}" for c in plan.create] == ["StatefulSet/cartpole-buffer"]
+    assert [f"{c['kind']}/{c['metadata']['name']}" for c in plan.delete] == ["Deployment/cartpole-buffer"]
+    foreign = listed([{"kind": "Deployment", "metadata": {"name": "cartpole-extra", "namespace": "research"}}],
+                     owner="uid-of-someone-else")
+    assert plan_children(desired(), older + foreign, OWNER).delete == plan.delete  # never another's
 
 
 def test_a_changed_spec_is_applied_to_the_children_it_changes_only():
@@ -193,3 +233,39 @@ def test_an_experiment_is_gone_when_its_name_vanishes_or_comes_back_with_another
     assert gone(before, {("n", "a"): a}) == [b]
     assert gone(before, {("n", "a"): {**a, "uid": "3"}, ("n", "b"): b}) == [a]  # deleted and re-created
     assert gone({}, before) == []
+
+
+def test_pods_are_placed_by_the_spec_over_the_charts_defaults():
+    chart = Settings.from_environ({"KUBERL_CHILD_PLACEMENT": json.dumps({
+        "nodeSelector": {"pool": "cpu"}, "priorityClassName": "batch", "imagePullSecrets": ["registry"]})})
+    exp = experiment({"placement": {"nodeSelector": {"pool": "gpu"},
+                                    "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+                      "resources": {"learner": {"requests": {"cpu": 2, "memory": "2Gi"}, "limits": {"memory": "4Gi"}}}})
+    for role in ("environment", "buffer", "learner"):
+        pod = build_workload(exp, role, chart, Phase.RUNNING)["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == {"pool": "gpu"}  # the spec's, not the chart's
+        assert pod["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        assert pod["priorityClassName"] == "batch" and pod["imagePullSecrets"] == [{"name": "registry"}]
+        assert "affinity" not in pod
+    learner = build_workload(exp, "learner", chart, Phase.RUNNING)["spec"]["template"]["spec"]["containers"][0]
+    assert learner["resources"] == {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"memory": "4Gi"}}
+    actor = build_workload(exp, "environment", chart, Phase.RUNNING)["spec"]["template"]["spec"]["containers"][0]
+    assert actor["resources"] == DEFAULT_RESOURCES
+    bare = build_workload(experiment(), "learner", SETTINGS, Phase.RUNNING)["spec"]["template"]["spec"]
+    assert not {"nodeSelector", "tolerations", "affinity", "priorityClassName", "imagePullSecrets"} & set(bare)
+
+
+@pytest.mark.parametrize("spec, field", [
+    ({"placement": {"nodeSelector": {"pool": 3}}}, "spec.placement.nodeSelector"),
+    ({"placement": {"tolerations": [{"key": "a", "colour": "red"}]}}, "spec.placement.tolerations[0]"),
+    ({"placement": {"affinity": {"nearby": {}}}}, "spec.placement.affinity"),
+    ({"placement": {"priorityClassName": "Not_Valid"}}, "spec.placement.priorityClassName"),
+    ({"placement": {"imagePullSecrets": [{"name": "x"}]}}, "spec.placement.imagePullSecrets"),
+    ({"placement": {"zone": "a"}}, "spec.placement.zone"),
+    ({"resources": {"shard": {}}}, "spec.resources.shard"),
+    ({"resources": {"buffer": {"limits": {"memory": "lots"}}}}, "spec.resources.buffer.limits.memory"),
+])
+def test_bad_placement_and_resources_are_refused_with_the_field(spec, field):
+    with pytest.raises(ConfigError) as err:
+        experiment(spec)
+    assert err.value.path == field
