@@ -49,6 +49,10 @@ class Settings:
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Where children may run unless their spec says otherwise (the chart's experiments.placement).
     placement: Placement = field(default_factory=Placement)
+    # A NetworkPolicy per experiment (the chart's networkPolicy.enabled), admitting the operator
+    # from its namespace.
+    network_policies: bool = False
+    operator_namespace: str = "kuberl"
     # Restarts of a crash-looping container after which the run fails.
     crash_loop_restart_limit: int = 10
 
@@ -69,6 +73,8 @@ class Settings:
                    part_of=env.get("KUBERL_PART_OF", default.part_of),
                    cluster_domain=env.get("KUBERL_CLUSTER_DOMAIN", default.cluster_domain),
                    resources=resources, placement=placement,
+                   network_policies=env.get("KUBERL_NETWORK_POLICIES", "") == "1",
+                   operator_namespace=env.get("KUBERL_OPERATOR_NAMESPACE", default.operator_namespace),
                    crash_loop_restart_limit=int(env.get("KUBERL_CRASH_LOOP_RESTART_LIMIT",
                                                         default.crash_loop_restart_limit)))
 
@@ -249,9 +255,36 @@ def build_headless_service(exp: Experiment, role: str, settings: Settings) -> di
     }
 
 
+def _port(port: int) -> list[dict[str, Any]]:
+    return [{"port": port, "protocol": "TCP"}]
+
+
+def build_network_policy(exp: Experiment, settings: Settings) -> dict[str, Any]:
+    """Who may reach this experiment's pods, by name: its shards from its own actors and learner;
+    its shards and learner from the operator (status, releases). Nothing else, so another
+    experiment's pods (or any pod that calls itself kuberl) reach none of them; the kubelet's
+    probes are node traffic."""
+    operator = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": settings.operator_namespace}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/component": "operator",
+                                                "app.kubernetes.io/part-of": settings.part_of}}}
+    own = {"podSelector": {"matchLabels": {EXPERIMENT_LABEL: exp.name, "app.kubernetes.io/part-of": settings.part_of},
+                           "matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "In",
+                                                 "values": ["environment", "learner"]}]}}
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": exp.child_name("network"), "namespace": exp.namespace,
+                     "labels": labels(exp, "network", settings)},
+        "spec": {"podSelector": {"matchLabels": {EXPERIMENT_LABEL: exp.name}}, "policyTypes": ["Ingress"],
+                 "ingress": [{"from": [own, operator], "ports": _port(DEFAULT_PORTS["buffer"])},
+                             {"from": [operator], "ports": _port(DEFAULT_PORTS["learner"])}]},
+    }
+
+
 def desired_children(exp: Experiment, settings: Settings, phase: Phase) -> list[dict[str, Any]]:
     """Everything the experiment owns in this phase, ConfigMap first (the pods mount it)."""
     children = [build_configmap(exp, settings)]
+    if settings.network_policies:
+        children.append(build_network_policy(exp, settings))
     for role in ROLES:
         children.append(build_headless_service(exp, role, settings))
         children.append(build_workload(exp, role, settings, phase))

@@ -37,7 +37,7 @@ TIMER_SECONDS = float(os.environ.get("KUBERL_OPERATOR_TIMER_SECONDS", "5"))
 # Experiments observed at once: each visit may wait on its learner and on analytics.
 PARALLEL_VISITS = 8
 RELEASE_TIMEOUT = 5.0
-CHILD_KINDS = ("ConfigMap", "Service", *WORKLOAD_KINDS)
+CHILD_KINDS = ("ConfigMap", "Service", *WORKLOAD_KINDS, *(("NetworkPolicy",) if SETTINGS.network_policies else ()))
 log = logging.getLogger(__name__)
 # (experiment uid, problem) already reported: one event each, not one every visit.
 _REPORTED: set[tuple[str, str]] = set()

@@ -32,6 +32,8 @@ def _api(kind: str) -> tuple[Any, str]:
     """The client API object and the snake_case kind its methods are named after."""
     if kind in ("Deployment", "StatefulSet"):
         return client.AppsV1Api(), {"Deployment": "deployment", "StatefulSet": "stateful_set"}[kind]
+    if kind == "NetworkPolicy":
+        return client.NetworkingV1Api(), "network_policy"
     return client.CoreV1Api(), {"ConfigMap": "config_map", "Service": "service", "Pod": "pod"}[kind]
 
 

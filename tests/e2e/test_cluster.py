@@ -100,6 +100,10 @@ def test_the_cartpole_example_succeeds_then_scales_down_and_goes_after_its_ttl(r
     wait_for(lambda: release.status("cartpole")["environment"]["readyReplicas"] == 0, 30, "status to show 0 actors")
     assert_columns_tell_the_truth(release, "cartpole")
     assert release.printed("cartpole")["PHASE"] == "Succeeded"
+    # Its own NetworkPolicy, accepted by the API server: its pods, from its pods and the operator.
+    network = release.get("networkpolicy", "cartpole-network")
+    assert network["spec"]["podSelector"] == {"matchLabels": {"kuberl.dev/experiment": "cartpole"}}
+    assert network["metadata"]["ownerReferences"][0]["kind"] == "RLExperiment"
 
     experiment_id = release.experiment_id("cartpole")
     (policy,) = [p["metadata"]["name"] for p in release.get("pods", "-l", "app.kubernetes.io/component=policy")["items"]]
@@ -112,8 +116,8 @@ def test_the_cartpole_example_succeeds_then_scales_down_and_goes_after_its_ttl(r
     # The operator saw it go and the shared policy role let go of its weights.
     wait_for(lambda: release.probe(policy, "policy", experiment_id)["latest_version"] == -1, 30,
              "the policy role to release cartpole's weights")
-    wait_for(lambda: not release.get("deployments,statefulsets,services,configmaps,persistentvolumeclaims", "-l",
-                                     "kuberl.dev/experiment=cartpole")["items"]
+    wait_for(lambda: not release.get("deployments,statefulsets,services,configmaps,persistentvolumeclaims,"
+                                     "networkpolicies", "-l", "kuberl.dev/experiment=cartpole")["items"]
              and not release.pods("cartpole", "buffer"), 120, "its children and the shards' claims to be collected")
 
 

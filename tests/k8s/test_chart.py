@@ -531,6 +531,7 @@ def test_operator_rbac_framework_apart_from_application(rendered: list[dict]) ->
         ("", "services", ("create", "delete", "get", "list", "patch", "watch")),
         ("apps", "deployments", ("create", "delete", "get", "list", "patch", "watch")),
         ("apps", "statefulsets", ("create", "delete", "get", "list", "patch", "watch")),
+        ("networking.k8s.io", "networkpolicies", ("create", "delete", "get", "list", "patch", "watch")),
         ("", "pods", ("get", "list", "watch")),
     }
     for name in (f"{FULLNAME}-operator-kopf", f"{FULLNAME}-operator"):
@@ -565,8 +566,9 @@ def test_operator_rbac_covers_what_its_code_calls() -> None:
     application = one(render("4"), "ClusterRole", f"{FULLNAME}-operator")
     allowed = {(g, r) for g, r, verbs in _rules(application) if {"create", "patch", "get"} <= set(verbs)}
     exp = Experiment.from_body("cartpole", NAMESPACE, {})
-    kinds = {(c["apiVersion"].rpartition("/")[0], c["kind"].lower() + "s")
-             for c in desired_children(exp, Settings(), Phase.RUNNING)}  # fmt: skip
+    plural = {"NetworkPolicy": "networkpolicies"}
+    kinds = {(c["apiVersion"].rpartition("/")[0], plural.get(c["kind"], c["kind"].lower() + "s"))
+             for c in desired_children(exp, Settings(network_policies=True), Phase.RUNNING)}  # fmt: skip
     assert kinds == allowed
 
 
@@ -591,20 +593,29 @@ def _selects(selector: dict, labels: dict) -> bool:
     return True
 
 
-def _allowed(policies: list[dict], labels: dict, port: int, peer_labels: dict) -> bool:
-    """Whether a pod with peer_labels (in any namespace) may reach port on a pod with labels."""
-    for policy in policies:
-        if not _selects(policy["spec"]["podSelector"], labels):
-            continue
+def _allowed(policies: list[dict], target: tuple[str, dict], port: int, peer: tuple[str, dict]) -> bool:
+    """Whether a pod (namespace, labels) may reach `port` on the target pod (namespace, labels),
+    as Kubernetes evaluates ingress policies: a pod no policy selects takes anything; a selected
+    one only what some rule admits. Namespaces carry their kubernetes.io/metadata.name label."""
+    namespace, labels = target
+    peer_namespace, peer_labels = peer
+    selecting = [p for p in policies if p["metadata"].get("namespace", NAMESPACE) == namespace
+                 and _selects(p["spec"]["podSelector"], labels)]
+    if not selecting:
+        return True
+    for policy in selecting:
         for rule in policy["spec"].get("ingress", []):
             if port not in {p["port"] for p in rule.get("ports", [])}:
                 continue
-            for peer in rule.get("from", []):
-                if "ipBlock" in peer:
+            for entry in rule.get("from", []):
+                if "ipBlock" in entry:
                     continue
-                if peer.get("namespaceSelector") != {} and "namespaceSelector" in peer:
-                    continue  # a narrowed namespace selector: not "any namespace"
-                if _selects(peer.get("podSelector", {}), peer_labels):
+                if "namespaceSelector" in entry:
+                    if not _selects(entry["namespaceSelector"], {"kubernetes.io/metadata.name": peer_namespace}):
+                        continue
+                elif peer_namespace != namespace:
+                    continue
+                if _selects(entry.get("podSelector", {}), peer_labels):
                     return True
     return False
 
@@ -629,18 +640,26 @@ def test_network_policies_select_kuberl_pods(rendered: list[dict]) -> None:
 def test_network_policies_allow_exactly_the_kuberl_paths(helm: str) -> None:
     docs = render(helm)
     policies = by_kind(docs, "NetworkPolicy")
-    pods = {labels["app.kubernetes.io/component"]: labels for _w, labels, _s in pod_specs(docs)}
-    stranger = {"app": "curl"}
-    kuberl_peer = {"app.kubernetes.io/part-of": "kuberl", "app.kubernetes.io/component": "x"}
-    for component, port in GRPC_PORTS.items():
-        assert _allowed(policies, pods[component], port, kuberl_peer), component
-        assert not _allowed(policies, pods[component], port + 1000, kuberl_peer), component
-        assert not _allowed(policies, pods[component], 3306, kuberl_peer), component
-    # the test pod reaches the API; other pods of the namespace too (the default experimentApiFrom)
+    pods = {labels["app.kubernetes.io/component"]: (NAMESPACE, labels) for _w, labels, _s in pod_specs(docs)}
+    stranger = (NAMESPACE, {"app": "curl"})
+
+    def kuberl(component: str, namespace: str = "team-a") -> tuple[str, dict]:
+        return namespace, {"app.kubernetes.io/part-of": "kuberl", "app.kubernetes.io/component": component}
+
+    # policy: from any experiment's actors and learner, the operator and the test pod; no one else
+    for caller in (kuberl("environment"), kuberl("learner"), pods["operator"], pods["test"]):
+        assert _allowed(policies, pods["policy"], 50056, caller), caller
+    for caller in (kuberl("buffer"), kuberl("operator"), kuberl("x"), pods["analytics"], stranger):
+        assert not _allowed(policies, pods["policy"], 50056, caller), caller
+    # analytics: every kuberl pod reports; a stranger does not
+    assert _allowed(policies, pods["analytics"], 50052, kuberl("buffer"))
+    assert not _allowed(policies, pods["analytics"], 50052, stranger)
+    # the experiment API: the test pod and the namespace's pods (the default experimentApiFrom)
     assert _allowed(policies, pods["experiment"], 50053, pods["test"])
     assert _allowed(policies, pods["experiment"], 50053, stranger)
-    assert not _allowed(policies, pods["policy"], 50056, stranger)
-    assert not _allowed(policies, pods["analytics"], 50052, stranger)
+    assert not _allowed(policies, pods["experiment"], 50053, kuberl("environment"))
+    for component, port in GRPC_PORTS.items():
+        assert not _allowed(policies, pods[component], port + 1000, pods["test"]), component
     # MariaDB from analytics only
     assert _allowed(policies, pods["mysql"], 3306, pods["analytics"])
     for other in ("policy", "experiment", "operator", "test"):
@@ -650,51 +669,65 @@ def test_network_policies_allow_exactly_the_kuberl_paths(helm: str) -> None:
     assert operator_policy["spec"]["ingress"] == []
 
 
-def test_network_policies_cover_the_operators_children() -> None:
-    """Children built by the operator's own builders, with the settings the chart gives it."""
+def test_each_experiment_admits_its_own_pods_and_the_operator_only() -> None:
+    """Children built by the operator's own builders, with the settings the chart gives it, in
+    two experiments' namespaces: who may reach whom."""
     from kuberl.lifecycle import Phase
     from kuberl_operator.builders import Experiment, Settings, desired_children
 
     docs = render("4")
-    policies = by_kind(docs, "NetworkPolicy")
     env = env_of(container(docs, "Deployment", f"{FULLNAME}-operator"))
     settings = Settings.from_environ({k: v for k, v in env.items() if isinstance(v, str)})
-    assert settings.image == env["KUBERL_IMAGE"]
-    exp = Experiment.from_body(RELEASE, NAMESPACE, {})  # an experiment named like the release
-    children = [c for c in desired_children(exp, settings, Phase.RUNNING) if c["kind"] in WORKLOADS]
-    assert len(children) == len(CHILD_PORTS)
-    workloads = [d for d in docs if d["kind"] in WORKLOADS]
-    for child in children:
-        labels = child["spec"]["template"]["metadata"]["labels"]
-        role = labels["app.kubernetes.io/component"]
-        (c,) = child["spec"]["template"]["spec"]["containers"]
-        assert c["image"] == env["KUBERL_IMAGE"]
-        port = c["ports"][0]["containerPort"]
-        assert port == CHILD_PORTS[role]
-        # covered: reachable from kuberl pods (the operator observes the learner), from no one else
-        operator_labels = one(docs, "Deployment", f"{FULLNAME}-operator")["spec"]["template"][
-            "metadata"]["labels"]  # fmt: skip
-        assert _allowed(policies, labels, port, operator_labels), role
-        assert not _allowed(policies, labels, port, {"app": "curl"}), role
-        # a child is a kuberl peer of policy and analytics
+    assert settings.image == env["KUBERL_IMAGE"] and settings.network_policies
+    assert settings.operator_namespace == NAMESPACE
+    children, pods = [], {}
+    for name, namespace in ((RELEASE, NAMESPACE), ("other", "team-b")):  # one named like the release
+        built = desired_children(Experiment.from_body(name, namespace, {}), settings, Phase.RUNNING)
+        children += built
+        for child in built:
+            if child["kind"] in WORKLOADS:
+                (c,) = child["spec"]["template"]["spec"]["containers"]
+                assert c["image"] == env["KUBERL_IMAGE"]
+                role = child["metadata"]["labels"]["app.kubernetes.io/component"]
+                assert c["ports"][0]["containerPort"] == CHILD_PORTS[role]
+                pods[(name, role)] = (namespace, child["spec"]["template"]["metadata"]["labels"])
+    policies = by_kind(docs, "NetworkPolicy") + by_kind(children, "NetworkPolicy")
+    operator = (NAMESPACE, one(docs, "Deployment", f"{FULLNAME}-operator")["spec"]["template"]["metadata"]["labels"])
+    for name in (RELEASE, "other"):
+        shard, learner, actor = (pods[(name, r)] for r in ("buffer", "learner", "environment"))
+        other = "other" if name == RELEASE else RELEASE
+        assert _allowed(policies, shard, 50051, actor) and _allowed(policies, shard, 50051, learner)
+        assert _allowed(policies, shard, 50051, operator) and _allowed(policies, learner, 50054, operator)
+        # another experiment's pods, a pod that calls itself kuberl, a stranger: nothing
+        for intruder in (pods[(other, "environment")], pods[(other, "learner")],
+                         (shard[0], {"app.kubernetes.io/part-of": "kuberl", "app.kubernetes.io/component": "learner"}),
+                         (shard[0], {"app": "curl"})):
+            for target, port in ((shard, 50051), (learner, 50054), (actor, 50050)):
+                assert not _allowed(policies, target, port, intruder), (name, target, intruder)
+        assert not _allowed(policies, learner, 50054, actor), "an actor does not drive its learner"
+        # a child reaches policy and analytics
         for component in ("policy", "analytics"):
-            target = one(docs, "Deployment", f"{FULLNAME}-{component}")["spec"]["template"]
-            assert _allowed(policies, target["metadata"]["labels"], GRPC_PORTS[component], labels)
+            target = (NAMESPACE, one(docs, "Deployment", f"{FULLNAME}-{component}")["spec"]["template"]["metadata"][
+                "labels"])  # fmt: skip
+            assert _allowed(policies, target, GRPC_PORTS[component], learner)
         # and no chart Deployment selects a child's pods, even with the release's name
-        for workload in workloads:
-            assert not _selects(workload["spec"]["selector"], labels), workload["metadata"]["name"]
+        for workload in (d for d in docs if d["kind"] in WORKLOADS):
+            assert not _selects(workload["spec"]["selector"], learner[1]), workload["metadata"]["name"]
 
 
 def test_network_policy_values() -> None:
     assert not by_kind(render("4", *VARIANTS["no-networkpolicy"]), "NetworkPolicy")
+    operator_env = env_of(container(render("4", *VARIANTS["no-networkpolicy"]), "Deployment",
+                                    f"{FULLNAME}-operator"))
+    assert operator_env["KUBERL_NETWORK_POLICIES"] == "0"  # nor per experiment
     docs = render("4", "--set-json", 'networkPolicy.experimentApiFrom=[]')
     policy = one(docs, "NetworkPolicy", f"{FULLNAME}-experiment")
     (rule,) = policy["spec"]["ingress"]
-    assert len(rule["from"]) == 1  # kuberl pods only
+    assert len(rule["from"]) == 1  # the test pod only
     docs = render("4", *VARIANTS["scaled"])
     policy = one(docs, "NetworkPolicy", f"{FULLNAME}-policy")
-    (peer,) = policy["spec"]["ingress"][0]["from"]
-    assert peer["namespaceSelector"] == {"matchLabels": {"kuberl.dev/experiments": "true"}}
+    actors_and_learners, _operator_and_test = policy["spec"]["ingress"][0]["from"]
+    assert actors_and_learners["namespaceSelector"] == {"matchLabels": {"kuberl.dev/experiments": "true"}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -747,11 +780,13 @@ def _schema() -> dict:
     return json.loads((CHART / "values.schema.json").read_text())
 
 
-LOOSE_OBJECTS = {  # free-form on purpose: Helm's `global`, Kubernetes affinity terms
+LOOSE_OBJECTS = {  # free-form on purpose: Helm's `global`, Kubernetes affinity terms and tolerations
     "properties.global",
     "properties.affinity.properties.nodeAffinity",
     "properties.affinity.properties.podAffinity",
     "properties.affinity.properties.podAntiAffinity",
+    "properties.experiments.properties.placement.properties.affinity",
+    "properties.experiments.properties.placement.properties.tolerations.items",
 }
 
 

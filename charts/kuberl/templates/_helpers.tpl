@@ -193,12 +193,21 @@ livenessProbe:
 {{- end }}
 
 {{/*
-A NetworkPolicyPeer list entry: kuberl pods (part-of=kuberl) in the peer namespaces.
+A NetworkPolicyPeer list entry: kuberl pods (part-of=kuberl) of the given components (all when
+none are given), in the peer namespaces (anyNamespace) or in the release namespace.
 */}}
-{{- define "kuberl.networkPolicy.kuberlPeer" -}}
-{{- $namespaces := .Values.networkPolicy.peerNamespaceSelector -}}
-- namespaceSelector: {{- if $namespaces }}{{ toYaml $namespaces | nindent 4 }}{{ else }} {}{{ end }}
+{{- define "kuberl.networkPolicy.peer" -}}
+{{- $namespaces := .ctx.Values.networkPolicy.peerNamespaceSelector -}}
+- {{- if .anyNamespace }}
+  namespaceSelector: {{- if $namespaces }}{{ toYaml $namespaces | nindent 4 }}{{ else }} {}{{ end }}
+  {{- end }}
   podSelector:
     matchLabels:
-      app.kubernetes.io/part-of: {{ include "kuberl.partOf" . }}
+      app.kubernetes.io/part-of: {{ include "kuberl.partOf" .ctx }}
+    {{- with .components }}
+    matchExpressions:
+      - key: app.kubernetes.io/component
+        operator: In
+        values: {{ toJson . }}
+    {{- end }}
 {{- end }}
