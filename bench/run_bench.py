@@ -261,7 +261,7 @@ def _bench_buffer_transport(seconds: float, workdir: Path, server_tls: TlsFiles 
         fill = buffer_pb.PushTransitionsRequest(experiment_id=experiment, batch=pack_transitions(data))
         while api.PushTransitions(fill, timeout=30).stats.size < 1_000_000:
             pass
-        for batch_rows in (1024, 4096):
+        for batch_rows in (256, 1024, 4096):  # 256: what an actor pushes by default
             batch = Transitions(*(col[:batch_rows] for col in data))
             request = buffer_pb.PushTransitionsRequest(experiment_id=experiment, batch=pack_transitions(batch))
             request_bytes = request.ByteSize()
