@@ -17,6 +17,7 @@ the CRD and a Helm release, and a kubeconfig's current context may be somebody's
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -116,6 +117,16 @@ class TestCluster:
     def get_json(self, *args: str, namespace: str | None = None) -> dict:
         return json.loads(self.kubectl("get", *args, "-o", "json", namespace=namespace).stdout)
 
+    def tls_directory(self, secret: str, namespace: str, directory: Path) -> Path:
+        """A kubernetes.io/tls Secret's files (ca.crt, tls.crt, tls.key) as a --tls-dir, as the
+        README tells people to fetch the reader's."""
+        data = self.get_json("secret", secret, namespace=namespace)["data"]
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in ("ca.crt", "tls.crt", "tls.key"):
+            (directory / name).write_bytes(base64.b64decode(data[name]))
+        (directory / "tls.key").chmod(0o600)
+        return directory
+
     def apply(self, documents: list[dict], namespace: str | None = None, server_side: bool = True) -> str:
         extra = ["--server-side", "--field-manager=kuberl-tests"] if server_side else []
         return self.kubectl("apply", *extra, "-f", "-", namespace=namespace,
@@ -202,6 +213,7 @@ class TestCluster:
 CONFIGMAPS = ("v1", "ConfigMap")
 SERVICES = ("v1", "Service")
 PODS = ("v1", "Pod")
+SECRETS = ("v1", "Secret")
 EVENTS = ("v1", "Event")
 NAMESPACES = ("v1", "Namespace")
 DEPLOYMENTS = ("apps/v1", "Deployment")

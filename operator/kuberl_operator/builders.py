@@ -9,6 +9,7 @@ apply what these functions return.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -23,6 +24,8 @@ from kuberl.lifecycle import Intent, Phase, desired_replicas
 CONFIG_FILE = "experiment.yaml"
 CONFIG_MOUNT = "/etc/kuberl"
 DATA_MOUNT = "/var/lib/kuberl"
+TLS_MOUNT = "/etc/kuberl-tls"  # not under CONFIG_MOUNT: that is the ConfigMap's volume
+HEALTH_PORT = 8081
 EXPERIMENT_LABEL = "kuberl.dev/experiment"
 CONFIG_HASH_ANNOTATION = "kuberl.dev/config-hash"
 # The digest of the desired object last applied: a child carrying the current one is left alone.
@@ -53,6 +56,13 @@ class Settings:
     # from its namespace.
     network_policies: bool = False
     operator_namespace: str = "kuberl"
+    # The CA that signs each experiment's certificates (the chart's CA Secret, mounted): with it
+    # children serve mutual TLS; without it, plaintext (--insecure).
+    ca_dir: str | None = None
+
+    @property
+    def child_tls(self) -> bool:
+        return self.ca_dir is not None
     # Restarts of a crash-looping container after which the run fails.
     crash_loop_restart_limit: int = 10
 
@@ -75,6 +85,7 @@ class Settings:
                    resources=resources, placement=placement,
                    network_policies=env.get("KUBERL_NETWORK_POLICIES", "") == "1",
                    operator_namespace=env.get("KUBERL_OPERATOR_NAMESPACE", default.operator_namespace),
+                   ca_dir=env.get("KUBERL_CA_DIR") or None,
                    crash_loop_restart_limit=int(env.get("KUBERL_CRASH_LOOP_RESTART_LIMIT",
                                                         default.crash_loop_restart_limit)))
 
@@ -161,15 +172,35 @@ def build_configmap(exp: Experiment, settings: Settings) -> dict[str, Any]:
             "data": {CONFIG_FILE: manifest_text(exp)}}
 
 
+def certificate_secret_name(exp: Experiment, role: str) -> str:
+    return exp.child_name(f"{role}-tls")
+
+
+def build_certificate_secret(exp: Experiment, role: str, settings: Settings, data: dict[str, bytes]
+                             ) -> dict[str, Any]:
+    """A role's identity for this experiment (kuberl.security.identity_pem's files) as a
+    kubernetes.io/tls Secret its pods mount."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": certificate_secret_name(exp, role), "namespace": exp.namespace,
+                         "labels": labels(exp, f"{role}-tls", settings)},
+            "data": {name: base64.b64encode(value).decode() for name, value in data.items()}}
+
+
 def _container(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]:
     port = DEFAULT_PORTS[role]
-    probe = {"grpc": {"port": port}, "periodSeconds": 10, "timeoutSeconds": 5}
+    # The kubelet presents no certificate: probes go to the health-only plaintext port.
+    probe = {"grpc": {"port": HEALTH_PORT}, "periodSeconds": 10, "timeoutSeconds": 5}
+    identity = ["--tls-dir", TLS_MOUNT] if settings.child_tls else ["--insecure"]
+    mounts = [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+              {"name": "data", "mountPath": DATA_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}]
+    if settings.child_tls:
+        mounts.append({"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True})
     return {
         "name": role,
         "image": settings.image,
         "imagePullPolicy": settings.image_pull_policy,
-        # Plaintext until the operator issues certificates (the roles' TLS is built; its issuance here is not).
-        "args": ["serve", role, "--insecure", "--port", str(port), "--experiment", f"{CONFIG_MOUNT}/{CONFIG_FILE}",
+        "args": ["serve", role, *identity, "--health-port", str(HEALTH_PORT), "--port", str(port),
+                 "--experiment", f"{CONFIG_MOUNT}/{CONFIG_FILE}",
                  "--buffer", exp.address("buffer", settings), "--policy", settings.policy_address,
                  "--analytics", settings.analytics_address, "--data-dir", DATA_MOUNT],
         "env": [{"name": "KUBERL_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -180,8 +211,7 @@ def _container(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]
         "resources": exp.resources.get(role) or settings.resources.get(role, DEFAULT_RESOURCES),
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
-                         {"name": "data", "mountPath": DATA_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": mounts,
     }
 
 
@@ -199,6 +229,8 @@ def build_workload(exp: Experiment, role: str, settings: Settings, phase: Phase)
     if role not in STATEFUL_ROLES:
         # emptyDir outlives container restarts: a crashed role finds its files again.
         volumes.insert(1, {"name": "data", "emptyDir": {"sizeLimit": SCRATCH_LIMIT}})
+    if settings.child_tls:
+        volumes.append({"name": "tls", "secret": {"secretName": certificate_secret_name(exp, role)}})
     spec: dict[str, Any] = {
         "replicas": desired_replicas(exp.intent, phase)[role],
         "selector": {"matchLabels": selector_labels(exp, role)},

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -24,14 +25,21 @@ from kuberl.config import API_GROUP, ConfigError, scoped_experiment_id
 from kuberl.crd import PLURAL, VERSION
 from kuberl.kubeconfig import load_kube_config
 from kuberl.lifecycle import Phase, invalid_spec_status, is_finished, parse_time, recorded_phase, transitions
+from kuberl.pki import load_authority
 from kuberl.release import release_everywhere
+from kuberl.rpc import use_tls
+from kuberl.security import PER_EXPERIMENT_ROLES, Identity, TlsFiles, identity_pem
 from kuberl_operator import kube
-from kuberl_operator.builders import (WORKLOAD_KINDS, Experiment, Settings, desired_children, experiment_selector,
-                                      plan_children)
+from kuberl_operator.builders import (WORKLOAD_KINDS, Experiment, Settings, build_certificate_secret,
+                                      certificate_secret_name, desired_children, experiment_selector, plan_children)
+from kuberl_operator.certificates import reissue_reason
 from kuberl_operator.observe import observe
 from kuberl_operator.status import StatusWrites, cluster_status
 
 SETTINGS = Settings.from_environ()
+# The CA that signs each experiment's certificates (only the operator mounts its key).
+AUTHORITY = (load_authority(Path(SETTINGS.ca_dir) / "tls.crt", Path(SETTINGS.ca_dir) / "tls.key")
+             if SETTINGS.child_tls else None)
 # How often status is observed and children re-applied (tests set it lower).
 TIMER_SECONDS = float(os.environ.get("KUBERL_OPERATOR_TIMER_SECONDS", "5"))
 # Experiments observed at once: each visit may wait on its learner and on analytics.
@@ -55,6 +63,8 @@ async def configure(settings: kopf.OperatorSettings, experiments: kopf.Index, me
     settings.watching.client_timeout = 330
     settings.posting.level = logging.WARNING
     load_kube_config()
+    if os.environ.get("KUBERL_TLS_DIR"):  # the operator's own identity, for status and releases
+        use_tls(TlsFiles(Path(os.environ["KUBERL_TLS_DIR"])))
     memo.stopping = asyncio.Event()
     memo.observer = asyncio.create_task(_observe_forever(experiments, memo.stopping))
 
@@ -82,6 +92,35 @@ def _reference(body: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": f"{API_GROUP}/{VERSION}", "kind": "RLExperiment", "metadata": body["metadata"]}
 
 
+def _ensure_certificates(exp: Experiment, owner: dict[str, Any], uid: str) -> list[str]:
+    """Issues each per-experiment role's Secret that is missing, expiring or from another CA;
+    returns the names held by objects that are not this experiment's (left alone)."""
+    assert AUTHORITY is not None
+    live = {s["metadata"]["name"]: s for s in kube.list_labelled("Secret", exp.namespace, experiment_selector(exp))}
+    taken = []
+    for role in PER_EXPERIMENT_ROLES:
+        current = live.get(certificate_secret_name(exp, role))
+        if current is not None and uid not in {r.get("uid") for r in current["metadata"].get("ownerReferences") or []}:
+            taken.append(f"Secret {certificate_secret_name(exp, role)} exists and is not this experiment's")
+            continue
+        why = reissue_reason(current, AUTHORITY.certificate, datetime.now(timezone.utc))
+        if why is None:
+            continue
+        secret = build_certificate_secret(exp, role, SETTINGS,
+                                          identity_pem(AUTHORITY, Identity(role, exp.experiment_id)))
+        kopf.adopt(secret, owner=owner)
+        try:
+            if current is None:
+                kube.create(secret, owner_uid=uid)
+            else:
+                kube.server_side_apply(secret)
+        except kube.AlreadyTaken as err:
+            taken.append(str(err))
+            continue
+        log.info("%s: %s's certificate issued (%s)", exp.experiment_id, role, why)
+    return taken
+
+
 def _apply_children(exp: Experiment, phase: Phase, body: dict[str, Any], live: list[dict[str, Any]]) -> None:
     """Creates what is missing, re-applies what changed, and leaves alone what is right or not
     ours (an event says which)."""
@@ -92,7 +131,7 @@ def _apply_children(exp: Experiment, phase: Phase, body: dict[str, Any], live: l
         kopf.adopt(child, owner=owner, nested="spec.template")
     uid = body["metadata"]["uid"]
     plan = plan_children(desired, live, uid)
-    taken = list(plan.taken)
+    taken = list(plan.taken) + (_ensure_certificates(exp, owner, uid) if SETTINGS.child_tls else [])
     for child in plan.create:
         try:
             kube.create(child, owner_uid=uid)

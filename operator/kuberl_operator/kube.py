@@ -34,7 +34,7 @@ def _api(kind: str) -> tuple[Any, str]:
         return client.AppsV1Api(), {"Deployment": "deployment", "StatefulSet": "stateful_set"}[kind]
     if kind == "NetworkPolicy":
         return client.NetworkingV1Api(), "network_policy"
-    return client.CoreV1Api(), {"ConfigMap": "config_map", "Service": "service", "Pod": "pod"}[kind]
+    return client.CoreV1Api(), {"ConfigMap": "config_map", "Service": "service", "Pod": "pod", "Secret": "secret"}[kind]
 
 
 def list_labelled(kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:

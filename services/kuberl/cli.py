@@ -32,6 +32,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                         "without it a role needs --tls-dir")
     p.add_argument("--reflection", action="store_true", default=_env("REFLECTION", "") == "1",
                    help="offer gRPC server reflection (to authenticated clients)")
+    p.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", "0")) or None,
+                   help="also serve the health service alone, plaintext, on this port (for the kubelet's probes, "
+                        "which present no certificate)")
     for role in ("environment", "buffer", "analytics", "learner", "policy"):
         p.add_argument(f"--{role}", default=_env(f"{role.upper()}_ADDRESS", f"localhost:{DEFAULT_PORTS[role]}"),
                        help=f"{role} replicas (env KUBERL_{role.upper()}_ADDRESS)")
@@ -63,14 +66,14 @@ def _tls_argument(p: argparse.ArgumentParser, whose: str) -> None:
                         "layout; env KUBERL_TLS_DIR); kuberl run makes one under RUN_DIR/tls/")
 
 
-def _use_tls(args: argparse.Namespace, reflection: bool = False) -> None:
+def _use_tls(args: argparse.Namespace, reflection: bool = False, health_port: int | None = None) -> None:
     from kuberl.rpc import use_tls
     from kuberl.security import TlsFiles
 
     files = TlsFiles(args.tls_dir) if args.tls_dir else None
     if files is not None:
         files.identity()  # a directory that is missing or names nobody is refused here, with why
-    use_tls(files, reflection)
+    use_tls(files, reflection, health_port)
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
@@ -194,7 +197,7 @@ def serve(args: argparse.Namespace) -> int:
               "plaintext with no authentication", file=sys.stderr)
         return 2
     try:
-        _use_tls(args, args.reflection)
+        _use_tls(args, args.reflection, args.health_port)
     except ValueError as err:
         print(f"kuberl serve {args.role}: {err}", file=sys.stderr)
         return 2

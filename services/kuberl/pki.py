@@ -8,10 +8,11 @@ import datetime
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = datetime.timedelta(days=30)
@@ -27,12 +28,16 @@ class KeyPair:
 class Authority:
     pair: KeyPair
     certificate: x509.Certificate
-    private_key: ec.EllipticCurvePrivateKey
+    private_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey  # RSA: a CA Helm's genCA made
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
 
 
 def write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(_key_pem(key))
     path.chmod(0o600)
 
 
@@ -66,15 +71,35 @@ def make_authority(directory: Path, stem: str, common_name: str) -> Authority:
 
 def load_authority(cert: Path, key: Path) -> Authority:
     private_key = serialization.load_pem_private_key(key.read_bytes(), password=None)
-    if not isinstance(private_key, ec.EllipticCurvePrivateKey):
-        raise ValueError(f"{key}: not an EC private key")
+    if not isinstance(private_key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        raise ValueError(f"{key}: not an EC or RSA private key")
     return Authority(KeyPair(cert, key), x509.load_pem_x509_certificate(cert.read_bytes()), private_key)
 
 
-def issue(authority: Authority, directory: Path, stem: str, common_name: str, *,
-          organizations: tuple[str, ...] = (), dns_names: tuple[str, ...] = (), ips: tuple[str, ...] = (),
-          uris: tuple[str, ...] = (), server: bool = False, client: bool = False,
-          validity: datetime.timedelta = VALIDITY) -> KeyPair:
+def issue(authority: Authority, directory: Path, stem: str, common_name: str, **names: Any) -> KeyPair:
+    """issue_pem, written to STEM.crt and STEM.key in directory."""
+    cert, key = issue_pem(authority, common_name, **names)
+    pair = KeyPair(directory / f"{stem}.crt", directory / f"{stem}.key")
+    pair.cert.write_bytes(cert)
+    pair.key.write_bytes(key)
+    pair.key.chmod(0o600)
+    return pair
+
+
+def _authority_key_identifier(authority: Authority) -> x509.AuthorityKeyIdentifier:
+    """The CA's own key identifier: verifiers match it against the CA's (Go's differs from ours)."""
+    try:
+        ski = authority.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.private_key.public_key())
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def issue_pem(authority: Authority, common_name: str, *, organizations: tuple[str, ...] = (),
+              dns_names: tuple[str, ...] = (), ips: tuple[str, ...] = (), uris: tuple[str, ...] = (),
+              server: bool = False, client: bool = False,
+              validity: datetime.timedelta = VALIDITY) -> tuple[bytes, bytes]:
+    """A leaf certificate and its new key, as PEM."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
     usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
@@ -85,14 +110,10 @@ def issue(authority: Authority, directory: Path, stem: str, common_name: str, *,
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                .add_extension(_key_usage(authority=False), critical=True)
                .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.private_key.public_key()),
-                              critical=False))
+               .add_extension(_authority_key_identifier(authority), critical=False))
     alternative = ([x509.DNSName(d) for d in dns_names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
                    + [x509.UniformResourceIdentifier(u) for u in uris])
     if alternative:
         builder = builder.add_extension(x509.SubjectAlternativeName(alternative), critical=False)
     cert = builder.sign(authority.private_key, hashes.SHA256())
-    pair = KeyPair(directory / f"{stem}.crt", directory / f"{stem}.key")
-    pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    write_key(key, pair.key)
-    return pair
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)

@@ -96,13 +96,16 @@ def require_experiment_id(experiment_id: str) -> str:
 
 _tls: TlsFiles | None = None
 _reflection = False
+_health_port: int | None = None
 
 
-def use_tls(files: TlsFiles | None, reflection: bool = False) -> TlsFiles | None:
+def use_tls(files: TlsFiles | None, reflection: bool = False, health_port: int | None = None) -> TlsFiles | None:
     """Sets this process's identity for the servers it starts and the calls it makes from now
-    on (None: plaintext), and whether its servers offer reflection; returns the identity before."""
-    global _tls, _reflection
-    before, _tls, _reflection = _tls, files, reflection
+    on (None: plaintext), whether its servers offer reflection, and a plaintext port that serves
+    their health service alone (for probes that cannot present a certificate, as the kubelet's);
+    returns the identity before."""
+    global _tls, _reflection, _health_port
+    before, _tls, _reflection, _health_port = _tls, files, reflection, health_port
     return before
 
 
@@ -133,6 +136,13 @@ class Server:
         address = f"{host}:{port}"
         self.port = (self.grpc_server.add_secure_port(address, tls.server_credentials()) if tls
                      else self.grpc_server.add_insecure_port(address))
+        # Health only, no data, no writes: what a probe may reach without an identity.
+        self.health_server: grpc.Server | None = None
+        if _health_port is not None:
+            self.health_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), maximum_concurrent_rpcs=16)
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+            if self.health_server.add_insecure_port(f"{host}:{_health_port}") == 0:
+                raise OSError(f"cannot bind the health port {host}:{_health_port}")
         if self.port == 0:
             raise OSError(f"cannot bind {host}:{port}")
         self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -143,12 +153,16 @@ class Server:
 
     def start(self) -> None:
         self.grpc_server.start()
+        if self.health_server is not None:
+            self.health_server.start()
 
     def set_serving(self) -> None:
         self._set_all(health_pb2.HealthCheckResponse.SERVING)
 
     def stop(self, grace: float) -> None:
         self.health.enter_graceful_shutdown()
+        if self.health_server is not None:
+            self.health_server.stop(0)
         self.grpc_server.stop(grace).wait()
 
 

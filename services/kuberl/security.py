@@ -5,7 +5,8 @@ client without one never gets past the handshake. A certificate names one identi
 URI: `spiffe://kuberl.dev/ROLE`, or `spiffe://kuberl.dev/ROLE/experiment/ID` for a replica that
 belongs to one experiment (the id percent-encoded). A server's certificate also carries the DNS
 name `ROLE.kuberl`, which clients check whatever address they dialled, so a pod cannot pose as
-another role's server.
+another role's server. A certificate with no kuberl URI names its role by that DNS name alone
+(what Helm's genSignedCert can make, for the chart's shared roles and clients).
 
 AUTHORIZATION below is the one table of who may call which method. An identity with an
 experiment acts for that experiment only: a request naming another (or none) is refused."""
@@ -21,8 +22,9 @@ from urllib.parse import quote, unquote
 
 import grpc
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
-from kuberl.pki import Authority, issue, load_authority, make_authority
+from kuberl.pki import Authority, issue_pem, load_authority, make_authority
 from kuberl.roles import ROLES
 from kuberl.sizes import MAX_MESSAGE_BYTES
 
@@ -105,15 +107,16 @@ AUTHORIZATION: dict[str, Rule] = {
     "/kuberl.v1.BufferService/OpenReplay": _rule("environment", "experiment"),
     "/kuberl.v1.BufferService/PushTransitions": _rule("environment", data=True),
     "/kuberl.v1.BufferService/SampleBatch": _rule("learner"),
-    "/kuberl.v1.BufferService/GetStats": _rule("learner", "experiment", READERS),
+    # A replica may read its own kind's state (a probe run inside its pod).
+    "/kuberl.v1.BufferService/GetStats": _rule("learner", "experiment", "buffer", READERS),
     "/kuberl.v1.BufferService/ReleaseExperiment": _rule("experiment", "operator"),
     "/kuberl.v1.LearnerService/StartTraining": _rule("experiment"),
     "/kuberl.v1.LearnerService/StopTraining": _rule("experiment"),
     "/kuberl.v1.LearnerService/TrainStep": _rule("experiment"),
-    "/kuberl.v1.LearnerService/GetLearnerStats": _rule("experiment", READERS),
+    "/kuberl.v1.LearnerService/GetLearnerStats": _rule("experiment", "learner", READERS),
     "/kuberl.v1.LearnerService/ReleaseExperiment": _rule("experiment", "operator"),
     # Only an experiment's learner publishes its weights; its actors and learner read them.
-    "/kuberl.v1.PolicyService/GetPolicy": _rule("environment", "learner", READERS),
+    "/kuberl.v1.PolicyService/GetPolicy": _rule("environment", "learner", "policy", READERS),
     "/kuberl.v1.PolicyService/UpdatePolicy": _rule("learner", data=True),
     "/kuberl.v1.PolicyService/ReleaseExperiment": _rule("experiment", "operator"),
     "/kuberl.v1.AnalyticsService/ReportMetrics": _rule(EVERYONE, data=True),
@@ -155,15 +158,24 @@ def authorize(identity: Identity, method: str, experiments: tuple[str, ...] | No
             raise Denied(f"{identity} acts for {identity.experiment_id!r} only, not {', '.join(map(repr, others))}")
 
 
+def identity_of(names: list[str]) -> Identity | None:
+    """The identity a certificate's subjectAltNames name: its one kuberl URI, else its one
+    `ROLE.kuberl` DNS name; None when they name none (or several)."""
+    uris = [name for name in names if name.startswith("spiffe://")]
+    try:
+        if uris:
+            return Identity.from_uri(uris[0]) if len(uris) == 1 else None
+        roles = {name.removesuffix(".kuberl") for name in names if name.endswith(".kuberl")}
+        return Identity(roles.pop()) if len(roles) == 1 else None
+    except ValueError:
+        return None
+
+
 def peer_identity(context: grpc.ServicerContext) -> Identity | None:
     """The caller's identity from its verified certificate (None: no usable certificate)."""
     # peer_identities (the certificate's subjectAltNames), not auth_context: that copies every
     # property, the PEM certificate among them, on every call.
-    uris = [name for name in context.peer_identities() or () if name.startswith(b"spiffe://")]
-    try:
-        return Identity.from_uri(uris[0].decode()) if len(uris) == 1 else None
-    except ValueError:
-        return None
+    return identity_of([name.decode(errors="replace") for name in context.peer_identities() or ()])
 
 
 class Authorizer(grpc.ServerInterceptor):
@@ -249,13 +261,16 @@ class TlsFiles:
     def identity(self) -> Identity:
         _, cert, _ = self.read()
         try:
-            names = x509.load_pem_x509_certificate(cert).extensions.get_extension_for_class(
-                x509.SubjectAlternativeName).value.get_values_for_type(x509.UniformResourceIdentifier)
+            san = x509.load_pem_x509_certificate(cert).extensions.get_extension_for_class(
+                x509.SubjectAlternativeName).value
+            names = [*san.get_values_for_type(x509.UniformResourceIdentifier), *san.get_values_for_type(x509.DNSName)]
         except (ValueError, x509.ExtensionNotFound) as err:
             raise ValueError(f"TLS directory {self.directory}: tls.crt names no kuberl identity ({err})") from None
-        if len(names) != 1:
-            raise ValueError(f"TLS directory {self.directory}: tls.crt must name exactly one identity, not {names}")
-        return Identity.from_uri(names[0])
+        identity = identity_of(names)
+        if identity is None:
+            raise ValueError(f"TLS directory {self.directory}: tls.crt must name exactly one kuberl identity, "
+                             f"not {names}")
+        return identity
 
     def server_credentials(self) -> grpc.ServerCredentials:
         """Client certificates required; new handshakes use the files as they are now."""
@@ -283,13 +298,21 @@ class TlsFiles:
 
 # ---- a deployment's certificates, made here (kuberl run; tests) ------------------------------------
 
-def issue_identity(authority: Authority, directory: Path, identity: Identity) -> TlsFiles:
-    """A TLS directory for one identity; a role's certificate also serves as that role's server."""
-    directory.mkdir(parents=True, exist_ok=True)
+def identity_pem(authority: Authority, identity: Identity) -> dict[str, bytes]:
+    """ca.crt, tls.crt and tls.key of one identity (a kubernetes.io/tls Secret's data); a role's
+    certificate also serves as that role's server."""
     serves = (server_name(identity.role),) if identity.role in ROLES else ()
-    issue(authority, directory, "tls", identity.role, dns_names=serves, uris=(identity.uri,), server=bool(serves),
-          client=True)
-    (directory / "ca.crt").write_bytes((authority.pair.cert).read_bytes())
+    cert, key = issue_pem(authority, identity.role, dns_names=serves, uris=(identity.uri,), server=bool(serves),
+                          client=True)
+    return {"ca.crt": authority.certificate.public_bytes(serialization.Encoding.PEM), "tls.crt": cert, "tls.key": key}
+
+
+def issue_identity(authority: Authority, directory: Path, identity: Identity) -> TlsFiles:
+    """A TLS directory for one identity."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in identity_pem(authority, identity).items():
+        (directory / name).write_bytes(data)
+    (directory / "tls.key").chmod(0o600)
     return TlsFiles(directory)
 
 

@@ -20,12 +20,17 @@ SMALL_NODE = CHART / "ci" / "small-node-values.yaml"
 OBSERVATION_SECONDS = 5.0
 CRASH_LOOP_RESTART_LIMIT = 2
 
-# Run inside a role's pod: its stats as JSON (GetLearnerStats on a learner, GetStats on a shard,
-# the newest version GetPolicy names on the policy role).
+# Run inside a role's pod, over mutual TLS as that pod: its stats as JSON (GetLearnerStats on a
+# learner, GetStats on a shard, the newest version GetPolicy names on the policy role).
 PROBE = """
-import json, sys
+import json, os, sys
+from pathlib import Path
 from google.protobuf.json_format import MessageToDict
-from kuberl.rpc import stub
+from kuberl.rpc import stub, use_tls
+from kuberl.security import TlsFiles
+for tls in ("/etc/kuberl-tls", "/etc/kuberl/tls"):  # an experiment's pod, a chart role's pod
+    if os.path.exists(tls + "/tls.crt"):
+        use_tls(TlsFiles(Path(tls)))  # the pod's own identity: a replica may read its own kind's state
 from kuberl.v1 import buffer_service_pb2 as b, buffer_service_pb2_grpc as bg
 from kuberl.v1 import learner_service_pb2 as l, learner_service_pb2_grpc as lg
 from kuberl.v1 import policy_service_pb2 as p, policy_service_pb2_grpc as pg

@@ -113,9 +113,10 @@ def test_skaffold_dev_rebuilds_after_a_change_forwards_the_api_and_cleans_up(ska
         first = operator_image(kube_cluster)
         forwarded = wait_for(lambda: output.search(r"service/kuberl-experiment in namespace kuberl, remote port 50053"
                                                    r" -> (?:http://)?127\.0\.0\.1:(\d+)"), 60, "the port-forward")
+        reader = kube_cluster.tls_directory("kuberl-reader-tls", SKAFFOLD_NAMESPACE, work.parent / "reader-tls")
         status = subprocess.run([shutil.which("kuberl") or "kuberl", "status", "--address",
-                                 f"127.0.0.1:{forwarded.group(1)}", "--timeout", "30"], capture_output=True,
-                                text=True, timeout=60)
+                                 f"127.0.0.1:{forwarded.group(1)}", "--timeout", "30", "--tls-dir", str(reader)],
+                                capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
 
         changed = work / "services" / "kuberl" / "__init__.py"

@@ -22,6 +22,7 @@ from kuberl.security import (AUTHORIZATION, IDENTITIES, PER_EXPERIMENT_ROLES, De
                              issue_identity, authority_in, named_experiments)
 from kuberl.v1 import (analytics_service_pb2, buffer_service_pb2, environment_service_pb2, experiment_service_pb2,
                        learner_service_pb2, policy_service_pb2)
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -244,3 +245,51 @@ def test_the_cli_reads_as_a_reader_is_refused_writes_and_says_what_plaintext_lac
     assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr
     plaintext = kuberl("status")
     assert plaintext.returncode == 1 and "pass --tls-dir" in plaintext.stderr
+
+
+def test_the_health_port_answers_probes_in_plaintext_and_serves_nothing_else(tmp_path):
+    import subprocess
+    import sys
+
+    from kuberl.local import free_port
+    from kuberl.v1 import policy_service_pb2, policy_service_pb2_grpc
+
+    authority = authority_in(tmp_path / "ca")
+    tls = issue_identity(authority, tmp_path / "policy", Identity("policy"))
+    port, health_port = free_port(), free_port()
+    process = subprocess.Popen([sys.executable, "-m", "kuberl.cli", "serve", "policy", "--port", str(port),
+                                "--health-port", str(health_port), "--tls-dir", str(tls.directory),
+                                "--data-dir", str(tmp_path / "data")])
+    try:
+        probe = grpc.insecure_channel(f"127.0.0.1:{health_port}")
+        reply = wait_for(lambda: _health(probe), 30, "the health port")
+        assert reply == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as err:  # no data through it
+            policy_service_pb2_grpc.PolicyServiceStub(probe).GetPolicy(
+                policy_service_pb2.GetPolicyRequest(experiment_id="e1"), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        with pytest.raises(grpc.RpcError) as err:  # and the service port still wants a certificate
+            health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{port}")).Check(
+                health_pb2.HealthCheckRequest(), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _health(channel: grpc.Channel):
+    try:
+        return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2).status
+    except grpc.RpcError:
+        return None
+
+
+def test_a_certificate_naming_its_role_by_dns_alone_is_that_role():
+    from kuberl.security import identity_of
+
+    assert identity_of(["policy.kuberl"]) == Identity("policy")
+    assert identity_of(["reader.kuberl", "spiffe://kuberl.dev/environment/experiment/e1"]) == Identity(
+        "environment", "e1")  # the URI wins
+    assert identity_of(["policy.kuberl", "analytics.kuberl"]) is None
+    assert identity_of(["policy.example.com"]) is None
+    assert identity_of(["nobody.kuberl"]) is None

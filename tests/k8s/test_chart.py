@@ -241,10 +241,11 @@ def test_grpc_roles_are_probed_on_their_ports(rendered: list[dict]) -> None:
     for component, port in GRPC_PORTS.items():
         c = container(rendered, "Deployment", f"{FULLNAME}-{component}")
         assert c["ports"] == [{"name": "grpc", "containerPort": port, "protocol": "TCP"}], component
-        for probe in ("readinessProbe", "livenessProbe"):
-            assert c[probe]["grpc"] == {"port": port}, f"{component} {probe}"
+        for probe in ("readinessProbe", "livenessProbe"):  # the plaintext health-only port
+            assert c[probe]["grpc"] == {"port": 8081}, f"{component} {probe}"
         args = c["args"]
         assert args[:2] == ["serve", component] and args[args.index("--port") + 1] == str(port)
+        assert args[args.index("--health-port") + 1] == "8081" and "--tls-dir" in args and "--insecure" not in args
 
 
 def test_every_workload_container_has_both_probes(rendered: list[dict]) -> None:
@@ -398,7 +399,7 @@ def test_analytics_reads_the_password_from_the_mounted_secret(rendered: list[dic
         assert {"name": "data", "emptyDir": {}} in spec["volumes"]
         return
     path = Path(env["KUBERL_DATABASE_PASSWORD_FILE"])
-    (volume,) = [v for v in spec["volumes"] if "secret" in v]
+    (volume,) = [v for v in spec["volumes"] if "secret" in v and v["name"] != "tls"]  # tls: its identity
     (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
     assert mount["mountPath"] == str(path.parent) and mount.get("readOnly") is True
     (item,) = volume["secret"]["items"]
@@ -416,9 +417,14 @@ def test_analytics_reads_the_password_from_the_mounted_secret(rendered: list[dic
         assert item["key"] == "password"
 
 
+def database_secrets(docs: list[dict]) -> list[dict]:
+    """Secrets apart from the certificates' (kubernetes.io/tls: templates/tls.yaml)."""
+    return [d for d in by_kind(docs, "Secret") if d.get("type") != "kubernetes.io/tls"]
+
+
 def test_existing_secret_means_no_generated_secret() -> None:
     docs = render("4", *VARIANTS["existing-secret"])
-    assert not by_kind(docs, "Secret")
+    assert not database_secrets(docs)
     volumes = one(docs, "StatefulSet", f"{FULLNAME}-mysql")["spec"]["template"]["spec"]["volumes"]
     assert [v["secret"]["secretName"] for v in volumes if "secret" in v] == ["my-db"]
 
@@ -428,7 +434,7 @@ def test_without_mysql_there_is_no_statefulset(helm: str) -> None:
     for variant in ("scaled", "sqlite"):
         docs = render(helm, *VARIANTS[variant])
         assert not by_kind(docs, "StatefulSet"), variant
-        assert not by_kind(docs, "Secret"), variant
+        assert not database_secrets(docs), variant
         names = {d["metadata"]["name"] for d in docs}
         assert not {n for n in names if "mysql" in n}, variant
     docs = render(helm)
@@ -532,6 +538,7 @@ def test_operator_rbac_framework_apart_from_application(rendered: list[dict]) ->
         ("apps", "deployments", ("create", "delete", "get", "list", "patch", "watch")),
         ("apps", "statefulsets", ("create", "delete", "get", "list", "patch", "watch")),
         ("networking.k8s.io", "networkpolicies", ("create", "delete", "get", "list", "patch", "watch")),
+        ("", "secrets", ("create", "get", "list", "patch", "watch")),
         ("", "pods", ("get", "list", "watch")),
     }
     for name in (f"{FULLNAME}-operator-kopf", f"{FULLNAME}-operator"):
@@ -569,6 +576,7 @@ def test_operator_rbac_covers_what_its_code_calls() -> None:
     plural = {"NetworkPolicy": "networkpolicies"}
     kinds = {(c["apiVersion"].rpartition("/")[0], plural.get(c["kind"], c["kind"].lower() + "s"))
              for c in desired_children(exp, Settings(network_policies=True), Phase.RUNNING)}  # fmt: skip
+    kinds.add(("", "secrets"))  # each role's certificate (handlers._ensure_certificates)
     assert kinds == allowed
 
 
@@ -888,3 +896,63 @@ def test_notes_give_the_quick_start(values: Path) -> None:
                     f"helm test {RELEASE}", f"svc/{FULLNAME}-experiment 50053:50053"):  # fmt: skip
         assert command in notes, command
     assert "hunter2" not in notes and ":3306/rl_analytics" in notes
+
+
+# --------------------------------------------------------------------------------------------
+# Certificates
+# --------------------------------------------------------------------------------------------
+
+def _secret_files(docs: list[dict], name: str, directory: Path) -> Path:
+    directory.mkdir(parents=True)
+    for key, value in one(docs, "Secret", name)["data"].items():
+        (directory / key).write_bytes(base64.b64decode(value))
+    return directory
+
+
+def test_the_charts_certificates_and_the_operators_interoperate_over_mutual_tls(tmp_path: Path) -> None:
+    """The chart's CA (Helm's genCA, RSA) and role certificates (genSignedCert, identity by DNS
+    name), and a certificate the operator issues with that CA for one experiment's actor: a real
+    policy process serves them, as in a cluster."""
+    import subprocess
+    import sys
+
+    import grpc
+
+    from kuberl import rpc
+    from kuberl.local import free_port
+    from kuberl.pki import load_authority
+    from kuberl.security import Identity, TlsFiles, identity_pem
+    from kuberl.v1 import policy_service_pb2 as pb
+    from kuberl.v1 import policy_service_pb2_grpc as pb_grpc
+    from tests.waiting import wait_for
+
+    docs = render("4")
+    ca = _secret_files(docs, f"{FULLNAME}-ca", tmp_path / "ca")
+    policy = _secret_files(docs, f"{FULLNAME}-policy-tls", tmp_path / "policy")
+    reader = TlsFiles(_secret_files(docs, f"{FULLNAME}-reader-tls", tmp_path / "reader"))
+    assert TlsFiles(policy).identity() == Identity("policy") and reader.identity() == Identity("reader")
+    actor = tmp_path / "actor"
+    actor.mkdir()
+    for key, value in identity_pem(load_authority(ca / "tls.crt", ca / "tls.key"),
+                                   Identity("environment", "team/cartpole#0123abcd")).items():
+        (actor / key).write_bytes(value)
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "kuberl.cli", "serve", "policy", "--port", str(port),
+                                "--tls-dir", str(policy), "--data-dir", str(tmp_path / "data")])
+    try:
+        def latest(identity: Path | TlsFiles, experiment: str) -> grpc.StatusCode | int:
+            files = identity if isinstance(identity, TlsFiles) else TlsFiles(identity)
+            with rpc.channel(f"127.0.0.1:{port}", "policy", files) as channel:
+                try:
+                    return pb_grpc.PolicyServiceStub(channel).GetPolicy(
+                        pb.GetPolicyRequest(experiment_id=experiment, newer_than_version=-1), timeout=5).latest_version
+                except grpc.RpcError as err:
+                    return err.code()
+
+        assert wait_for(lambda: latest(reader, "team/cartpole#0123abcd") == -1, 30, "the policy role over TLS")
+        assert latest(actor, "team/cartpole#0123abcd") == -1  # its own experiment's weights (none yet)
+        assert latest(actor, "team/other#0123abcd") == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

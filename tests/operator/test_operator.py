@@ -14,7 +14,8 @@ import yaml
 from kuberl.config import ExperimentConfig, parse_manifest, scoped_experiment_id, to_spec
 from kuberl.rpc import AlreadyExists, NotFound
 from kuberl.v1 import experiment_service_pb2 as exp_pb
-from tests.kube import CONFIGMAPS, DEPLOYMENTS, EVENTS, RLEXPERIMENTS, SERVICES, STATEFULSETS, Objects, TestCluster
+from tests.kube import (CONFIGMAPS, DEPLOYMENTS, EVENTS, PODS, RLEXPERIMENTS, SECRETS, SERVICES, STATEFULSETS, Objects,
+                        TestCluster)
 from tests.waiting import wait_for
 from tests.operator.conftest import IDENTITY_NAMESPACE, run_operator
 
@@ -257,3 +258,40 @@ def test_the_experiment_api_keeps_experiments_as_rlexperiments(objects: Objects,
         assert denied.value.status == 403
     finally:
         objects.delete(RLEXPERIMENTS, "from-api", IDENTITY_NAMESPACE)
+
+
+def test_with_the_charts_ca_each_role_gets_a_certificate_naming_its_experiment(
+        objects: Objects, identities, settings, namespace: str, tmp_path):
+    import base64
+
+    from cryptography import x509
+
+    from kuberl.pki import make_authority
+    from kuberl.security import Identity, identity_of
+
+    ca = make_authority(tmp_path, "tls", "test CA")  # as the chart's CA Secret mounts: tls.crt, tls.key
+    created = objects.create(RLEXPERIMENTS, rlexperiment("secure", namespace, {"environment": {"envsPerReplica": 2}}),
+                             namespace)
+    experiment_id = scoped_experiment_id(namespace, "secure", created["metadata"]["uid"])
+    with run_operator(identities["operator"], {**settings, "KUBERL_CA_DIR": str(tmp_path)}) as runner:
+        # Pods serving mutual TLS come Ready: the kubelet probes their plaintext health port.
+        wait_for(lambda: conditions(objects, "secure", namespace).get("Ready", {}).get("status") == "True", 180,
+                 "Ready")
+        for role in ROLES:
+            secret = objects.get(SECRETS, f"secure-{role}-tls", namespace)
+            (owner,) = secret["metadata"]["ownerReferences"]
+            assert owner["uid"] == created["metadata"]["uid"]
+            cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+            assert cert.issuer == ca.certificate.subject
+            names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            assert identity_of([*names.get_values_for_type(x509.UniformResourceIdentifier),
+                                *names.get_values_for_type(x509.DNSName)]) == Identity(role, experiment_id)
+            pod = objects.list(PODS, namespace, f"kuberl.dev/experiment=secure,app.kubernetes.io/component={role}")[0]
+            args = pod["spec"]["containers"][0]["args"]
+            assert "--insecure" not in args and "--tls-dir" in args
+        issued = {role: objects.get(SECRETS, f"secure-{role}-tls", namespace)["metadata"]["resourceVersion"]
+                  for role in ROLES}
+        time.sleep(2)  # more visits: a good certificate is not issued again
+        assert issued == {role: objects.get(SECRETS, f"secure-{role}-tls", namespace)["metadata"]["resourceVersion"]
+                          for role in ROLES}
+    assert runner.exception is None

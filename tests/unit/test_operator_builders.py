@@ -58,8 +58,43 @@ def test_pods_run_the_role_non_root_with_the_configured_image_and_peers():
     assert args[args.index("--experiment") + 1] == "/etc/kuberl/experiment.yaml"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert container["readinessProbe"]["grpc"] == {"port": 50051}
+    assert container["readinessProbe"]["grpc"] == {"port": 8081}  # the health-only plaintext port
+    assert args[args.index("--health-port") + 1] == "8081" and "--insecure" in args  # no CA: plaintext
     assert {"name": "config", "configMap": {"name": "cartpole-config"}} in pod["volumes"]
+
+
+def test_with_the_charts_ca_each_role_mounts_its_own_certificate():
+    settings = Settings.from_environ({"KUBERL_CA_DIR": "/etc/kuberl/ca"})
+    for role in ("environment", "buffer", "learner"):
+        pod = build_workload(experiment(), role, settings, Phase.RUNNING)["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        args = container["args"]
+        assert "--insecure" not in args and args[args.index("--tls-dir") + 1] == "/etc/kuberl-tls"
+        assert {"name": "tls", "secret": {"secretName": f"cartpole-{role}-tls"}} in pod["volumes"]
+        assert {"name": "tls", "mountPath": "/etc/kuberl-tls", "readOnly": True} in container["volumeMounts"]
+
+
+def test_a_certificate_is_reissued_when_missing_foreign_unreadable_or_near_its_end(tmp_path):
+    import base64
+    from datetime import datetime, timedelta, timezone
+
+    from kuberl.pki import make_authority
+    from kuberl.security import Identity, identity_pem
+    from kuberl_operator.builders import build_certificate_secret
+    from kuberl_operator.certificates import reissue_reason
+
+    ca = make_authority(tmp_path / "ca", "ca", "test CA")
+    other = make_authority(tmp_path / "other", "ca", "another CA")
+    exp = experiment()
+    fresh = build_certificate_secret(exp, "buffer", SETTINGS, identity_pem(ca, Identity("buffer", exp.experiment_id)))
+    assert fresh["metadata"]["name"] == "cartpole-buffer-tls" and fresh["type"] == "kubernetes.io/tls"
+    now = datetime.now(timezone.utc)
+    assert reissue_reason(fresh, ca.certificate, now) is None
+    assert reissue_reason(None, ca.certificate, now) == "missing"
+    assert reissue_reason({"data": {"tls.crt": "bm9wZQ=="}}, ca.certificate, now) == "unreadable"
+    assert reissue_reason(fresh, other.certificate, now) == "signed by another CA"
+    assert reissue_reason(fresh, ca.certificate, now + timedelta(days=25)).startswith("expires")
+    assert base64.b64decode(fresh["data"]["tls.key"]).startswith(b"-----BEGIN PRIVATE KEY-----")
 
 
 def test_the_configmap_holds_a_manifest_the_roles_can_load(tmp_path):
