@@ -18,12 +18,15 @@ the CRD and a Helm release, and a kubeconfig's current context may be somebody's
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +119,22 @@ class TestCluster:
 
     def get_json(self, *args: str, namespace: str | None = None) -> dict:
         return json.loads(self.kubectl("get", *args, "-o", "json", namespace=namespace).stdout)
+
+    @contextlib.contextmanager
+    def port_forward(self, target: str, port: int, namespace: str) -> Iterator[int]:
+        """`kubectl port-forward TARGET :PORT` on loopback while the block runs; yields the local port."""
+        process = subprocess.Popen([self.kubectl_binary, *self._config_args(), "--namespace", namespace,
+                                    "port-forward", "--address", "127.0.0.1", target, f":{port}"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            line = process.stdout.readline()  # "Forwarding from 127.0.0.1:40123 -> 50056"
+            found = re.search(r"127\.0\.0\.1:(\d+)", line)
+            if not found:
+                raise AssertionError(f"kubectl port-forward {target}: {line}{process.stdout.read()}")
+            yield int(found.group(1))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
 
     def tls_directory(self, secret: str, namespace: str, directory: Path) -> Path:
         """A kubernetes.io/tls Secret's files (ca.crt, tls.crt, tls.key) as a --tls-dir, as the

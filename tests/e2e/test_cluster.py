@@ -243,6 +243,60 @@ def test_a_deleted_shard_pod_is_rescheduled_onto_its_claim_with_its_data(maratho
     wait_for(lambda: marathon.conditions(MARATHON)["Ready"]["status"] == "True", 60, "Ready again")
 
 
+def test_every_role_over_a_port_forward_refuses_plaintext_and_answers_hostile_input_deliberately(
+        marathon: Release, tmp_path):
+    """The shared roles and a running experiment's shard and learner, reached as a person would
+    (port-forwards on loopback): no handler for a plaintext client; as the release's reader,
+    random bytes and hostile messages to every method get deliberate answers; all healthy after."""
+    import grpc
+    import numpy as np
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from kuberl import rpc
+    from kuberl.security import TlsFiles
+    from tests.fuzzing import DELIBERATE, call, hostile, methods
+
+    reader = TlsFiles(marathon.cluster.tls_directory(f"{RELEASE}-reader-tls", marathon.namespace, tmp_path / "reader"))
+    shard = marathon.ready_pods(MARATHON, "buffer")[0]["metadata"]["name"]
+    targets = [("experiment", f"svc/{RELEASE}-experiment", 50053), ("policy", f"svc/{RELEASE}-policy", 50056),
+               ("analytics", f"svc/{RELEASE}-analytics", 50052), ("buffer", f"pod/{shard}", 50051),
+               ("learner", f"pod/{learner_pod(marathon)['metadata']['name']}", 50054)]
+    rng = np.random.default_rng(5)
+    answered: dict[str, int] = {}
+    for role, target, port in targets:
+        with marathon.cluster.port_forward(target, port, marathon.namespace) as local:
+            address = f"127.0.0.1:{local}"
+            with grpc.insecure_channel(address) as plaintext, pytest.raises(grpc.RpcError) as refused:
+                health_pb2_grpc.HealthStub(plaintext).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, role
+            with rpc.channel(address, role, reader) as channel:
+                for _, name, method in (m for m in methods() if m[0] == role):
+                    for payload in [rng.bytes(int(rng.integers(1, 200))) for _ in range(4)] + [
+                            hostile(method.input_type, rng).SerializeToString() for _ in range(8)]:
+                        code = call(channel, method, payload)
+                        assert code in DELIBERATE | {grpc.StatusCode.PERMISSION_DENIED}, (name, code)
+                        answered[code.name] = answered.get(code.name, 0) + 1
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING, role
+    print(f"\n[e2e] fuzz over port-forwards as the reader: {answered}")
+    assert answered.get("PERMISSION_DENIED") and answered.get("INVALID_ARGUMENT")
+    assert marathon.status(MARATHON)["phase"] == "Running"
+
+
+def test_a_deleted_policy_pod_comes_back_with_the_weights_on_its_claim(marathon: Release):
+    (policy,) = marathon.get("pods", "-l", "app.kubernetes.io/component=policy")["items"]
+    experiment_id = marathon.experiment_id(MARATHON)
+    held = marathon.probe(policy["metadata"]["name"], "policy", experiment_id)["latest_version"]
+    time.sleep(3)  # more than the flush interval (1 s): the claim holds at least `held`
+    marathon.kubectl("delete", "pod", policy["metadata"]["name"], "--wait=true", "--timeout=60s")
+    back = wait_for(lambda: [p for p in marathon.get("pods", "-l", "app.kubernetes.io/component=policy")["items"]
+                             if p["metadata"]["uid"] != policy["metadata"]["uid"]
+                             and all(c["ready"] for c in p["status"].get("containerStatuses") or [{"ready": False}])],
+                    180, "a new policy pod, ready")
+    assert marathon.probe(back[0]["metadata"]["name"], "policy", experiment_id)["latest_version"] >= held
+    wait_for(lambda: marathon.conditions(MARATHON)["Ready"]["status"] == "True", 90, "Ready again")
+
+
 def _children_generations(release: Release) -> dict[str, int]:
     listed = release.get("deployments,statefulsets,services,configmaps", "-l",
                          f"kuberl.dev/experiment={MARATHON}")["items"]
