@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from kuberl.roles import ROLE_OF_SERVICE
-from kuberl.security import Authorizer, TlsFiles, server_name
+from kuberl.security import Authorizer, TlsFiles, receive_limit, server_name
 from kuberl.sizes import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
@@ -123,13 +123,15 @@ class Server:
     def __init__(self, servicer: object, add_servicer: Callable[[Any, grpc.Server], None], file_descriptor: Any,
                  port: int, host: str = "127.0.0.1", max_workers: int = 32):
         tls = _tls
-        self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=CHANNEL_OPTIONS,
+        self.service_names = [service.full_name for service in file_descriptor.services_by_name.values()]
+        options = [(k, v) for k, v in CHANNEL_OPTIONS if k != "grpc.max_receive_message_length"]
+        options.append(("grpc.max_receive_message_length", receive_limit(self.service_names)))
+        self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options,
                                        interceptors=[Authorizer()] if tls else [],
                                        maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS)
         add_servicer(servicer, self.grpc_server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
-        self.service_names = [service.full_name for service in file_descriptor.services_by_name.values()]
         if _reflection:
             reflection.enable_server_reflection([*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME],
                                                 self.grpc_server)

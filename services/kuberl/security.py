@@ -130,6 +130,13 @@ AUTHORIZATION: dict[str, Rule] = {
 }
 
 
+def receive_limit(service_names: list[str]) -> int:
+    """The largest request any method of these services may take: the server's receive limit, so
+    that gRPC refuses a larger message before reading it (the table checks each method after)."""
+    return max([CONTROL_BYTES] + [rule.max_request_bytes for method, rule in AUTHORIZATION.items()
+                                  if method.split("/")[1] in service_names])
+
+
 class Denied(PermissionError):
     pass
 

@@ -211,3 +211,19 @@ def test_a_certificate_naming_its_role_by_dns_alone_is_that_role():
     assert identity_of(["policy.kuberl", "analytics.kuberl"]) is None
     assert identity_of(["policy.example.com"]) is None
     assert identity_of(["nobody.kuberl"]) is None
+
+
+def test_a_control_service_refuses_a_large_request_before_reading_it(system):
+    cluster, _ = system
+    from kuberl.v1 import learner_service_pb2 as pb
+    from kuberl.v1 import learner_service_pb2_grpc as pb_grpc
+
+    big = pb.TrainStepRequest(experiment_id="x" * 100, num_updates=1)
+    big.config.env_id = "x" * (2 << 20)  # 2 MiB: a learner takes no request near that
+    with rpc.channel(cluster.address("learner"), "learner", cluster.admin) as channel:
+        with pytest.raises(grpc.RpcError) as err:
+            pb_grpc.LearnerServiceStub(channel).TrainStep(big, timeout=10)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "larger than max" in err.value.details()  # gRPC's own limit, not the handler's check
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
