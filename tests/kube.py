@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from kuberl.pki import write_private
 from tests import tools
 
 STARTED_MARKER = "started-by-tests"
@@ -139,12 +140,7 @@ class TestCluster:
     def tls_directory(self, secret: str, namespace: str, directory: Path) -> Path:
         """A kubernetes.io/tls Secret's files (ca.crt, tls.crt, tls.key) as a --tls-dir, as the
         README tells people to fetch the reader's."""
-        data = self.get_json("secret", secret, namespace=namespace)["data"]
-        directory.mkdir(parents=True, exist_ok=True)
-        for name in ("ca.crt", "tls.crt", "tls.key"):
-            (directory / name).write_bytes(base64.b64decode(data[name]))
-        (directory / "tls.key").chmod(0o600)
-        return directory
+        return write_secret_files(self.get_json("secret", secret, namespace=namespace)["data"], directory)
 
     def apply(self, documents: list[dict], namespace: str | None = None, server_side: bool = True) -> str:
         extra = ["--server-side", "--field-manager=kuberl-tests"] if server_side else []
@@ -235,6 +231,18 @@ PODS = ("v1", "Pod")
 SECRETS = ("v1", "Secret")
 EVENTS = ("v1", "Event")
 NAMESPACES = ("v1", "Namespace")
+def write_secret_files(data: dict[str, str], directory: Path) -> Path:
+    """A Secret's data (base64, as the API server and `helm template` give it) as files; keys owner-only."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, value in data.items():
+        path, raw = directory / name, base64.b64decode(value)
+        if name.endswith(".key"):
+            write_private(path, raw)
+        else:
+            path.write_bytes(raw)
+    return directory
+
+
 DEPLOYMENTS = ("apps/v1", "Deployment")
 STATEFULSETS = ("apps/v1", "StatefulSet")
 RLEXPERIMENTS = ("kuberl.dev/v1alpha1", "RLExperiment")

@@ -24,7 +24,7 @@ from kuberl.lifecycle import Intent, Phase, desired_replicas
 CONFIG_FILE = "experiment.yaml"
 CONFIG_MOUNT = "/etc/kuberl"
 DATA_MOUNT = "/var/lib/kuberl"
-TLS_MOUNT = "/etc/kuberl-tls"  # not under CONFIG_MOUNT: that is the ConfigMap's volume
+TLS_MOUNT = "/etc/kuberl-tls"  # as the chart's roles; not under CONFIG_MOUNT, the ConfigMap's volume
 HEALTH_PORT = 8081
 EXPERIMENT_LABEL = "kuberl.dev/experiment"
 CONFIG_HASH_ANNOTATION = "kuberl.dev/config-hash"
@@ -335,6 +335,11 @@ def _digest(obj: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def owned_by(obj: dict[str, Any], owner_uid: str) -> bool:
+    """Whether a live object names this owner in its ownerReferences."""
+    return owner_uid in {ref.get("uid") for ref in obj["metadata"].get("ownerReferences") or []}
+
+
 def plan_children(desired: list[dict[str, Any]], live: list[dict[str, Any]], owner_uid: str) -> ChildPlan:
     """What to do so that the live children are the desired ones, touching nothing that is right
     (a restarted operator changes nothing) and nothing that is not ours.
@@ -345,8 +350,7 @@ def plan_children(desired: list[dict[str, Any]], live: list[dict[str, Any]], own
     child of ours that is not desired (the shards' Deployment of an older operator) is deleted."""
     by_key = {(o["kind"], o["metadata"]["name"]): o for o in live}
     wanted = {(c["kind"], c["metadata"]["name"]) for c in desired}
-    delete = [o for key, o in by_key.items() if key not in wanted
-              and owner_uid in {ref.get("uid") for ref in o["metadata"].get("ownerReferences") or []}]
+    delete = [o for key, o in by_key.items() if key not in wanted and owned_by(o, owner_uid)]
     create, apply, taken = [], [], []
     for child in desired:
         digest = _digest(child)
@@ -355,8 +359,7 @@ def plan_children(desired: list[dict[str, Any]], live: list[dict[str, Any]], own
         if current is None:
             create.append(child)
             continue
-        owners = {ref.get("uid") for ref in current["metadata"].get("ownerReferences") or []}
-        if owner_uid not in owners:
+        if not owned_by(current, owner_uid):
             taken.append(f"{child['kind']} {child['metadata']['name']} exists and is not this experiment's")
             continue
         applied = (current["metadata"].get("annotations") or {}).get(APPLIED_HASH_ANNOTATION)

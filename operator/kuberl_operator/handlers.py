@@ -31,7 +31,8 @@ from kuberl.rpc import use_tls
 from kuberl.security import PER_EXPERIMENT_ROLES, Identity, TlsFiles, identity_pem
 from kuberl_operator import kube
 from kuberl_operator.builders import (WORKLOAD_KINDS, Experiment, Settings, build_certificate_secret,
-                                      certificate_secret_name, desired_children, experiment_selector, plan_children)
+                                      certificate_secret_name, desired_children, experiment_selector, owned_by,
+                                      plan_children)
 from kuberl_operator.certificates import reissue_reason
 from kuberl_operator.observe import observe
 from kuberl_operator.status import StatusWrites, cluster_status
@@ -100,7 +101,7 @@ def _ensure_certificates(exp: Experiment, owner: dict[str, Any], uid: str) -> li
     taken = []
     for role in PER_EXPERIMENT_ROLES:
         current = live.get(certificate_secret_name(exp, role))
-        if current is not None and uid not in {r.get("uid") for r in current["metadata"].get("ownerReferences") or []}:
+        if current is not None and not owned_by(current, uid):
             taken.append(f"Secret {certificate_secret_name(exp, role)} exists and is not this experiment's")
             continue
         why = reissue_reason(current, AUTHORITY.certificate, datetime.now(timezone.utc))

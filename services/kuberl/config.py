@@ -178,6 +178,12 @@ def _convert(value: Any, hint: Any, meta: dict, path: str) -> Any:
     return _check_number(value, hint, meta, path)
 
 
+def _refuse_unknown(data: dict[str, Any], known: Any, path: str) -> None:
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{path}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(known))})")
+
+
 def _from_dict(cls: type, data: Any, path: str) -> Any:
     if data is None:
         data = {}
@@ -185,9 +191,7 @@ def _from_dict(cls: type, data: Any, path: str) -> Any:
         raise ConfigError(path, f"must be a mapping, got {data!r}")
     hints = get_type_hints(cls)
     by_camel = {_camel(f.name): f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(by_camel))
-    if unknown:
-        raise ConfigError(f"{path}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(by_camel))})")
+    _refuse_unknown(data, by_camel, path)
     values = {}
     for key, f in by_camel.items():
         if key in data:
@@ -351,8 +355,11 @@ def parse_manifest(doc: Any) -> Manifest:
 
 
 CLUSTER_ONLY_FIELDS = ("suspend", "stopped", "ttlSecondsAfterFinished", "bufferStorage", "placement", "resources")
-# A Kubernetes quantity of bytes as a claim's size takes it ("10Gi", "500M", "1e9").
-STORAGE_SIZE = re.compile(r"[0-9]+(\.[0-9]+)?([eE][0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
+# Kubernetes quantities: a claim's size in bytes ("10Gi", "500M", "1e9"); a container's resources
+# also in thousandths ("500m" of a CPU).
+_QUANTITY_SUFFIXES = "[eE][0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E"
+STORAGE_SIZE = re.compile(rf"[0-9]+(\.[0-9]+)?({_QUANTITY_SUFFIXES})?")
+_QUANTITY = re.compile(rf"[0-9]+(\.[0-9]+)?(m|{_QUANTITY_SUFFIXES})?")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
@@ -369,9 +376,7 @@ class BufferStorage:
             return cls()
         if not isinstance(value, dict):
             raise ConfigError("spec.bufferStorage", f"must be a mapping, got {value!r}")
-        unknown = sorted(set(value) - {"size", "storageClassName"})
-        if unknown:
-            raise ConfigError(f"spec.bufferStorage.{unknown[0]}", "unknown field (known: size, storageClassName)")
+        _refuse_unknown(value, {"size", "storageClassName"}, "spec.bufferStorage")
         size = value.get("size", cls.size)
         if not isinstance(size, str) or not STORAGE_SIZE.fullmatch(size):
             raise ConfigError("spec.bufferStorage.size", f"must be a quantity of bytes such as 1Gi, got {size!r}")
@@ -384,7 +389,6 @@ class BufferStorage:
 
 
 _TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
-_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|[eE][0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
 POD_ROLES = ("environment", "buffer", "learner")  # the roles an experiment's pods run
 
 
@@ -405,10 +409,8 @@ class Placement:
             return cls()
         if not isinstance(value, dict):
             raise ConfigError(path, f"must be a mapping, got {value!r}")
-        known = {"nodeSelector", "tolerations", "affinity", "priorityClassName", "imagePullSecrets"}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise ConfigError(f"{path}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(known))})")
+        _refuse_unknown(value, {"nodeSelector", "tolerations", "affinity", "priorityClassName", "imagePullSecrets"},
+                        path)
         selector = value.get("nodeSelector")
         if selector is not None and (not isinstance(selector, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in selector.items())):
@@ -460,13 +462,12 @@ def role_resources(value: Any, path: str = "spec.resources") -> dict[str, dict[s
         return {}
     if not isinstance(value, dict):
         raise ConfigError(path, f"must be a mapping, got {value!r}")
+    out: dict[str, dict[str, dict[str, str]]] = {}
     for role, resources in value.items():
         if role not in POD_ROLES:
             raise ConfigError(f"{path}.{role}", f"unknown role (roles: {', '.join(POD_ROLES)})")
         if not isinstance(resources, dict) or not set(resources) <= {"requests", "limits"}:
             raise ConfigError(f"{path}.{role}", "must be a mapping of requests and limits")
-    out: dict[str, dict[str, dict[str, str]]] = {}
-    for role, resources in value.items():
         out[role] = {}
         for kind, amounts in resources.items():
             if not isinstance(amounts, dict):

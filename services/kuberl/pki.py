@@ -36,9 +36,14 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.write_bytes(_key_pem(key))
+def write_private(path: Path, data: bytes) -> None:
+    """A key file, readable by its owner only."""
+    path.write_bytes(data)
     path.chmod(0o600)
+
+
+def write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+    write_private(path, _key_pem(key))
 
 
 def _name(common_name: str, organizations: tuple[str, ...] = ()) -> x509.Name:
@@ -81,8 +86,7 @@ def issue(authority: Authority, directory: Path, stem: str, common_name: str, **
     cert, key = issue_pem(authority, common_name, **names)
     pair = KeyPair(directory / f"{stem}.crt", directory / f"{stem}.key")
     pair.cert.write_bytes(cert)
-    pair.key.write_bytes(key)
-    pair.key.chmod(0o600)
+    write_private(pair.key, key)
     return pair
 
 

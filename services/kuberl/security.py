@@ -24,7 +24,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from kuberl.pki import Authority, issue_pem, load_authority, make_authority
+from kuberl.pki import Authority, issue_pem, load_authority, make_authority, write_private
 from kuberl.roles import ROLES
 from kuberl.sizes import MAX_MESSAGE_BYTES
 
@@ -178,6 +178,19 @@ def identity_of(names: list[str]) -> Identity | None:
         return None
 
 
+def certificate_identity(cert: x509.Certificate) -> Identity:
+    """The one kuberl identity a certificate names (identity_of its subjectAltNames); ValueError otherwise."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise ValueError("no subjectAltName, so no kuberl identity") from None
+    names = [*san.get_values_for_type(x509.UniformResourceIdentifier), *san.get_values_for_type(x509.DNSName)]
+    identity = identity_of(names)
+    if identity is None:
+        raise ValueError(f"must name exactly one kuberl identity, not {names}")
+    return identity
+
+
 def peer_identity(context: grpc.ServicerContext) -> Identity | None:
     """The caller's identity from its verified certificate (None: no usable certificate)."""
     # peer_identities (the certificate's subjectAltNames), not auth_context: that copies every
@@ -268,16 +281,9 @@ class TlsFiles:
     def identity(self) -> Identity:
         _, cert, _ = self.read()
         try:
-            san = x509.load_pem_x509_certificate(cert).extensions.get_extension_for_class(
-                x509.SubjectAlternativeName).value
-            names = [*san.get_values_for_type(x509.UniformResourceIdentifier), *san.get_values_for_type(x509.DNSName)]
-        except (ValueError, x509.ExtensionNotFound) as err:
-            raise ValueError(f"TLS directory {self.directory}: tls.crt names no kuberl identity ({err})") from None
-        identity = identity_of(names)
-        if identity is None:
-            raise ValueError(f"TLS directory {self.directory}: tls.crt must name exactly one kuberl identity, "
-                             f"not {names}")
-        return identity
+            return certificate_identity(x509.load_pem_x509_certificate(cert))
+        except ValueError as err:
+            raise ValueError(f"TLS directory {self.directory}: tls.crt: {err}") from None
 
     def server_credentials(self) -> grpc.ServerCredentials:
         """Client certificates required; new handshakes use the files as they are now."""
@@ -317,9 +323,10 @@ def identity_pem(authority: Authority, identity: Identity) -> dict[str, bytes]:
 def issue_identity(authority: Authority, directory: Path, identity: Identity) -> TlsFiles:
     """A TLS directory for one identity."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name, data in identity_pem(authority, identity).items():
+    files = identity_pem(authority, identity)
+    write_private(directory / "tls.key", files.pop("tls.key"))
+    for name, data in files.items():
         (directory / name).write_bytes(data)
-    (directory / "tls.key").chmod(0o600)
     return TlsFiles(directory)
 
 

@@ -28,9 +28,8 @@ from pathlib import Path
 from google.protobuf.json_format import MessageToDict
 from kuberl.rpc import stub, use_tls
 from kuberl.security import TlsFiles
-for tls in ("/etc/kuberl-tls", "/etc/kuberl/tls"):  # an experiment's pod, a chart role's pod
-    if os.path.exists(tls + "/tls.crt"):
-        use_tls(TlsFiles(Path(tls)))  # the pod's own identity: a replica may read its own kind's state
+if os.path.exists("/etc/kuberl-tls/tls.crt"):  # where every kuberl pod mounts its identity
+    use_tls(TlsFiles(Path("/etc/kuberl-tls")))  # a replica may read its own kind's state
 from kuberl.v1 import buffer_service_pb2 as b, buffer_service_pb2_grpc as bg
 from kuberl.v1 import learner_service_pb2 as l, learner_service_pb2_grpc as lg
 from kuberl.v1 import policy_service_pb2 as p, policy_service_pb2_grpc as pg

@@ -903,10 +903,9 @@ def test_notes_give_the_quick_start(values: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 def _secret_files(docs: list[dict], name: str, directory: Path) -> Path:
-    directory.mkdir(parents=True)
-    for key, value in one(docs, "Secret", name)["data"].items():
-        (directory / key).write_bytes(base64.b64decode(value))
-    return directory
+    from tests.kube import write_secret_files
+
+    return write_secret_files(one(docs, "Secret", name)["data"], directory)
 
 
 def test_the_charts_certificates_and_the_operators_interoperate_over_mutual_tls(tmp_path: Path) -> None:

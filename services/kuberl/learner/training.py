@@ -21,8 +21,8 @@ from kuberl.envs import describe
 from kuberl.learner.core import evaluate, merge_batches, split_counts, updates_allowed
 from kuberl.metrics import MetricsReporter
 from kuberl.nets import DoubleDQN, Params, check_params
-from kuberl.sizes import describe_problems, environment_problems
 from kuberl.rpc import FailedPrecondition, NotFound, stub
+from kuberl.sizes import describe_problems, environment_problems
 from kuberl.tensors import Transitions, pack_weights, unpack_transitions, unpack_weights
 from kuberl.v1 import buffer_service_pb2 as buffer_pb
 from kuberl.v1 import buffer_service_pb2_grpc as buffer_grpc
