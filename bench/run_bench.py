@@ -41,7 +41,7 @@ from kuberl.config import ExperimentConfig, load_manifest, to_proto  # noqa: E40
 from kuberl.environment.core import Actor  # noqa: E402
 from kuberl.envs import describe  # noqa: E402
 from kuberl.local import LOOPBACK, free_port  # noqa: E402
-from kuberl.nets import DoubleDQN  # noqa: E402
+from kuberl.nets import DoubleDQN, QNetwork  # noqa: E402
 from kuberl.rpc import channel, stub, use_tls, wait_until_serving  # noqa: E402
 from kuberl.security import Identity, TlsFiles, authority_in, issue_identity  # noqa: E402
 from kuberl.tensors import Transitions, pack_transitions  # noqa: E402
@@ -335,7 +335,7 @@ def bench_learner_core(seconds: float) -> list[Row]:
     rows = []
     for batch_size in (64, 256):
         lc = learner_config(batch_size).learner
-        dqn = DoubleDQN(shape.obs_size, shape.num_actions, lc.hidden_sizes, learning_rate=lc.learning_rate,
+        dqn = DoubleDQN(QNetwork.of(lc, shape.obs_size, shape.num_actions), learning_rate=lc.learning_rate,
                         gamma=lc.gamma, max_grad_norm=lc.max_grad_norm,
                         target_update_interval=lc.target_update_interval, seed=0)
         batches = [Transitions(*(col[idx] for col in data))

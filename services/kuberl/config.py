@@ -21,6 +21,7 @@ from kuberl.v1 import common_pb2
 API_GROUP = "kuberl.dev"
 API_VERSION = f"{API_GROUP}/v1alpha1"
 KIND = "RLExperiment"
+MAX_HIDDEN_LAYERS = 8
 
 
 class ConfigError(ValueError):
@@ -83,7 +84,9 @@ class LearnerSpec:
     batch_size: int = knob(32, "Transitions per gradient update, merged from every shard.", minimum=1, maximum=65_536)
     learning_rate: float = knob(1e-3, "Adam step size.", minimum=0.0, maximum=1.0, exclusive_minimum=True)
     gamma: float = knob(0.99, "Discount factor.", minimum=0.0, maximum=1.0)
-    hidden_sizes: list[int] = knob([64, 64], "Widths of the Q-network's two hidden layers.", minimum=1, maximum=4096)
+    hidden_sizes: list[int] = knob([64, 64], f"Widths of the Q-network's hidden layers (1 to {MAX_HIDDEN_LAYERS}).",
+                                   minimum=1, maximum=4096)
+    dueling: bool = knob(False, "A dueling head: Q = V(s) + A(s, a) - mean A(s, .).")
     target_update_interval: int = knob(250, "Updates between copies of the online network into the target.",
                                        minimum=1, maximum=10_000_000)
     samples_per_insert: float = knob(8.0, "Sampled transitions per inserted transition (Reverb's rate limit).",
@@ -171,6 +174,10 @@ def _convert(value: Any, hint: Any, meta: dict, path: str) -> Any:
     args = [a for a in get_args(hint) if a is not type(None)]
     if args:  # Optional[X]
         return None if value is None else _convert(value, args[0], meta, path)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, f"must be true or false, got {value!r}")
+        return value
     if hint is str:
         if not isinstance(value, str) or not value:
             raise ConfigError(path, f"must be a non-empty string, got {value!r}")
@@ -210,9 +217,9 @@ def _cross_field_checks(cfg: ExperimentConfig, path: str) -> None:
 
     for field_path, message in static_problems(cfg):
         raise ConfigError(f"{path}.{field_path}", message)
-    if len(cfg.learner.hidden_sizes) != 2:
+    if not 1 <= len(cfg.learner.hidden_sizes) <= MAX_HIDDEN_LAYERS:
         raise ConfigError(f"{path}.learner.hiddenSizes",
-                          f"must name exactly two hidden layers, got {cfg.learner.hidden_sizes}")
+                          f"must name 1 to {MAX_HIDDEN_LAYERS} hidden layers, got {cfg.learner.hidden_sizes}")
 
 
 def from_spec(spec: Any, path: str = "spec") -> ExperimentConfig:

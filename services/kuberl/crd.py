@@ -14,8 +14,8 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-from kuberl.config import (API_GROUP, DNS_SUBDOMAIN, EXPERIMENT_NAME, KIND, MAX_NAME_LENGTH, POD_ROLES, STORAGE_SIZE,
-                           BufferStorage, ExperimentConfig, Placement, _camel, to_spec)
+from kuberl.config import (API_GROUP, DNS_SUBDOMAIN, EXPERIMENT_NAME, KIND, MAX_HIDDEN_LAYERS, MAX_NAME_LENGTH, POD_ROLES,
+                           STORAGE_SIZE, BufferStorage, ExperimentConfig, Placement, _camel, to_spec)
 from kuberl.lifecycle import Phase
 from kuberl.sizes import MAX_SAMPLE_ROWS
 
@@ -41,6 +41,8 @@ CROSS_FIELD_RULES = {
 def _scalar(hint: Any, meta: dict, default: Any) -> dict[str, Any]:
     if hint is str:
         schema: dict[str, Any] = {"type": "string", "minLength": 1}
+    elif hint is bool:
+        schema = {"type": "boolean"}
     elif hint is int:
         schema = {"type": "integer", "format": "int64"}
     else:
@@ -70,7 +72,7 @@ def _section_schema(cls: type, path: str) -> dict[str, Any]:
             schema["default"] = to_spec(default)
         elif get_origin(hint) is list:
             (item,) = get_args(hint)
-            schema = {"type": "array", "items": _scalar(item, meta, None), "minItems": 2, "maxItems": 2,
+            schema = {"type": "array", "items": _scalar(item, meta, None), "minItems": 1, "maxItems": MAX_HIDDEN_LAYERS,
                       "default": list(default)}
         else:
             optional = [a for a in get_args(hint) if a is not type(None)]

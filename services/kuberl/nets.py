@@ -1,4 +1,5 @@
-"""Q-networks and Double DQN in numpy: a 2-hidden-layer leaky-ReLU MLP, Huber loss, Adam, clipping.
+"""Q-networks and Double DQN in numpy: a leaky-ReLU MLP of any depth, an optional dueling head,
+Huber loss, Adam, clipping.
 
 float32 throughout and hand-written backprop: at CartPole sizes the cost is Python call
 overhead, not FLOPs, so the update keeps the number of numpy calls small (one forward over
@@ -11,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kuberl.config import LearnerSpec
 from kuberl.tensors import Transitions
 
-Params = list[np.ndarray]  # [W1, b1, W2, b2, W3, b3]
+Params = list[np.ndarray]  # [W1, b1, W2, b2, ..., WL, bL]
 
 
 def init_params(sizes: list[int], rng: np.random.Generator) -> Params:
@@ -36,69 +38,102 @@ def _leaky_relu(z: np.ndarray) -> np.ndarray:
     return np.maximum(z, NEGATIVE_SLOPE * z)
 
 
-def q_values(params: Params, obs: np.ndarray) -> np.ndarray:
-    """Q(s, .) for a batch of observations."""
-    w1, b1, w2, b2, w3, b3 = params
-    h = _leaky_relu(obs @ w1 + b1)
-    h = _leaky_relu(h @ w2 + b2)
-    return h @ w3 + b3
+@dataclass(frozen=True)
+class QNetwork:
+    """The layout of a Q-network: obs_size -> hidden_sizes... -> the head.
 
-
-def greedy_actions(params: Params, obs: np.ndarray) -> np.ndarray:
-    return np.argmax(q_values(params, np.asarray(obs, dtype=np.float32)), axis=1)
-
-
-def check_params(params: Params, obs_size: int, num_actions: int) -> None:
-    """Raises ValueError unless params form an obs_size -> h1 -> h2 -> num_actions MLP."""
-    if len(params) != 6:
-        raise ValueError(f"a Q-network has 6 tensors (3 weights, 3 biases), got {len(params)}")
-    w1, b1, w2, b2, w3, b3 = params
-    shapes_ok = (w1.ndim == w2.ndim == w3.ndim == 2 and b1.shape == (w1.shape[1],) and w2.shape[0] == w1.shape[1]
-                 and b2.shape == (w2.shape[1],) and w3.shape[0] == w2.shape[1] and b3.shape == (w3.shape[1],))
-    if not shapes_ok or w1.shape[0] != obs_size or w3.shape[1] != num_actions:
-        raise ValueError(f"weight shapes {[p.shape for p in params]} do not form a {obs_size}-input, "
-                         f"{num_actions}-action MLP")
-
-
-def huber_loss_and_grads(params: Params, target_params: Params, batch: Transitions, gamma: float
-                         ) -> tuple[float, Params, float]:
-    """Double DQN: mean Huber(Q(s,a) - y), y = r + gamma * (1 - terminated) * Q_target(s', argmax Q(s', .)).
-
-    Returns the loss, its gradient with respect to `params`, and the mean Q(s, a).
+    The plain head has one output per action. The dueling head (Wang et al., 2016) has a state
+    value and one advantage per action, Q = V + A - mean(A): the value is learned from every
+    row, whichever action it took. The weights are the same list of tensors either way, so a
+    weights message needs no other description than this layout, which the config gives.
     """
-    w1, b1, w2, b2, w3, b3 = params
-    n = batch.rows
-    x = np.concatenate([batch.obs, batch.next_obs]).astype(np.float32, copy=False)
-    z1 = x @ w1 + b1
-    h1 = _leaky_relu(z1)
-    z2 = h1 @ w2 + b2
-    h2 = _leaky_relu(z2)
-    q_all = h2 @ w3 + b3
-    q, q_next_online = q_all[:n], q_all[n:]
 
-    rows = np.arange(n)
-    best_next = np.argmax(q_next_online, axis=1)
-    q_next_target = q_values(target_params, batch.next_obs.astype(np.float32, copy=False))[rows, best_next]
-    not_done = 1.0 - batch.terminated.astype(np.float32)
-    y = batch.rewards.astype(np.float32) + gamma * not_done * q_next_target
+    obs_size: int
+    num_actions: int
+    hidden_sizes: tuple[int, ...]
+    dueling: bool = False
 
-    q_taken = q[rows, batch.actions]
-    td = q_taken - y
-    abs_td = np.abs(td)
-    loss = float(np.mean(np.where(abs_td <= 1.0, 0.5 * td * td, abs_td - 0.5)))
+    @classmethod
+    def of(cls, learner: LearnerSpec, obs_size: int, num_actions: int) -> QNetwork:
+        """The network an experiment's config asks for, on its environment."""
+        return cls(obs_size, num_actions, tuple(learner.hidden_sizes), learner.dueling)
 
-    dq = np.zeros_like(q)
-    dq[rows, batch.actions] = np.clip(td, -1.0, 1.0) / n
-    h1, h2, z1, z2 = h1[:n], h2[:n], z1[:n], z2[:n]
-    grads_w3 = h2.T @ dq
-    grads_b3 = dq.sum(axis=0)
-    dh2 = (dq @ w3.T) * np.where(z2 > 0, 1.0, NEGATIVE_SLOPE).astype(z2.dtype)
-    grads_w2 = h1.T @ dh2
-    grads_b2 = dh2.sum(axis=0)
-    dh1 = (dh2 @ w2.T) * np.where(z1 > 0, 1.0, NEGATIVE_SLOPE).astype(z1.dtype)
-    grads_w1 = x[:n].T @ dh1
-    grads_b1 = dh1.sum(axis=0)
-    return loss, [grads_w1, grads_b1, grads_w2, grads_b2, grads_w3, grads_b3], float(q_taken.mean())
+    @property
+    def layer_sizes(self) -> list[int]:
+        return [self.obs_size, *self.hidden_sizes, self.num_actions + int(self.dueling)]
+
+    def init(self, rng: np.random.Generator) -> Params:
+        return init_params(self.layer_sizes, rng)
+
+    def check(self, params: Params) -> None:
+        """Raises ValueError unless params have exactly this layout's shapes."""
+        sizes = self.layer_sizes
+        want = [shape for fan_in, fan_out in zip(sizes, sizes[1:]) for shape in ((fan_in, fan_out), (fan_out,))]
+        got = [p.shape for p in params]
+        if got != want:
+            head = "dueling " if self.dueling else ""
+            raise ValueError(f"weight shapes {got} do not form the {self.obs_size}-input, {self.num_actions}-action "
+                             f"{head}MLP with hidden layers {list(self.hidden_sizes)} (shapes {want})")
+
+    def _head(self, out: np.ndarray) -> np.ndarray:
+        if not self.dueling:
+            return out
+        advantages = out[:, 1:]
+        return out[:, :1] + advantages - advantages.mean(axis=1, keepdims=True)
+
+    def _head_grad(self, dq: np.ndarray) -> np.ndarray:
+        if not self.dueling:
+            return dq
+        return np.concatenate([dq.sum(axis=1, keepdims=True), dq - dq.mean(axis=1, keepdims=True)], axis=1)
+
+    def q_values(self, params: Params, obs: np.ndarray) -> np.ndarray:
+        """Q(s, .) for a batch of observations."""
+        h = obs
+        for i in range(0, len(params) - 2, 2):
+            h = _leaky_relu(h @ params[i] + params[i + 1])
+        return self._head(h @ params[-2] + params[-1])
+
+    def greedy_actions(self, params: Params, obs: np.ndarray) -> np.ndarray:
+        return np.argmax(self.q_values(params, np.asarray(obs, dtype=np.float32)), axis=1)
+
+    def huber_loss_and_grads(self, params: Params, target_params: Params, batch: Transitions, gamma: float
+                             ) -> tuple[float, Params, float]:
+        """Double DQN: mean Huber(Q(s,a) - y), y = r + gamma * (1 - terminated) * Q_target(s', argmax Q(s', .)).
+
+        Returns the loss, its gradient with respect to `params`, and the mean Q(s, a).
+        """
+        n = batch.rows
+        x = np.concatenate([batch.obs, batch.next_obs]).astype(np.float32, copy=False)
+        inputs, pre = [x], []  # each layer's input, and each hidden layer's pre-activation
+        for i in range(0, len(params) - 2, 2):
+            z = inputs[-1] @ params[i] + params[i + 1]
+            pre.append(z)
+            inputs.append(_leaky_relu(z))
+        q_all = self._head(inputs[-1] @ params[-2] + params[-1])
+        q, q_next_online = q_all[:n], q_all[n:]
+
+        rows = np.arange(n)
+        best_next = np.argmax(q_next_online, axis=1)
+        q_next_target = self.q_values(target_params, batch.next_obs.astype(np.float32, copy=False))[rows, best_next]
+        not_done = 1.0 - batch.terminated.astype(np.float32)
+        y = batch.rewards.astype(np.float32) + gamma * not_done * q_next_target
+
+        q_taken = q[rows, batch.actions]
+        td = q_taken - y
+        abs_td = np.abs(td)
+        loss = float(np.mean(np.where(abs_td <= 1.0, 0.5 * td * td, abs_td - 0.5)))
+
+        dq = np.zeros_like(q)
+        dq[rows, batch.actions] = np.clip(td, -1.0, 1.0) / n
+        grad = self._head_grad(dq)
+        grads: Params = [np.empty(0)] * len(params)
+        for layer in range(len(params) // 2 - 1, -1, -1):
+            h = inputs[layer][:n]
+            grads[2 * layer], grads[2 * layer + 1] = h.T @ grad, grad.sum(axis=0)
+            if layer:
+                z = pre[layer - 1][:n]
+                grad = (grad @ params[2 * layer].T) * np.where(z > 0, 1.0, NEGATIVE_SLOPE).astype(z.dtype)
+        return loss, grads, float(q_taken.mean())
 
 
 @dataclass
@@ -111,10 +146,10 @@ class UpdateResult:
 class DoubleDQN:
     """Online and target Q-networks with an Adam optimiser."""
 
-    def __init__(self, obs_size: int, num_actions: int, hidden_sizes: list[int], *, learning_rate: float,
-                 gamma: float, max_grad_norm: float, target_update_interval: int, seed: int):
-        rng = np.random.default_rng(seed)
-        self.params = init_params([obs_size, *hidden_sizes, num_actions], rng)
+    def __init__(self, net: QNetwork, *, learning_rate: float, gamma: float, max_grad_norm: float,
+                 target_update_interval: int, seed: int):
+        self.net = net
+        self.params = net.init(np.random.default_rng(seed))
         self.target_params = [p.copy() for p in self.params]
         self.learning_rate = learning_rate
         self.gamma = gamma
@@ -125,7 +160,7 @@ class DoubleDQN:
         self._v = [np.zeros_like(p) for p in self.params]
 
     def update(self, batch: Transitions) -> UpdateResult:
-        loss, grads, mean_q = huber_loss_and_grads(self.params, self.target_params, batch, self.gamma)
+        loss, grads, mean_q = self.net.huber_loss_and_grads(self.params, self.target_params, batch, self.gamma)
         grad_norm = float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads)))
         scale = min(1.0, self.max_grad_norm / (grad_norm + 1e-6))
         self._adam_step(grads, scale)

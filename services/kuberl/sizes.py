@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kuberl.nets import QNetwork
+
 if TYPE_CHECKING:  # config checks its own sizes with these functions
     from kuberl.config import ExperimentConfig
 
@@ -24,8 +26,8 @@ def row_bytes(obs_size: int) -> int:
     return 2 * 4 * obs_size + 8 + 4 + 2
 
 
-def weight_count(obs_size: int, hidden_sizes: list[int], num_actions: int) -> int:
-    sizes = [obs_size, *hidden_sizes, num_actions]
+def weight_count(net: QNetwork) -> int:
+    sizes = net.layer_sizes
     return sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(sizes, sizes[1:]))
 
 
@@ -37,7 +39,7 @@ def static_problems(cfg: ExperimentConfig) -> list[tuple[str, str]]:
         problems.append(("learner.batchesPerSample",
                          f"learner.batchSize x learner.batchesPerSample = {lc.batch_size * lc.batches_per_sample} "
                          f"rows per SampleBatch; a shard answers at most {MAX_SAMPLE_ROWS}"))
-    hidden = weight_count(0, lc.hidden_sizes, 0) * WEIGHT_BYTES
+    hidden = weight_count(QNetwork.of(lc, 0, 0)) * WEIGHT_BYTES
     if hidden > MAX_MESSAGE_BYTES:
         problems.append(("learner.hiddenSizes", f"{lc.hidden_sizes}: the hidden layers' weights alone are {hidden} "
                                                 f"bytes; a weights message holds at most {MAX_MESSAGE_BYTES}"))
@@ -60,7 +62,7 @@ def environment_problems(cfg: ExperimentConfig, obs_size: int, num_actions: int)
         problems.append(("environment.pushBatchSize",
                          f"{cfg.environment.push_batch_size} rows of {row} bytes are {push} bytes per push; at most "
                          f"{MAX_MESSAGE_BYTES}"))
-    weights = weight_count(obs_size, lc.hidden_sizes, num_actions) * WEIGHT_BYTES
+    weights = weight_count(QNetwork.of(lc, obs_size, num_actions)) * WEIGHT_BYTES
     if weights > MAX_MESSAGE_BYTES:
         problems.append(("learner.hiddenSizes",
                          f"{lc.hidden_sizes} with {obs_size} inputs and {num_actions} actions: {weights} bytes of "

@@ -139,8 +139,9 @@ def test_bounds_are_inclusive_where_documented(spec):
 @pytest.mark.parametrize("spec, path", [
     ({"exploration": {"epsilonStart": 0.1, "epsilonEnd": 0.2}}, "spec.exploration.epsilonEnd"),
     ({"buffer": {"capacity": 16}, "learner": {"batchSize": 17}}, "spec.learner.batchSize"),
-    ({"learner": {"hiddenSizes": [64]}}, "spec.learner.hiddenSizes"),
-    ({"learner": {"hiddenSizes": [64, 64, 64]}}, "spec.learner.hiddenSizes"),
+    ({"learner": {"hiddenSizes": [8] * 9}}, "spec.learner.hiddenSizes"),
+    ({"learner": {"dueling": "yes"}}, "spec.learner.dueling"),
+    ({"learner": {"dueling": 1}}, "spec.learner.dueling"),
 ])
 def test_cross_field_rules(spec, path):
     with pytest.raises(ConfigError) as err:
@@ -152,6 +153,8 @@ def test_cross_field_edges_are_allowed():
     cfg = from_spec({"exploration": {"epsilonStart": 0.2, "epsilonEnd": 0.2},
                      "buffer": {"capacity": 16}, "learner": {"batchSize": 16}})
     assert cfg.learner.batch_size == cfg.buffer.capacity == 16
+    for widths in ([64], [8] * 8):
+        assert from_spec({"learner": {"hiddenSizes": widths, "dueling": True}}).learner.hidden_sizes == widths
 
 
 def a_custom_config():

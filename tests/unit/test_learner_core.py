@@ -5,6 +5,7 @@ import pytest
 
 from kuberl.experiment.core import ReplicaAssigner
 from kuberl.learner.core import evaluate, merge_batches, split_counts, updates_allowed
+from kuberl.nets import QNetwork
 from kuberl.tensors import Transitions
 
 
@@ -94,6 +95,9 @@ def test_updates_allowed_waits_for_a_full_batch():
     assert updates_allowed(100, 1, samples_per_insert=0.5, batch_size=10, learning_starts=0) == 4
 
 
+TWO_BY_TWO = QNetwork(4, 2, (2, 2))
+
+
 def balancing_policy():
     """A 4-2-2-2 ReLU net whose greedy action pushes toward the pole's lean: 1 iff angle + angular velocity > 0."""
     w1 = np.array([[0, 0], [0, 0], [1, -1], [1, -1]], np.float32)
@@ -104,20 +108,20 @@ def balancing_policy():
 
 def test_evaluate_a_fixed_policy_on_cartpole():
     params = balancing_policy()
-    first = evaluate(params, "CartPole-v1", episodes=5, max_episode_steps=500, seed=3)
+    first = evaluate(TWO_BY_TWO, params, "CartPole-v1", episodes=5, max_episode_steps=500, seed=3)
     assert math.isfinite(first) and 8 <= first <= 500
     assert first > 100  # the hand-made controller balances far better than chance
-    assert evaluate(params, "CartPole-v1", episodes=5, max_episode_steps=500, seed=3) == first
+    assert evaluate(TWO_BY_TWO, params, "CartPole-v1", episodes=5, max_episode_steps=500, seed=3) == first
 
 
 def test_evaluate_respects_max_episode_steps_and_is_deterministic():
     params = balancing_policy()
-    capped = evaluate(params, "CartPole-v1", episodes=3, max_episode_steps=30, seed=0)
+    capped = evaluate(TWO_BY_TWO, params, "CartPole-v1", episodes=3, max_episode_steps=30, seed=0)
     assert 8 <= capped <= 30
     constant = [np.zeros_like(p) for p in params]  # always action 0: the pole falls quickly
-    short = evaluate(constant, "CartPole-v1", episodes=4, max_episode_steps=500, seed=1)
+    short = evaluate(TWO_BY_TWO, constant, "CartPole-v1", episodes=4, max_episode_steps=500, seed=1)
     assert 8 <= short < 20
-    assert evaluate(constant, "CartPole-v1", episodes=4, max_episode_steps=500, seed=1) == short
+    assert evaluate(TWO_BY_TWO, constant, "CartPole-v1", episodes=4, max_episode_steps=500, seed=1) == short
 
 
 def test_assigner_round_robin():

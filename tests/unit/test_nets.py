@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from kuberl.nets import DoubleDQN, check_params, greedy_actions, huber_loss_and_grads, init_params, q_values
+from kuberl.nets import DoubleDQN, QNetwork, init_params
 from kuberl.tensors import Transitions
 
 GAMMA = 0.875  # exact in float32: the module multiplies gamma by a float32 mask
@@ -21,22 +21,52 @@ def make_batch(n, obs_size, num_actions, seed, reward_scale=1.0, dtype=np.float3
                        terminated=np.arange(n) % 3 == 0, truncated=np.zeros(n, bool))
 
 
-@pytest.fixture
-def small():
-    """A 3-5-4-2 net in float64 and a batch of 7 with both terminal kinds and TD errors on both sides of 1."""
+NET = QNetwork(3, 2, (5, 4))
+LAYOUTS = [NET, QNetwork(3, 2, (5,)), QNetwork(3, 2, (5, 4, 6)), QNetwork(3, 2, (5, 4), dueling=True),
+           QNetwork(3, 3, (6,), dueling=True)]
+
+
+def huber_loss_and_grads(params, target, batch, gamma, net=NET):
+    return net.huber_loss_and_grads(params, target, batch, gamma)
+
+
+def q_values(params, obs, net=NET):
+    return net.q_values(params, obs)
+
+
+def small_case(net):
+    """`net` in float64 and a batch of 7 with both terminal kinds and TD errors on both sides of 1."""
     rng = np.random.default_rng(3)
-    params = [p.astype(np.float64) for p in init_params([3, 5, 4, 2], rng)]
-    target = [p.astype(np.float64) for p in init_params([3, 5, 4, 2], rng)]
-    batch = make_batch(7, 3, 2, seed=4)._replace(
+    params = [p.astype(np.float64) for p in net.init(rng)]
+    target = [p.astype(np.float64) for p in net.init(rng)]
+    batch = make_batch(7, net.obs_size, net.num_actions, seed=4)._replace(
         rewards=np.array([3.0, 0.125, -2.5, 0.0625, 2.0, -0.25, 0.0]))  # float32-exact values
     return params, target, batch
 
 
-def expected_loss(params, target, batch, gamma):
+@pytest.fixture
+def small():
+    return small_case(NET)
+
+
+def reference_q(params, obs, dueling=False):
+    """Q-values computed layer by layer, independently of kuberl.nets."""
+    h = obs
+    layers = list(zip(params[::2], params[1::2]))
+    for w, b in layers[:-1]:
+        z = h @ w + b
+        h = np.where(z > 0, z, 0.01 * z)
+    out = h @ layers[-1][0] + layers[-1][1]
+    if not dueling:
+        return out
+    return out[:, :1] + out[:, 1:] - out[:, 1:].mean(axis=1, keepdims=True)
+
+
+def expected_loss(params, target, batch, gamma, dueling=False):
     """Double DQN Huber loss computed independently, in float64."""
-    q = q_values(params, batch.obs.astype(np.float64))
-    best = np.argmax(q_values(params, batch.next_obs.astype(np.float64)), axis=1)
-    q_next = q_values(target, batch.next_obs.astype(np.float64))[np.arange(batch.rows), best]
+    q = reference_q(params, batch.obs.astype(np.float64), dueling)
+    best = np.argmax(reference_q(params, batch.next_obs.astype(np.float64), dueling), axis=1)
+    q_next = reference_q(target, batch.next_obs.astype(np.float64), dueling)[np.arange(batch.rows), best]
     y = batch.rewards + gamma * (1.0 - batch.terminated) * q_next
     td = q[np.arange(batch.rows), batch.actions] - y
     return float(np.mean(huber(td))), td
@@ -75,10 +105,20 @@ def central_difference(loss, p: np.ndarray, eps: float) -> np.ndarray:
     return numeric
 
 
-def test_gradients_match_finite_differences(small):
-    params, target, batch = small
-    _, grads, _ = huber_loss_and_grads(params, target, batch, GAMMA)
-    loss = lambda: huber_loss_and_grads(params, target, batch, GAMMA)[0]  # noqa: E731
+@pytest.mark.parametrize("net", LAYOUTS, ids=lambda n: f"{n.hidden_sizes}{'-dueling' if n.dueling else ''}")
+def test_any_layout_matches_the_reference_loss(net):
+    params, target, batch = small_case(net)
+    loss, grads, _ = net.huber_loss_and_grads(params, target, batch, GAMMA)
+    assert loss == pytest.approx(expected_loss(params, target, batch, GAMMA, net.dueling)[0], rel=1e-12)
+    assert [g.shape for g in grads] == [p.shape for p in params]
+    np.testing.assert_allclose(net.q_values(params, batch.obs), reference_q(params, batch.obs, net.dueling))
+
+
+@pytest.mark.parametrize("net", LAYOUTS, ids=lambda n: f"{n.hidden_sizes}{'-dueling' if n.dueling else ''}")
+def test_gradients_match_finite_differences(net):
+    params, target, batch = small_case(net)
+    _, grads, _ = net.huber_loss_and_grads(params, target, batch, GAMMA)
+    loss = lambda: net.huber_loss_and_grads(params, target, batch, GAMMA)[0]  # noqa: E731
     for k, p in enumerate(params):
         numeric = central_difference(loss, p, eps=1e-6)
         np.testing.assert_allclose(grads[k], numeric, rtol=1e-5, atol=1e-8, err_msg=f"params[{k}]")
@@ -88,7 +128,7 @@ def test_gradients_match_finite_differences(small):
 def test_gradients_float32_central_difference():
     """The default float32 path: a looser check with a larger step."""
     rng = np.random.default_rng(5)
-    params, target = init_params([3, 5, 4, 2], rng), init_params([3, 5, 4, 2], rng)
+    params, target = NET.init(rng), NET.init(rng)
     batch = make_batch(7, 3, 2, seed=6, reward_scale=3.0)
     _, grads, _ = huber_loss_and_grads(params, target, batch, GAMMA)
     assert all(g.dtype == np.float32 for g in grads)
@@ -137,7 +177,7 @@ def test_truncated_rows_still_bootstrap(small):
 def dqn(**kw):
     args = dict(learning_rate=1e-2, gamma=GAMMA, max_grad_norm=10.0, target_update_interval=10**6, seed=0)
     args.update(kw)
-    return DoubleDQN(4, 2, [16, 16], **args)
+    return DoubleDQN(QNetwork(4, 2, (16, 16)), **args)
 
 
 def test_update_lowers_the_loss_on_a_fixed_batch():
@@ -194,7 +234,7 @@ def test_gradient_clipping(max_grad_norm):
 
 def test_load_sets_online_and_target():
     agent = dqn()
-    other = init_params([4, 16, 16, 2], np.random.default_rng(11))
+    other = QNetwork(4, 2, (16, 16)).init(np.random.default_rng(11))
     agent.load(other)
     for src, p, t in zip(other, agent.params, agent.target_params):
         np.testing.assert_array_equal(p, src)
@@ -208,7 +248,21 @@ def test_init_params_shapes_dtype_and_bounds():
     assert all(p.dtype == np.float32 for p in params)
     for w, fan_in in zip(params[::2], [4, 8, 6]):
         assert np.abs(w).max() <= 1 / np.sqrt(fan_in)
-    check_params(params, 4, 2)
+    QNetwork(4, 2, (8, 6)).check(params)
+
+
+def test_dueling_head_has_a_value_output_and_centred_advantages():
+    net = QNetwork(4, 3, (8,), dueling=True)
+    params = net.init(np.random.default_rng(0))
+    assert [p.shape for p in params] == [(4, 8), (8,), (8, 4), (4,)]
+    obs = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
+    q = net.q_values(params, obs)
+    h = np.maximum(obs @ params[0] + params[1], 0.01 * (obs @ params[0] + params[1]))
+    out = h @ params[2] + params[3]
+    np.testing.assert_allclose(q.mean(axis=1), out[:, 0], rtol=1e-5, atol=1e-6)  # mean Q is the value
+    QNetwork(4, 3, (8,)).check(init_params([4, 8, 3], np.random.default_rng(0)))
+    with pytest.raises(ValueError, match="dueling"):
+        net.check(init_params([4, 8, 3], np.random.default_rng(0)))  # a plain net's weights
 
 
 def test_init_params_is_seeded():
@@ -218,9 +272,10 @@ def test_init_params_is_seeded():
 
 
 def test_greedy_actions_are_argmax():
-    params = init_params([4, 8, 6, 3], np.random.default_rng(0))
+    net = QNetwork(4, 3, (8, 6))
+    params = net.init(np.random.default_rng(0))
     obs = np.random.default_rng(1).normal(size=(10, 4))
-    acts = greedy_actions(params, obs)
+    acts = net.greedy_actions(params, obs)
     np.testing.assert_array_equal(acts, np.argmax(q_values(params, obs.astype(np.float32)), axis=1))
     assert acts.shape == (10,)
 
@@ -240,9 +295,10 @@ def shapes(*shape_list):
     (shapes((4, 8), (8,), (8, 6), (6,), (12,), (2,)), 4, 2),  # 1-D weight
 ])
 def test_check_params_refuses_wrong_shapes(params, obs_size, num_actions):
-    with pytest.raises(ValueError):
-        check_params(params, obs_size, num_actions)
+    with pytest.raises(ValueError, match="do not form"):
+        QNetwork(obs_size, num_actions, (8, 6)).check(params)
 
 
 def test_check_params_accepts_a_valid_net():
-    check_params(shapes((4, 8), (8,), (8, 6), (6,), (6, 2), (2,)), 4, 2)
+    QNetwork(4, 2, (8, 6)).check(shapes((4, 8), (8,), (8, 6), (6,), (6, 2), (2,)))
+    QNetwork(4, 2, (8,)).check(shapes((4, 8), (8,), (8, 2), (2,)))

@@ -10,6 +10,7 @@ import pytest
 from kuberl.config import ConfigError, ExperimentConfig, from_spec
 from kuberl.learner.training import TrainingRun
 from kuberl.lifecycle import VERDICTS, Phase, Reason
+from kuberl.nets import QNetwork
 from kuberl.rpc import FailedPrecondition
 from kuberl.sizes import MAX_MESSAGE_BYTES, environment_problems, row_bytes, weight_count
 from kuberl.v1 import learner_service_pb2 as pb
@@ -33,7 +34,8 @@ def test_sizes_this_environment_makes_too_big_are_named():
     fields = [path for path, _ in environment_problems(cfg, 5_000, 2)]
     assert fields == ["learner.batchesPerSample", "environment.pushBatchSize"]
     assert row_bytes(5_000) * 20_000 > MAX_MESSAGE_BYTES
-    assert weight_count(4, [64, 64], 2) == 4 * 64 + 64 + 64 * 64 + 64 + 64 * 2 + 2
+    assert weight_count(QNetwork(4, 2, (64, 64))) == 4 * 64 + 64 + 64 * 64 + 64 + 64 * 2 + 2
+    assert weight_count(QNetwork(4, 2, (64,), dueling=True)) == 4 * 64 + 64 + 64 * 3 + 3
 
 
 class Wide(gym.Env):

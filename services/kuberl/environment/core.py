@@ -6,7 +6,7 @@ import numpy as np
 
 from kuberl.config import ExperimentConfig
 from kuberl.envs import EnvShape, StepResult, VectorStepper, describe, make_vector_env
-from kuberl.nets import Params, check_params, init_params, q_values
+from kuberl.nets import Params, QNetwork
 
 
 class Actor:
@@ -24,8 +24,8 @@ class Actor:
                               config.environment.max_episode_steps)
         self.stepper = VectorStepper(env, seed=seed)
         # Until the policy role has weights, act with a network seeded like the learner's.
-        self.params: Params = init_params([self.shape.obs_size, *config.learner.hidden_sizes, self.shape.num_actions],
-                                          np.random.default_rng(config.seed))
+        self.net = QNetwork.of(config.learner, self.shape.obs_size, self.shape.num_actions)
+        self.params: Params = self.net.init(np.random.default_rng(config.seed))
         self.policy_version = -1
         self.episodes = 0
         self.env_steps = 0
@@ -36,13 +36,13 @@ class Actor:
         return max(x.epsilon_end, x.epsilon_start * x.epsilon_decay**self.episodes)
 
     def load_policy(self, params: Params, version: int) -> None:
-        check_params(params, self.shape.obs_size, self.shape.num_actions)
+        self.net.check(params)
         self.params = params
         self.policy_version = version
 
     def step(self) -> StepResult:
         obs = self.stepper.obs
-        actions = np.argmax(q_values(self.params, obs), axis=1)
+        actions = self.net.greedy_actions(self.params, obs)
         explore = self.rng.random(len(actions)) < self.epsilon
         if explore.any():
             actions = np.where(explore, self.rng.integers(0, self.shape.num_actions, len(actions)), actions)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from kuberl.envs import VectorStepper, make_vector_env
-from kuberl.nets import Params, greedy_actions
+from kuberl.nets import Params, QNetwork
 from kuberl.tensors import Transitions
 
 
@@ -49,13 +49,13 @@ def updates_allowed(env_steps: int, updates: int, *, samples_per_insert: float, 
     return max(0, int(env_steps * samples_per_insert / batch_size) - updates)
 
 
-def evaluate(params: Params, env_id: str, episodes: int, max_episode_steps: int, seed: int) -> float:
+def evaluate(net: QNetwork, params: Params, env_id: str, episodes: int, max_episode_steps: int, seed: int) -> float:
     """Mean undiscounted return of the greedy policy over `episodes` episodes (one per env)."""
     stepper = VectorStepper(make_vector_env(env_id, episodes, max_episode_steps), seed=seed)
     returns = np.full(episodes, np.nan)
     try:
         while np.isnan(returns).any():
-            result = stepper.step(greedy_actions(params, stepper.obs))
+            result = stepper.step(net.greedy_actions(params, stepper.obs))
             for env, ret in zip(result.finished_envs, result.episode_returns):
                 if np.isnan(returns[env]):  # only an env's first episode counts
                     returns[env] = ret

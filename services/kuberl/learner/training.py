@@ -20,7 +20,7 @@ from kuberl.discovery import Discovery
 from kuberl.envs import describe
 from kuberl.learner.core import evaluate, merge_batches, split_counts, updates_allowed
 from kuberl.metrics import MetricsReporter
-from kuberl.nets import DoubleDQN, Params, check_params
+from kuberl.nets import DoubleDQN, Params, QNetwork
 from kuberl.rpc import FailedPrecondition, NotFound, stub
 from kuberl.sizes import describe_problems, environment_problems
 from kuberl.tensors import Transitions, pack_weights, unpack_transitions, unpack_weights
@@ -250,8 +250,8 @@ class Evaluator:
         self.metrics = metrics
         self.eval_return = math.nan
 
-    def evaluate(self, params: Params, config: ExperimentConfig, updates: int, env_steps: int) -> float:
-        self.eval_return = evaluate(params, config.env_id, config.stop.eval_episodes,
+    def evaluate(self, net: QNetwork, params: Params, config: ExperimentConfig, updates: int, env_steps: int) -> float:
+        self.eval_return = evaluate(net, params, config.env_id, config.stop.eval_episodes,
                                     config.environment.max_episode_steps, seed=config.seed + 10_007 * (1 + updates))
         if self.metrics is not None:
             self.metrics.record(self.experiment_id, "charts/eval_return", self.eval_return, env_steps)
@@ -272,8 +272,9 @@ class TrainingRun:
         self.target_return = config.stop.target_return if config.stop.target_return is not None \
             else self.shape.reward_threshold
         lc = config.learner
-        self.trainer = Trainer(DoubleDQN(self.shape.obs_size, self.shape.num_actions, lc.hidden_sizes,
-                                         learning_rate=lc.learning_rate, gamma=lc.gamma, max_grad_norm=lc.max_grad_norm,
+        self.net = QNetwork.of(lc, self.shape.obs_size, self.shape.num_actions)
+        self.trainer = Trainer(DoubleDQN(self.net, learning_rate=lc.learning_rate, gamma=lc.gamma,
+                                         max_grad_norm=lc.max_grad_norm,
                                          target_update_interval=lc.target_update_interval, seed=config.seed))
         self.sampler = RateLimitedSampler(experiment_id, Discovery(buffer_target))
         self.publisher = Publisher(experiment_id, policy_address)
@@ -291,7 +292,7 @@ class TrainingRun:
         resumed = None if self.ended else self.publisher.resume()
         if resumed is not None:
             version, params = resumed
-            check_params(params, self.shape.obs_size, self.shape.num_actions)
+            self.net.check(params)
             self.trainer.load(params)
             log.info("%s: resumed from policy version %d", experiment_id, version)
 
@@ -319,7 +320,7 @@ class TrainingRun:
 
     def _evaluate_and_check(self) -> bool:
         """Greedy evaluation; True (and finished) when it meets the target return."""
-        greedy = self.evaluator.evaluate(self.trainer.params(), self.config, self.trainer.updates,
+        greedy = self.evaluator.evaluate(self.net, self.trainer.params(), self.config, self.trainer.updates,
                                          self.sampler.env_steps)
         if self.target_return is not None and greedy >= self.target_return and self._finish(
                 pb.TRAINING_STATE_SOLVED,
@@ -357,10 +358,11 @@ class TrainingRun:
     def reconfigure(self, config: ExperimentConfig) -> None:
         """Applies a changed config while training (e.g. samplesPerInsert patched in the spec).
         The network's shape cannot change under a running learner; that needs a new experiment."""
-        if config.learner.hidden_sizes != self.config.learner.hidden_sizes:
-            log.warning("%s: hiddenSizes cannot change while training; keeping %s", self.experiment_id,
-                        self.config.learner.hidden_sizes)
-            config = config.replace(learner={"hidden_sizes": self.config.learner.hidden_sizes})
+        if QNetwork.of(config.learner, self.net.obs_size, self.net.num_actions) != self.net:
+            log.warning("%s: hiddenSizes and dueling cannot change while training; keeping %s", self.experiment_id,
+                        self.net)
+            config = config.replace(learner={"hidden_sizes": list(self.net.hidden_sizes),
+                                             "dueling": self.net.dueling})
         self.trainer.reconfigure(config.learner)
         self.config = config
         log.info("%s: config updated (samples per insert %g)", self.experiment_id, config.learner.samples_per_insert)

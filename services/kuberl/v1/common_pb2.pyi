@@ -95,7 +95,7 @@ class BufferSpec(_message.Message):
     def __init__(self, replicas: _Optional[int] = ..., capacity: _Optional[int] = ..., snapshot_interval_seconds: _Optional[float] = ...) -> None: ...
 
 class LearnerSpec(_message.Message):
-    __slots__ = ("batch_size", "learning_rate", "gamma", "hidden_sizes", "target_update_interval", "samples_per_insert", "learning_starts", "max_grad_norm", "policy_push_interval", "batches_per_sample")
+    __slots__ = ("batch_size", "learning_rate", "gamma", "hidden_sizes", "target_update_interval", "samples_per_insert", "learning_starts", "max_grad_norm", "policy_push_interval", "batches_per_sample", "dueling")
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     GAMMA_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +106,7 @@ class LearnerSpec(_message.Message):
     MAX_GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
     POLICY_PUSH_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     BATCHES_PER_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    DUELING_FIELD_NUMBER: _ClassVar[int]
     batch_size: int
     learning_rate: float
     gamma: float
@@ -116,7 +117,8 @@ class LearnerSpec(_message.Message):
     max_grad_norm: float
     policy_push_interval: int
     batches_per_sample: int
-    def __init__(self, batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., gamma: _Optional[float] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., target_update_interval: _Optional[int] = ..., samples_per_insert: _Optional[float] = ..., learning_starts: _Optional[int] = ..., max_grad_norm: _Optional[float] = ..., policy_push_interval: _Optional[int] = ..., batches_per_sample: _Optional[int] = ...) -> None: ...
+    dueling: bool
+    def __init__(self, batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., gamma: _Optional[float] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., target_update_interval: _Optional[int] = ..., samples_per_insert: _Optional[float] = ..., learning_starts: _Optional[int] = ..., max_grad_norm: _Optional[float] = ..., policy_push_interval: _Optional[int] = ..., batches_per_sample: _Optional[int] = ..., dueling: _Optional[bool] = ...) -> None: ...
 
 class StopSpec(_message.Message):
     __slots__ = ("target_return", "eval_episodes", "max_env_steps", "eval_interval_updates")
