@@ -181,11 +181,12 @@ def status(args: argparse.Namespace) -> int:
             rows = list(api.ListExperiments(pb.ListExperimentsRequest(), timeout=args.timeout).experiments)
     except grpc.RpcError as err:
         return _call_failed("status", args, err)
-    print(f"{'EXPERIMENT':<24} {'PHASE':<10} {'ENV':<16} {'STEPS':>9} {'EPISODES':>8} {'RETURN':>8} {'EVAL':>8}")
+    print(f"{'EXPERIMENT':<24} {'PHASE':<10} {'ENV':<16} {'STEPS':>9} {'EPISODES':>8} {'RETURN':>8} {'EVAL':>8} "
+          f"{'RESULT':>8}")
     for s in rows:
         phase = pb.ExperimentPhase.Name(s.phase).removeprefix("EXPERIMENT_PHASE_").capitalize()  # Phase's value
         print(f"{s.experiment_id:<24} {phase:<10} {s.env_id:<16} {s.env_steps:>9} {s.episodes:>8} "
-              f"{s.mean_return:>8.1f} {s.eval_return:>8.1f}")
+              f"{s.mean_return:>8.1f} {s.eval_return:>8.1f} {s.result_return:>8.1f}")
     return 0
 
 

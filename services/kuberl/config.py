@@ -110,6 +110,9 @@ class StopSpec:
     max_env_steps: int = knob(500_000, "Environment steps after which the experiment ends unsolved.",
                               minimum=1, maximum=10_000_000_000)
     eval_interval_updates: int = knob(1_000, "Updates between greedy evaluations.", minimum=1, maximum=10_000_000)
+    confirm_episodes: int = knob(100, "Fresh episodes (other seeds) that must confirm an evaluation at the target "
+                                      "before the run counts as solved; they score the result.",
+                                 minimum=1, maximum=10_000)
 
 
 @dataclass(frozen=True)

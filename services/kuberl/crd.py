@@ -155,6 +155,9 @@ def status_schema() -> dict[str, Any]:
         "completionTime": {"type": "string", "format": "date-time"},
         "envSteps": integer, "episodes": integer, "updates": integer, "policyVersion": integer,
         "meanReturn": number, "evalReturn": number,
+        "result": {"type": "object", "description": "The version the experiment leaves as its result (the best "
+                   "evaluated one, kept by the policy role) and its mean greedy return over `episodes` fresh "
+                   "episodes.", "properties": {"policyVersion": integer, "meanReturn": number, "episodes": integer}},
         "environment": _replica_status("environment"), "buffer": _replica_status("buffer"),
         "learner": _replica_status("learner")}}
 
@@ -170,6 +173,7 @@ def crd_manifest() -> dict[str, Any]:
         ("Steps", "integer", ".status.envSteps", "Environment steps so far."),
         ("Return", "number", ".status.meanReturn", "Mean training return of the last 100 episodes."),
         ("Eval", "number", ".status.evalReturn", "Mean greedy return of the latest evaluation."),
+        ("Result", "number", ".status.result.meanReturn", "Mean greedy return of the result version."),
         ("Age", "date", ".metadata.creationTimestamp", "Time since the experiment was created.")]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

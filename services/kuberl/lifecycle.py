@@ -86,6 +86,9 @@ class LearnerView:
     message: str = ""
     buffer_size: int = 0
     shards: int = 0  # shards the learner samples from
+    result_version: int = -1  # the best evaluated version; -1 before any evaluation
+    result_return: float = math.nan
+    result_episodes: int = 0
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,11 @@ def compute_status(intent: Intent, previous: dict[str, Any] | None, obs: Observa
         kept = _finite_or(value, previous.get(key))
         if kept is not None:
             status[key] = round(float(kept), 3)
+    if learner is not None and learner.result_version >= 0 and math.isfinite(learner.result_return):
+        status["result"] = {"policyVersion": learner.result_version, "meanReturn": round(learner.result_return, 3),
+                            "episodes": learner.result_episodes}
+    elif "result" in previous:
+        status["result"] = previous["result"]
     if end is not None:
         status["completionTime"] = previous.get("completionTime") or _time(obs.now)
     return status

@@ -281,6 +281,13 @@ def experiment_stub(cluster: LocalCluster) -> exp_grpc.ExperimentServiceStub:
 
 # --- kuberl run ------------------------------------------------------------------------------
 
+def _describe_result(result: dict[str, Any] | None) -> str:
+    if not result:
+        return "none (no version was evaluated)"
+    return (f"policy version {result['policyVersion']}: mean return {result['meanReturn']:.1f} over "
+            f"{result['episodes']} fresh episodes")
+
+
 def _fmt(value: float | None, spec: str = ".1f") -> str:
     return "-" if value is None or math.isnan(value) else format(value, spec)
 
@@ -446,7 +453,8 @@ def run_manifest(path: Path, output: Path | None, timeout: float, progress: bool
           f"  episodes         {status.get('episodes', 0)}\n"
           f"  mean return      {_fmt(status.get('meanReturn'))} (last 100 training episodes)\n"
           f"  greedy return    {_fmt(status.get('evalReturn'))} "
-          f"(mean of {manifest.config.stop.eval_episodes} episodes)\n"
+          f"(mean of {manifest.config.stop.eval_episodes} episodes, the latest evaluation)\n"
+          f"  result           {_describe_result(status.get('result'))}\n"
           f"  updates          {status.get('updates', 0)}, policy version {status.get('policyVersion', 0)}\n"
           f"  learning curve   {curve or 'not drawn: pip install kuberl[local] (matplotlib)'}")
     return 0 if recorded_phase(status) is Phase.SUCCEEDED else 1

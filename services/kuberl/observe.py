@@ -32,7 +32,8 @@ def ask_learner(address: str, experiment_id: str, timeout: float) -> LearnerView
     return LearnerView(state=learner_pb.TrainingState.Name(stats.state).removeprefix("TRAINING_STATE_"),
                        updates=stats.updates, env_steps=stats.env_steps, policy_version=stats.policy_version,
                        eval_return=stats.eval_return if stats.updates else math.nan, message=stats.message,
-                       buffer_size=stats.buffer_size, shards=stats.shards)
+                       buffer_size=stats.buffer_size, shards=stats.shards, result_version=stats.result_version,
+                       result_return=stats.result_return, result_episodes=stats.result_episodes)
 
 
 def episode_returns(address: str, experiment_id: str, timeout: float) -> tuple[int | None, float | None]:

@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from kuberl.policy.core import PolicyStore
-from kuberl.snapshots import snapshot_name
+from kuberl.policy.core import Evaluation, PolicyStore
+from kuberl.snapshots import SnapshotKind, snapshot_name
 
 
 def weights(value: float) -> list[np.ndarray]:
@@ -64,3 +64,46 @@ def test_a_failed_write_keeps_its_experiment_unsaved(tmp_path):
     assert store.flush() == 1  # retried, not forgotten
     store.close()
     assert PolicyStore(tmp_path).newer_than("blocked", -1)[0] == 1
+
+
+def test_the_result_is_kept_apart_from_the_newest_and_survives_a_restart(tmp_path):
+    store = PolicyStore(tmp_path, flush_seconds=3600)
+    assert store.result("e") is None
+    for version in (1, 2, 3):
+        store.update("e", version, weights(float(version)))
+    store.set_result("e", 2, weights(2.0), Evaluation(480.5, 100, 12_000))
+    store.update("e", 4, weights(4.0))  # training goes on; the result stays
+    assert store.newer_than("e", -1)[0] == 4
+    store.close()
+    restored = PolicyStore(tmp_path, flush_seconds=3600)
+    result = restored.result("e")
+    assert result.version == 2 and result.evaluation == Evaluation(480.5, 100, 12_000)
+    assert np.array_equal(result.weights[0], weights(2.0)[0])
+    assert restored.newer_than("e", -1)[0] == 4
+    assert restored.release("e") and restored.result("e") is None
+    restored.close()
+
+
+@pytest.mark.parametrize("version, evaluation, match", [
+    (5, Evaluation(1.0, 10, 0), "was not published"),
+    (-1, Evaluation(1.0, 10, 0), "was not published"),
+    (1, Evaluation(float("nan"), 10, 0), "not an evaluation"),
+    (1, Evaluation(1.0, 0, 0), "not an evaluation"),
+])
+def test_a_result_must_be_a_published_version_with_a_real_evaluation(version, evaluation, match):
+    store = PolicyStore()
+    store.update("e", 1, weights(1.0))
+    with pytest.raises(ValueError, match=match):
+        store.set_result("e", version, weights(1.0), evaluation)
+    with pytest.raises(ValueError, match="empty"):
+        store.set_result("e", 1, [], Evaluation(1.0, 10, 0))
+    assert store.result("e") is None
+
+
+def test_a_format_1_file_is_read_as_the_newest_without_a_result(tmp_path):
+    POLICY_V1 = SnapshotKind("kuberl.policy", 1)
+    POLICY_V1.save(tmp_path, "old", {"version": np.array(7), "w0": weights(7.0)[0], "w1": weights(7.0)[1]})
+    store = PolicyStore(tmp_path, flush_seconds=3600)
+    assert store.newer_than("old", -1)[0] == 7 and store.result("old") is None
+    assert not store.set_aside.paths
+    store.close()

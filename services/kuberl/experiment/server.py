@@ -50,12 +50,15 @@ def status_to_proto(experiment_id: str, env_id: str, status: dict[str, Any], ela
                     environment_replicas: list[str], buffer_size: int = 0) -> pb.ExperimentStatus:
     """A lifecycle status (the RLExperiment status vocabulary) as the API's ExperimentStatus."""
     nan = float("nan")
+    result = status.get("result", {})
     return pb.ExperimentStatus(
         experiment_id=experiment_id, phase=phase_to_proto(recorded_phase(status)), message=status.get("message", ""),
         env_id=env_id, env_steps=int(status.get("envSteps", 0)), episodes=int(status.get("episodes", 0)),
         mean_return=float(status.get("meanReturn", nan)), eval_return=float(status.get("evalReturn", nan)),
         policy_version=int(status.get("policyVersion", 0)), updates=int(status.get("updates", 0)),
-        elapsed_seconds=elapsed_seconds, environment_replicas=environment_replicas, buffer_size=buffer_size)
+        elapsed_seconds=elapsed_seconds, environment_replicas=environment_replicas, buffer_size=buffer_size,
+        result_version=int(result.get("policyVersion", -1)), result_return=float(result.get("meanReturn", nan)),
+        result_episodes=int(result.get("episodes", 0)))
 
 
 @dataclass

@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from concurrent import futures
+from dataclasses import dataclass
 
 import grpc
 
@@ -20,11 +21,13 @@ from kuberl.discovery import Discovery
 from kuberl.envs import describe
 from kuberl.learner.core import evaluate, merge_batches, split_counts, updates_allowed
 from kuberl.metrics import MetricsReporter
+from kuberl.policy.core import Evaluation
 from kuberl.nets import DoubleDQN, Params, QNetwork
 from kuberl.rpc import FailedPrecondition, NotFound, stub
 from kuberl.sizes import describe_problems, environment_problems
 from kuberl.tensors import Transitions, pack_weights, unpack_transitions, unpack_weights
 from kuberl.v1 import buffer_service_pb2 as buffer_pb
+from kuberl.v1 import common_pb2
 from kuberl.v1 import buffer_service_pb2_grpc as buffer_grpc
 from kuberl.v1 import learner_service_pb2 as pb
 from kuberl.v1 import policy_service_pb2 as policy_pb
@@ -219,22 +222,47 @@ class Publisher:
             self.version = reply.weights.version
         return reply.weights.version, unpack_weights(reply.weights)
 
-    def publish(self, trainer: Trainer, wait: bool) -> None:
-        """Sends the trainer's weights as the next version; without `wait`, skipped (before any
-        copy is made) while a push is in flight."""
+    def publish(self, trainer: Trainer, wait: bool, skip_if_busy: bool = True) -> tuple[int, Params] | None:
+        """Sends the trainer's weights as the next version and returns (version, weights).
+        Without `wait`, skipped (before any copy is made, returning None) while a push is in
+        flight, unless not `skip_if_busy`: then queued behind it."""
         with self._lock:
-            if not wait and self._in_flight is not None and not self._in_flight.done():
-                return
+            if not wait and skip_if_busy and self._in_flight is not None and not self._in_flight.done():
+                return None
             self.version += 1
-            future = self._pusher.submit(self._send, pack_weights(trainer.params(), self.version))
+            version, params = self.version, trainer.params()
+            future = self._pusher.submit(self._send, pack_weights(params, version))
             self._in_flight = future
         if wait:
             future.result()
+        return version, params
 
-    def _send(self, weights: object) -> None:
+    def keep_result(self, version: int, params: Params, evaluation: Evaluation) -> None:
+        """Marks a published version as the experiment's result. On the push thread, so that it
+        follows that version's own push."""
+        request = policy_pb.UpdatePolicyRequest(
+            experiment_id=self.experiment_id, weights=pack_weights(params, version),
+            result=policy_pb.Evaluation(mean_return=evaluation.mean_return, episodes=evaluation.episodes,
+                                        env_steps=evaluation.env_steps))
+        self._pusher.submit(self._call, request).result()
+
+    def resume_result(self) -> tuple[int, Params, Evaluation] | None:
+        """The result the policy role holds for the experiment, or None."""
         try:
-            stub(policy_grpc.PolicyServiceStub, self.policy_address).UpdatePolicy(
-                policy_pb.UpdatePolicyRequest(experiment_id=self.experiment_id, weights=weights), timeout=RPC_TIMEOUT)
+            reply = stub(policy_grpc.PolicyServiceStub, self.policy_address).GetPolicy(
+                policy_pb.GetPolicyRequest(experiment_id=self.experiment_id, result=True), timeout=RPC_TIMEOUT)
+        except grpc.RpcError:
+            return None  # none yet (NOT_FOUND), or unreachable: resume() has said so
+        e = reply.evaluation
+        return reply.weights.version, unpack_weights(reply.weights), Evaluation(e.mean_return, e.episodes,
+                                                                                e.env_steps)
+
+    def _send(self, weights: common_pb2.PolicyWeights) -> None:
+        self._call(policy_pb.UpdatePolicyRequest(experiment_id=self.experiment_id, weights=weights))
+
+    def _call(self, request: policy_pb.UpdatePolicyRequest) -> None:
+        try:
+            stub(policy_grpc.PolicyServiceStub, self.policy_address).UpdatePolicy(request, timeout=RPC_TIMEOUT)
         except grpc.RpcError as err:
             log.warning("%s: policy push failed: %s", self.experiment_id, err.code().name)
 
@@ -242,22 +270,116 @@ class Publisher:
         self._pusher.shutdown(wait=True)
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A published version handed to the evaluator, with when it was made."""
+
+    version: int
+    params: Params
+    updates: int
+    env_steps: int
+
+
+# Confirmation episodes are seeded apart from the periodic evaluations', so they are fresh.
+CONFIRM_SEED_OFFSET = 1_000_003
+
+
 class Evaluator:
-    """Greedy evaluation on fresh environments, and the latest return it measured."""
+    """Greedy evaluation on a thread of its own: the training loop hands over a published
+    version and goes on. Keeps the best evaluated version as the experiment's result (the
+    policy role stores it as such), and applies the confirmation a solve needs: an evaluation at
+    the target counts only when stop.confirmEpisodes fresh episodes with other seeds agree, so
+    that what a run leaves is never a lucky ten episodes."""
 
-    def __init__(self, experiment_id: str, metrics: MetricsReporter | None):
-        self.experiment_id = experiment_id
-        self.metrics = metrics
+    def __init__(self, run: TrainingRun):
+        self._run = run
         self.eval_return = math.nan
+        self.result: tuple[int, Evaluation] | None = None  # (version, the evaluation that chose it)
+        self._best: Candidate | None = None
+        self._best_return = -math.inf  # the periodic evaluations' score the result was chosen by
+        self._pending: queue.Queue[Candidate] = queue.Queue(maxsize=1)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def evaluate(self, net: QNetwork, params: Params, config: ExperimentConfig, updates: int, env_steps: int) -> float:
-        self.eval_return = evaluate(net, params, config.env_id, config.stop.eval_episodes,
-                                    config.environment.max_episode_steps, seed=config.seed + 10_007 * (1 + updates))
-        if self.metrics is not None:
-            self.metrics.record(self.experiment_id, "charts/eval_return", self.eval_return, env_steps)
-        log.info("%s: %d updates, %d env steps, greedy return %.1f", self.experiment_id, updates, env_steps,
-                 self.eval_return)
-        return self.eval_return
+    def restore(self, version: int, params: Params, evaluation: Evaluation) -> None:
+        """A restarted learner keeps the result the policy role holds until it finds a better one."""
+        self._best = Candidate(version, params, 0, evaluation.env_steps)
+        self._best_return, self.result = evaluation.mean_return, (version, evaluation)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=f"evaluate-{self._run.experiment_id}", daemon=True)
+        self._thread.start()
+
+    def submit(self, candidate: Candidate) -> None:
+        """Never blocks: a version still waiting is replaced by the newer one."""
+        try:
+            self._pending.get_nowait()
+        except queue.Empty:
+            pass
+        self._pending.put_nowait(candidate)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=RPC_TIMEOUT + 60)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set() and not self._run.ended:
+            try:
+                candidate = self._pending.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            try:
+                self._evaluate(candidate)
+            except Exception as err:
+                self._run.fail(err)
+                return
+
+    def _greedy(self, candidate: Candidate, episodes: int, seed_offset: int = 0) -> float:
+        cfg = self._run.config
+        return evaluate(self._run.net, candidate.params, cfg.env_id, episodes, cfg.environment.max_episode_steps,
+                        seed=cfg.seed + seed_offset + 10_007 * (1 + candidate.updates))
+
+    def _record(self, name: str, value: float, env_steps: int) -> None:
+        if self._run.metrics is not None:
+            self._run.metrics.record(self._run.experiment_id, name, value, env_steps)
+
+    def _evaluate(self, candidate: Candidate) -> None:
+        stop, target = self._run.config.stop, self._run.target_return
+        greedy = self._greedy(candidate, stop.eval_episodes)
+        self.eval_return = greedy
+        self._record("charts/eval_return", greedy, candidate.env_steps)
+        log.info("%s: version %d (%d updates, %d env steps): greedy return %.1f", self._run.experiment_id,
+                 candidate.version, candidate.updates, candidate.env_steps, greedy)
+        if greedy > self._best_return:
+            self._best_return = greedy
+            self._keep(candidate, Evaluation(greedy, stop.eval_episodes, candidate.env_steps))
+        if target is None or greedy < target:
+            return
+        confirmed = self._greedy(candidate, stop.confirm_episodes, CONFIRM_SEED_OFFSET)
+        self._record("charts/confirmed_return", confirmed, candidate.env_steps)
+        if confirmed < target:
+            log.info("%s: version %d not confirmed: %.1f over %d fresh episodes < %g; training goes on",
+                     self._run.experiment_id, candidate.version, confirmed, stop.confirm_episodes, target)
+            return
+        self._keep(candidate, Evaluation(confirmed, stop.confirm_episodes, candidate.env_steps))
+        self._run.solved(f"greedy return {greedy:.1f} >= {target:g} after {candidate.env_steps} env steps, "
+                         f"confirmed by {confirmed:.1f} over {stop.confirm_episodes} fresh episodes "
+                         f"(result: version {candidate.version})")
+
+    def confirm_result(self) -> None:
+        """At the end of a run that did not solve: the result scored as a solve's would be."""
+        if self._best is None or self.result is None or self.result[1].episodes >= self._run.config.stop.confirm_episodes:
+            return
+        episodes = self._run.config.stop.confirm_episodes
+        self._keep(self._best, Evaluation(self._greedy(self._best, episodes, CONFIRM_SEED_OFFSET), episodes,
+                                          self._best.env_steps))
+
+    def _keep(self, candidate: Candidate, evaluation: Evaluation) -> None:
+        with self._lock:
+            self._best, self.result = candidate, (candidate.version, evaluation)
+        self._run.publisher.keep_result(candidate.version, candidate.params, evaluation)
 
 
 class TrainingRun:
@@ -278,7 +400,7 @@ class TrainingRun:
                                          target_update_interval=lc.target_update_interval, seed=config.seed))
         self.sampler = RateLimitedSampler(experiment_id, Discovery(buffer_target))
         self.publisher = Publisher(experiment_id, policy_address)
-        self.evaluator = Evaluator(experiment_id, metrics)
+        self.evaluator = Evaluator(self)
         self.state = pb.TRAINING_STATE_WAITING_FOR_DATA
         self.message = ""
         problems = environment_problems(config, self.shape.obs_size, self.shape.num_actions)
@@ -295,6 +417,9 @@ class TrainingRun:
             self.net.check(params)
             self.trainer.load(params)
             log.info("%s: resumed from policy version %d", experiment_id, version)
+            result = self.publisher.resume_result()
+            if result is not None:
+                self.evaluator.restore(*result)
 
     # --- the verdict -------------------------------------------------------------------------
 
@@ -316,20 +441,16 @@ class TrainingRun:
             ended = self._finish(pb.TRAINING_STATE_BUDGET_EXHAUSTED, f"{steps} env steps without reaching the "
                                                                    f"target return {self.target_return:g}")
         if ended:
+            self.evaluator.stop()
+            self.evaluator.confirm_result()
             self.publisher.publish(self.trainer, wait=True)
 
-    def _evaluate_and_check(self) -> bool:
-        """Greedy evaluation; True (and finished) when it meets the target return."""
-        greedy = self.evaluator.evaluate(self.net, self.trainer.params(), self.config, self.trainer.updates,
-                                         self.sampler.env_steps)
-        if self.target_return is not None and greedy >= self.target_return and self._finish(
-                pb.TRAINING_STATE_SOLVED,
-                f"greedy return {greedy:.1f} >= {self.target_return:g} after {self.sampler.env_steps} env steps"):
+    def solved(self, message: str) -> None:
+        """The evaluator's verdict: a confirmed evaluation at the target."""
+        if self._finish(pb.TRAINING_STATE_SOLVED, message):
             self.publisher.publish(self.trainer, wait=True)
-            return True
-        return False
 
-    def _fail(self, err: Exception) -> None:
+    def fail(self, err: Exception) -> None:
         log.exception("%s: training failed", self.experiment_id)
         self._finish(pb.TRAINING_STATE_FAILED, f"{type(err).__name__}: {err}")
 
@@ -352,6 +473,7 @@ class TrainingRun:
                          threading.Thread(target=self._train_loop, name=f"train-{self.experiment_id}", daemon=True)]
         for thread in self._threads:
             thread.start()
+        self.evaluator.start()
         log.info("%s: training started (target return %s, at most %d env steps)", self.experiment_id,
                  self.target_return, self.config.stop.max_env_steps)
 
@@ -382,7 +504,7 @@ class TrainingRun:
                     except queue.Full:
                         continue
         except Exception as err:
-            self._fail(err)
+            self.fail(err)
 
     def _train_loop(self) -> None:
         last_report, updates_at_report = time.monotonic(), self.trainer.updates
@@ -401,14 +523,20 @@ class TrainingRun:
                         if self.state == pb.TRAINING_STATE_WAITING_FOR_DATA:
                             self.state = pb.TRAINING_STATE_TRAINING
                 for batch in batches:
-                    if self._update(batch) % stop.eval_interval_updates == 0 and self._evaluate_and_check():
-                        return
+                    updates = self._update(batch)
+                    if updates % stop.eval_interval_updates == 0:
+                        self._hand_to_evaluator(updates)
                 now = time.monotonic()
                 if self.metrics is not None and now - last_report >= 1.0:
                     self._report(now - last_report, self.trainer.updates - updates_at_report)
                     last_report, updates_at_report = now, self.trainer.updates
         except Exception as err:
-            self._fail(err)
+            self.fail(err)
+
+    def _hand_to_evaluator(self, updates: int) -> None:
+        published = self.publisher.publish(self.trainer, wait=False, skip_if_busy=False)
+        assert published is not None  # not skipped: queued behind a push in flight
+        self.evaluator.submit(Candidate(*published, updates, self.sampler.env_steps))
 
     def _update(self, batch: Transitions) -> int:
         updates = self.trainer.update(batch)
@@ -449,6 +577,7 @@ class TrainingRun:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=RPC_TIMEOUT + 5)
+        self.evaluator.stop()
         self.publisher.close()
 
     def stats(self) -> pb.LearnerStats:
@@ -456,4 +585,12 @@ class TrainingRun:
                                env_steps=self.sampler.env_steps, last_loss=self.trainer.last_loss,
                                mean_q=self.trainer.mean_q, eval_return=self.evaluator.eval_return,
                                buffer_size=self.sampler.buffer_size, message=self.message,
-                               shards=self.sampler.shard_count)
+                               shards=self.sampler.shard_count, **self._result_fields())
+
+    def _result_fields(self) -> dict[str, float | int]:
+        result = self.evaluator.result
+        if result is None:
+            return {"result_version": -1, "result_return": math.nan, "result_episodes": 0}
+        version, evaluation = result
+        return {"result_version": version, "result_return": evaluation.mean_return,
+                "result_episodes": evaluation.episodes}

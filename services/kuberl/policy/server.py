@@ -6,8 +6,8 @@ from pathlib import Path
 
 import grpc
 
-from kuberl.policy.core import PolicyStore
-from kuberl.rpc import Server, require_experiment_id, rpc_errors
+from kuberl.policy.core import Evaluation, PolicyStore
+from kuberl.rpc import NotFound, Server, require_experiment_id, rpc_errors
 from kuberl.tensors import pack_weights, unpack_weights
 from kuberl.v1 import common_pb2
 from kuberl.v1 import policy_service_pb2 as pb
@@ -21,6 +21,15 @@ class PolicyServicer(pb_grpc.PolicyServiceServicer):
     @rpc_errors
     def GetPolicy(self, request: pb.GetPolicyRequest, context: grpc.ServicerContext) -> pb.GetPolicyResponse:
         experiment_id = require_experiment_id(request.experiment_id)
+        if request.result:
+            result = self.store.result(experiment_id)
+            if result is None:
+                raise NotFound(f"experiment {experiment_id!r} has no result yet (no version has been evaluated)")
+            e = result.evaluation
+            return pb.GetPolicyResponse(updated=True, latest_version=result.version,
+                                        weights=pack_weights(result.weights, result.version),
+                                        evaluation=pb.Evaluation(mean_return=e.mean_return, episodes=e.episodes,
+                                                                 env_steps=e.env_steps))
         latest, weights = self.store.newer_than(experiment_id, request.newer_than_version)
         if weights is None:
             return pb.GetPolicyResponse(updated=False, latest_version=latest)
@@ -30,7 +39,13 @@ class PolicyServicer(pb_grpc.PolicyServiceServicer):
     def UpdatePolicy(self, request: pb.UpdatePolicyRequest, context: grpc.ServicerContext
                      ) -> pb.UpdatePolicyResponse:
         experiment_id = require_experiment_id(request.experiment_id)
-        version = self.store.update(experiment_id, request.weights.version, unpack_weights(request.weights))
+        weights = unpack_weights(request.weights)
+        if request.HasField("result"):
+            r = request.result
+            self.store.set_result(experiment_id, request.weights.version, weights,
+                                  Evaluation(r.mean_return, r.episodes, r.env_steps))
+            return pb.UpdatePolicyResponse(version=request.weights.version)
+        version = self.store.update(experiment_id, request.weights.version, weights)
         return pb.UpdatePolicyResponse(version=version)
 
 

@@ -121,16 +121,18 @@ class LearnerSpec(_message.Message):
     def __init__(self, batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., gamma: _Optional[float] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., target_update_interval: _Optional[int] = ..., samples_per_insert: _Optional[float] = ..., learning_starts: _Optional[int] = ..., max_grad_norm: _Optional[float] = ..., policy_push_interval: _Optional[int] = ..., batches_per_sample: _Optional[int] = ..., dueling: _Optional[bool] = ...) -> None: ...
 
 class StopSpec(_message.Message):
-    __slots__ = ("target_return", "eval_episodes", "max_env_steps", "eval_interval_updates")
+    __slots__ = ("target_return", "eval_episodes", "max_env_steps", "eval_interval_updates", "confirm_episodes")
     TARGET_RETURN_FIELD_NUMBER: _ClassVar[int]
     EVAL_EPISODES_FIELD_NUMBER: _ClassVar[int]
     MAX_ENV_STEPS_FIELD_NUMBER: _ClassVar[int]
     EVAL_INTERVAL_UPDATES_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_EPISODES_FIELD_NUMBER: _ClassVar[int]
     target_return: float
     eval_episodes: int
     max_env_steps: int
     eval_interval_updates: int
-    def __init__(self, target_return: _Optional[float] = ..., eval_episodes: _Optional[int] = ..., max_env_steps: _Optional[int] = ..., eval_interval_updates: _Optional[int] = ...) -> None: ...
+    confirm_episodes: int
+    def __init__(self, target_return: _Optional[float] = ..., eval_episodes: _Optional[int] = ..., max_env_steps: _Optional[int] = ..., eval_interval_updates: _Optional[int] = ..., confirm_episodes: _Optional[int] = ...) -> None: ...
 
 class ExperimentConfig(_message.Message):
     __slots__ = ("env_id", "seed", "environment", "exploration", "buffer", "learner", "stop")

@@ -25,37 +25,37 @@ _sym_db = _symbol_database.Default()
 from kuberl.v1 import common_pb2 as kuberl_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"kuberl/v1/experiment_service.proto\x12\tkuberl.v1\x1a\x16kuberl/v1/common.proto\"\xb9\x02\n\x10\x45xperimentStatus\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12)\n\x05phase\x18\x02 \x01(\x0e\x32\x1a.kuberl.v1.ExperimentPhase\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0e\n\x06\x65nv_id\x18\x04 \x01(\t\x12\x11\n\tenv_steps\x18\x05 \x01(\x03\x12\x10\n\x08\x65pisodes\x18\x06 \x01(\x03\x12\x13\n\x0bmean_return\x18\x07 \x01(\x01\x12\x13\n\x0b\x65val_return\x18\x08 \x01(\x01\x12\x16\n\x0epolicy_version\x18\t \x01(\x03\x12\x0f\n\x07updates\x18\n \x01(\x03\x12\x17\n\x0f\x65lapsed_seconds\x18\x0b \x01(\x01\x12\x1c\n\x14\x65nvironment_replicas\x18\x0c \x03(\t\x12\x13\n\x0b\x62uffer_size\x18\r \x01(\x03\"\\\n\x16StartExperimentRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12+\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1b.kuberl.v1.ExperimentConfig\"N\n\x17StartExperimentResponse\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x1c\n\x14\x65nvironment_replicas\x18\x02 \x03(\t\".\n\x15StopExperimentRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\"E\n\x16StopExperimentResponse\x12+\n\x06status\x18\x01 \x01(\x0b\x32\x1b.kuberl.v1.ExperimentStatus\"0\n\x17\x44\x65leteExperimentRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteExperimentResponse\"3\n\x1aGetExperimentStatusRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\"J\n\x1bGetExperimentStatusResponse\x12+\n\x06status\x18\x01 \x01(\x0b\x32\x1b.kuberl.v1.ExperimentStatus\"\x18\n\x16ListExperimentsRequest\"K\n\x17ListExperimentsResponse\x12\x30\n\x0b\x65xperiments\x18\x01 \x03(\x0b\x32\x1b.kuberl.v1.ExperimentStatus*\xea\x01\n\x0f\x45xperimentPhase\x12 \n\x1c\x45XPERIMENT_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XPERIMENT_PHASE_PENDING\x10\x01\x12\x1c\n\x18\x45XPERIMENT_PHASE_RUNNING\x10\x02\x12\x1e\n\x1a\x45XPERIMENT_PHASE_SUCCEEDED\x10\x03\x12\x1b\n\x17\x45XPERIMENT_PHASE_FAILED\x10\x04\x12\x1c\n\x18\x45XPERIMENT_PHASE_STOPPED\x10\x05\x12\x1e\n\x1a\x45XPERIMENT_PHASE_SUSPENDED\x10\x06\x32\xe1\x03\n\x11\x45xperimentService\x12X\n\x0fStartExperiment\x12!.kuberl.v1.StartExperimentRequest\x1a\".kuberl.v1.StartExperimentResponse\x12U\n\x0eStopExperiment\x12 .kuberl.v1.StopExperimentRequest\x1a!.kuberl.v1.StopExperimentResponse\x12\x64\n\x13GetExperimentStatus\x12%.kuberl.v1.GetExperimentStatusRequest\x1a&.kuberl.v1.GetExperimentStatusResponse\x12X\n\x0fListExperiments\x12!.kuberl.v1.ListExperimentsRequest\x1a\".kuberl.v1.ListExperimentsResponse\x12[\n\x10\x44\x65leteExperiment\x12\".kuberl.v1.DeleteExperimentRequest\x1a#.kuberl.v1.DeleteExperimentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"kuberl/v1/experiment_service.proto\x12\tkuberl.v1\x1a\x16kuberl/v1/common.proto\"\x81\x03\n\x10\x45xperimentStatus\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12)\n\x05phase\x18\x02 \x01(\x0e\x32\x1a.kuberl.v1.ExperimentPhase\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0e\n\x06\x65nv_id\x18\x04 \x01(\t\x12\x11\n\tenv_steps\x18\x05 \x01(\x03\x12\x10\n\x08\x65pisodes\x18\x06 \x01(\x03\x12\x13\n\x0bmean_return\x18\x07 \x01(\x01\x12\x13\n\x0b\x65val_return\x18\x08 \x01(\x01\x12\x16\n\x0epolicy_version\x18\t \x01(\x03\x12\x0f\n\x07updates\x18\n \x01(\x03\x12\x17\n\x0f\x65lapsed_seconds\x18\x0b \x01(\x01\x12\x1c\n\x14\x65nvironment_replicas\x18\x0c \x03(\t\x12\x13\n\x0b\x62uffer_size\x18\r \x01(\x03\x12\x16\n\x0eresult_version\x18\x0e \x01(\x03\x12\x15\n\rresult_return\x18\x0f \x01(\x01\x12\x17\n\x0fresult_episodes\x18\x10 \x01(\x05\"\\\n\x16StartExperimentRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12+\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1b.kuberl.v1.ExperimentConfig\"N\n\x17StartExperimentResponse\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x1c\n\x14\x65nvironment_replicas\x18\x02 \x03(\t\".\n\x15StopExperimentRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\"E\n\x16StopExperimentResponse\x12+\n\x06status\x18\x01 \x01(\x0b\x32\x1b.kuberl.v1.ExperimentStatus\"0\n\x17\x44\x65leteExperimentRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteExperimentResponse\"3\n\x1aGetExperimentStatusRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\"J\n\x1bGetExperimentStatusResponse\x12+\n\x06status\x18\x01 \x01(\x0b\x32\x1b.kuberl.v1.ExperimentStatus\"\x18\n\x16ListExperimentsRequest\"K\n\x17ListExperimentsResponse\x12\x30\n\x0b\x65xperiments\x18\x01 \x03(\x0b\x32\x1b.kuberl.v1.ExperimentStatus*\xea\x01\n\x0f\x45xperimentPhase\x12 \n\x1c\x45XPERIMENT_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XPERIMENT_PHASE_PENDING\x10\x01\x12\x1c\n\x18\x45XPERIMENT_PHASE_RUNNING\x10\x02\x12\x1e\n\x1a\x45XPERIMENT_PHASE_SUCCEEDED\x10\x03\x12\x1b\n\x17\x45XPERIMENT_PHASE_FAILED\x10\x04\x12\x1c\n\x18\x45XPERIMENT_PHASE_STOPPED\x10\x05\x12\x1e\n\x1a\x45XPERIMENT_PHASE_SUSPENDED\x10\x06\x32\xe1\x03\n\x11\x45xperimentService\x12X\n\x0fStartExperiment\x12!.kuberl.v1.StartExperimentRequest\x1a\".kuberl.v1.StartExperimentResponse\x12U\n\x0eStopExperiment\x12 .kuberl.v1.StopExperimentRequest\x1a!.kuberl.v1.StopExperimentResponse\x12\x64\n\x13GetExperimentStatus\x12%.kuberl.v1.GetExperimentStatusRequest\x1a&.kuberl.v1.GetExperimentStatusResponse\x12X\n\x0fListExperiments\x12!.kuberl.v1.ListExperimentsRequest\x1a\".kuberl.v1.ListExperimentsResponse\x12[\n\x10\x44\x65leteExperiment\x12\".kuberl.v1.DeleteExperimentRequest\x1a#.kuberl.v1.DeleteExperimentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kuberl.v1.experiment_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXPERIMENTPHASE']._serialized_start=993
-  _globals['_EXPERIMENTPHASE']._serialized_end=1227
+  _globals['_EXPERIMENTPHASE']._serialized_start=1065
+  _globals['_EXPERIMENTPHASE']._serialized_end=1299
   _globals['_EXPERIMENTSTATUS']._serialized_start=74
-  _globals['_EXPERIMENTSTATUS']._serialized_end=387
-  _globals['_STARTEXPERIMENTREQUEST']._serialized_start=389
-  _globals['_STARTEXPERIMENTREQUEST']._serialized_end=481
-  _globals['_STARTEXPERIMENTRESPONSE']._serialized_start=483
-  _globals['_STARTEXPERIMENTRESPONSE']._serialized_end=561
-  _globals['_STOPEXPERIMENTREQUEST']._serialized_start=563
-  _globals['_STOPEXPERIMENTREQUEST']._serialized_end=609
-  _globals['_STOPEXPERIMENTRESPONSE']._serialized_start=611
-  _globals['_STOPEXPERIMENTRESPONSE']._serialized_end=680
-  _globals['_DELETEEXPERIMENTREQUEST']._serialized_start=682
-  _globals['_DELETEEXPERIMENTREQUEST']._serialized_end=730
-  _globals['_DELETEEXPERIMENTRESPONSE']._serialized_start=732
-  _globals['_DELETEEXPERIMENTRESPONSE']._serialized_end=758
-  _globals['_GETEXPERIMENTSTATUSREQUEST']._serialized_start=760
-  _globals['_GETEXPERIMENTSTATUSREQUEST']._serialized_end=811
-  _globals['_GETEXPERIMENTSTATUSRESPONSE']._serialized_start=813
-  _globals['_GETEXPERIMENTSTATUSRESPONSE']._serialized_end=887
-  _globals['_LISTEXPERIMENTSREQUEST']._serialized_start=889
-  _globals['_LISTEXPERIMENTSREQUEST']._serialized_end=913
-  _globals['_LISTEXPERIMENTSRESPONSE']._serialized_start=915
-  _globals['_LISTEXPERIMENTSRESPONSE']._serialized_end=990
-  _globals['_EXPERIMENTSERVICE']._serialized_start=1230
-  _globals['_EXPERIMENTSERVICE']._serialized_end=1711
+  _globals['_EXPERIMENTSTATUS']._serialized_end=459
+  _globals['_STARTEXPERIMENTREQUEST']._serialized_start=461
+  _globals['_STARTEXPERIMENTREQUEST']._serialized_end=553
+  _globals['_STARTEXPERIMENTRESPONSE']._serialized_start=555
+  _globals['_STARTEXPERIMENTRESPONSE']._serialized_end=633
+  _globals['_STOPEXPERIMENTREQUEST']._serialized_start=635
+  _globals['_STOPEXPERIMENTREQUEST']._serialized_end=681
+  _globals['_STOPEXPERIMENTRESPONSE']._serialized_start=683
+  _globals['_STOPEXPERIMENTRESPONSE']._serialized_end=752
+  _globals['_DELETEEXPERIMENTREQUEST']._serialized_start=754
+  _globals['_DELETEEXPERIMENTREQUEST']._serialized_end=802
+  _globals['_DELETEEXPERIMENTRESPONSE']._serialized_start=804
+  _globals['_DELETEEXPERIMENTRESPONSE']._serialized_end=830
+  _globals['_GETEXPERIMENTSTATUSREQUEST']._serialized_start=832
+  _globals['_GETEXPERIMENTSTATUSREQUEST']._serialized_end=883
+  _globals['_GETEXPERIMENTSTATUSRESPONSE']._serialized_start=885
+  _globals['_GETEXPERIMENTSTATUSRESPONSE']._serialized_end=959
+  _globals['_LISTEXPERIMENTSREQUEST']._serialized_start=961
+  _globals['_LISTEXPERIMENTSREQUEST']._serialized_end=985
+  _globals['_LISTEXPERIMENTSRESPONSE']._serialized_start=987
+  _globals['_LISTEXPERIMENTSRESPONSE']._serialized_end=1062
+  _globals['_EXPERIMENTSERVICE']._serialized_start=1302
+  _globals['_EXPERIMENTSERVICE']._serialized_end=1783
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,7 @@ EXPERIMENT_PHASE_STOPPED: ExperimentPhase
 EXPERIMENT_PHASE_SUSPENDED: ExperimentPhase
 
 class ExperimentStatus(_message.Message):
-    __slots__ = ("experiment_id", "phase", "message", "env_id", "env_steps", "episodes", "mean_return", "eval_return", "policy_version", "updates", "elapsed_seconds", "environment_replicas", "buffer_size")
+    __slots__ = ("experiment_id", "phase", "message", "env_id", "env_steps", "episodes", "mean_return", "eval_return", "policy_version", "updates", "elapsed_seconds", "environment_replicas", "buffer_size", "result_version", "result_return", "result_episodes")
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,9 @@ class ExperimentStatus(_message.Message):
     ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     BUFFER_SIZE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RESULT_RETURN_FIELD_NUMBER: _ClassVar[int]
+    RESULT_EPISODES_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     phase: ExperimentPhase
     message: str
@@ -53,7 +56,10 @@ class ExperimentStatus(_message.Message):
     elapsed_seconds: float
     environment_replicas: _containers.RepeatedScalarFieldContainer[str]
     buffer_size: int
-    def __init__(self, experiment_id: _Optional[str] = ..., phase: _Optional[_Union[ExperimentPhase, str]] = ..., message: _Optional[str] = ..., env_id: _Optional[str] = ..., env_steps: _Optional[int] = ..., episodes: _Optional[int] = ..., mean_return: _Optional[float] = ..., eval_return: _Optional[float] = ..., policy_version: _Optional[int] = ..., updates: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., environment_replicas: _Optional[_Iterable[str]] = ..., buffer_size: _Optional[int] = ...) -> None: ...
+    result_version: int
+    result_return: float
+    result_episodes: int
+    def __init__(self, experiment_id: _Optional[str] = ..., phase: _Optional[_Union[ExperimentPhase, str]] = ..., message: _Optional[str] = ..., env_id: _Optional[str] = ..., env_steps: _Optional[int] = ..., episodes: _Optional[int] = ..., mean_return: _Optional[float] = ..., eval_return: _Optional[float] = ..., policy_version: _Optional[int] = ..., updates: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., environment_replicas: _Optional[_Iterable[str]] = ..., buffer_size: _Optional[int] = ..., result_version: _Optional[int] = ..., result_return: _Optional[float] = ..., result_episodes: _Optional[int] = ...) -> None: ...
 
 class StartExperimentRequest(_message.Message):
     __slots__ = ("experiment_id", "config")

@@ -25,33 +25,33 @@ _sym_db = _symbol_database.Default()
 from kuberl.v1 import common_pb2 as kuberl_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fkuberl/v1/learner_service.proto\x12\tkuberl.v1\x1a\x16kuberl/v1/common.proto\"\xe1\x01\n\x0cLearnerStats\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.kuberl.v1.TrainingState\x12\x0f\n\x07updates\x18\x02 \x01(\x03\x12\x16\n\x0epolicy_version\x18\x03 \x01(\x03\x12\x11\n\tenv_steps\x18\x04 \x01(\x03\x12\x11\n\tlast_loss\x18\x05 \x01(\x01\x12\x0e\n\x06mean_q\x18\x06 \x01(\x01\x12\x13\n\x0b\x65val_return\x18\x07 \x01(\x01\x12\x13\n\x0b\x62uffer_size\x18\x08 \x01(\x03\x12\x0f\n\x07message\x18\t \x01(\t\x12\x0e\n\x06shards\x18\n \x01(\x05\"Z\n\x14StartTrainingRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12+\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1b.kuberl.v1.ExperimentConfig\"\x17\n\x15StartTrainingResponse\",\n\x13StopTrainingRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\">\n\x14StopTrainingResponse\x12&\n\x05stats\x18\x01 \x01(\x0b\x32\x17.kuberl.v1.LearnerStats\"k\n\x10TrainStepRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12+\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1b.kuberl.v1.ExperimentConfig\x12\x13\n\x0bnum_updates\x18\x03 \x01(\x05\"L\n\x11TrainStepResponse\x12&\n\x05stats\x18\x01 \x01(\x0b\x32\x17.kuberl.v1.LearnerStats\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"/\n\x16GetLearnerStatsRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\"A\n\x17GetLearnerStatsResponse\x12&\n\x05stats\x18\x01 \x01(\x0b\x32\x17.kuberl.v1.LearnerStats*\xaa\x02\n\rTrainingState\x12\x1e\n\x1aTRAINING_STATE_UNSPECIFIED\x10\x00\x12#\n\x1fTRAINING_STATE_WAITING_FOR_DATA\x10\x01\x12\x1b\n\x17TRAINING_STATE_TRAINING\x10\x02\x12\x19\n\x15TRAINING_STATE_SOLVED\x10\x03\x12#\n\x1fTRAINING_STATE_BUDGET_EXHAUSTED\x10\x04\x12\x1a\n\x16TRAINING_STATE_STOPPED\x10\x05\x12\x19\n\x15TRAINING_STATE_FAILED\x10\x06\x12\x1f\n\x1bTRAINING_STATE_BUDGET_SPENT\x10\x07\x12\x1f\n\x1bTRAINING_STATE_INVALID_SPEC\x10\x08\x32\xb7\x03\n\x0eLearnerService\x12R\n\rStartTraining\x12\x1f.kuberl.v1.StartTrainingRequest\x1a .kuberl.v1.StartTrainingResponse\x12O\n\x0cStopTraining\x12\x1e.kuberl.v1.StopTrainingRequest\x1a\x1f.kuberl.v1.StopTrainingResponse\x12\x46\n\tTrainStep\x12\x1b.kuberl.v1.TrainStepRequest\x1a\x1c.kuberl.v1.TrainStepResponse\x12X\n\x0fGetLearnerStats\x12!.kuberl.v1.GetLearnerStatsRequest\x1a\".kuberl.v1.GetLearnerStatsResponse\x12^\n\x11ReleaseExperiment\x12#.kuberl.v1.ReleaseExperimentRequest\x1a$.kuberl.v1.ReleaseExperimentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fkuberl/v1/learner_service.proto\x12\tkuberl.v1\x1a\x16kuberl/v1/common.proto\"\xa9\x02\n\x0cLearnerStats\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.kuberl.v1.TrainingState\x12\x0f\n\x07updates\x18\x02 \x01(\x03\x12\x16\n\x0epolicy_version\x18\x03 \x01(\x03\x12\x11\n\tenv_steps\x18\x04 \x01(\x03\x12\x11\n\tlast_loss\x18\x05 \x01(\x01\x12\x0e\n\x06mean_q\x18\x06 \x01(\x01\x12\x13\n\x0b\x65val_return\x18\x07 \x01(\x01\x12\x13\n\x0b\x62uffer_size\x18\x08 \x01(\x03\x12\x0f\n\x07message\x18\t \x01(\t\x12\x0e\n\x06shards\x18\n \x01(\x05\x12\x16\n\x0eresult_version\x18\x0b \x01(\x03\x12\x15\n\rresult_return\x18\x0c \x01(\x01\x12\x17\n\x0fresult_episodes\x18\r \x01(\x05\"Z\n\x14StartTrainingRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12+\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1b.kuberl.v1.ExperimentConfig\"\x17\n\x15StartTrainingResponse\",\n\x13StopTrainingRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\">\n\x14StopTrainingResponse\x12&\n\x05stats\x18\x01 \x01(\x0b\x32\x17.kuberl.v1.LearnerStats\"k\n\x10TrainStepRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12+\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1b.kuberl.v1.ExperimentConfig\x12\x13\n\x0bnum_updates\x18\x03 \x01(\x05\"L\n\x11TrainStepResponse\x12&\n\x05stats\x18\x01 \x01(\x0b\x32\x17.kuberl.v1.LearnerStats\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"/\n\x16GetLearnerStatsRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\"A\n\x17GetLearnerStatsResponse\x12&\n\x05stats\x18\x01 \x01(\x0b\x32\x17.kuberl.v1.LearnerStats*\xaa\x02\n\rTrainingState\x12\x1e\n\x1aTRAINING_STATE_UNSPECIFIED\x10\x00\x12#\n\x1fTRAINING_STATE_WAITING_FOR_DATA\x10\x01\x12\x1b\n\x17TRAINING_STATE_TRAINING\x10\x02\x12\x19\n\x15TRAINING_STATE_SOLVED\x10\x03\x12#\n\x1fTRAINING_STATE_BUDGET_EXHAUSTED\x10\x04\x12\x1a\n\x16TRAINING_STATE_STOPPED\x10\x05\x12\x19\n\x15TRAINING_STATE_FAILED\x10\x06\x12\x1f\n\x1bTRAINING_STATE_BUDGET_SPENT\x10\x07\x12\x1f\n\x1bTRAINING_STATE_INVALID_SPEC\x10\x08\x32\xb7\x03\n\x0eLearnerService\x12R\n\rStartTraining\x12\x1f.kuberl.v1.StartTrainingRequest\x1a .kuberl.v1.StartTrainingResponse\x12O\n\x0cStopTraining\x12\x1e.kuberl.v1.StopTrainingRequest\x1a\x1f.kuberl.v1.StopTrainingResponse\x12\x46\n\tTrainStep\x12\x1b.kuberl.v1.TrainStepRequest\x1a\x1c.kuberl.v1.TrainStepResponse\x12X\n\x0fGetLearnerStats\x12!.kuberl.v1.GetLearnerStatsRequest\x1a\".kuberl.v1.GetLearnerStatsResponse\x12^\n\x11ReleaseExperiment\x12#.kuberl.v1.ReleaseExperimentRequest\x1a$.kuberl.v1.ReleaseExperimentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kuberl.v1.learner_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRAININGSTATE']._serialized_start=829
-  _globals['_TRAININGSTATE']._serialized_end=1127
+  _globals['_TRAININGSTATE']._serialized_start=901
+  _globals['_TRAININGSTATE']._serialized_end=1199
   _globals['_LEARNERSTATS']._serialized_start=71
-  _globals['_LEARNERSTATS']._serialized_end=296
-  _globals['_STARTTRAININGREQUEST']._serialized_start=298
-  _globals['_STARTTRAININGREQUEST']._serialized_end=388
-  _globals['_STARTTRAININGRESPONSE']._serialized_start=390
-  _globals['_STARTTRAININGRESPONSE']._serialized_end=413
-  _globals['_STOPTRAININGREQUEST']._serialized_start=415
-  _globals['_STOPTRAININGREQUEST']._serialized_end=459
-  _globals['_STOPTRAININGRESPONSE']._serialized_start=461
-  _globals['_STOPTRAININGRESPONSE']._serialized_end=523
-  _globals['_TRAINSTEPREQUEST']._serialized_start=525
-  _globals['_TRAINSTEPREQUEST']._serialized_end=632
-  _globals['_TRAINSTEPRESPONSE']._serialized_start=634
-  _globals['_TRAINSTEPRESPONSE']._serialized_end=710
-  _globals['_GETLEARNERSTATSREQUEST']._serialized_start=712
-  _globals['_GETLEARNERSTATSREQUEST']._serialized_end=759
-  _globals['_GETLEARNERSTATSRESPONSE']._serialized_start=761
-  _globals['_GETLEARNERSTATSRESPONSE']._serialized_end=826
-  _globals['_LEARNERSERVICE']._serialized_start=1130
-  _globals['_LEARNERSERVICE']._serialized_end=1569
+  _globals['_LEARNERSTATS']._serialized_end=368
+  _globals['_STARTTRAININGREQUEST']._serialized_start=370
+  _globals['_STARTTRAININGREQUEST']._serialized_end=460
+  _globals['_STARTTRAININGRESPONSE']._serialized_start=462
+  _globals['_STARTTRAININGRESPONSE']._serialized_end=485
+  _globals['_STOPTRAININGREQUEST']._serialized_start=487
+  _globals['_STOPTRAININGREQUEST']._serialized_end=531
+  _globals['_STOPTRAININGRESPONSE']._serialized_start=533
+  _globals['_STOPTRAININGRESPONSE']._serialized_end=595
+  _globals['_TRAINSTEPREQUEST']._serialized_start=597
+  _globals['_TRAINSTEPREQUEST']._serialized_end=704
+  _globals['_TRAINSTEPRESPONSE']._serialized_start=706
+  _globals['_TRAINSTEPRESPONSE']._serialized_end=782
+  _globals['_GETLEARNERSTATSREQUEST']._serialized_start=784
+  _globals['_GETLEARNERSTATSREQUEST']._serialized_end=831
+  _globals['_GETLEARNERSTATSRESPONSE']._serialized_start=833
+  _globals['_GETLEARNERSTATSRESPONSE']._serialized_end=898
+  _globals['_LEARNERSERVICE']._serialized_start=1202
+  _globals['_LEARNERSERVICE']._serialized_end=1641
 # @@protoc_insertion_point(module_scope)

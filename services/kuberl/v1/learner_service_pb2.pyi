@@ -29,7 +29,7 @@ TRAINING_STATE_BUDGET_SPENT: TrainingState
 TRAINING_STATE_INVALID_SPEC: TrainingState
 
 class LearnerStats(_message.Message):
-    __slots__ = ("state", "updates", "policy_version", "env_steps", "last_loss", "mean_q", "eval_return", "buffer_size", "message", "shards")
+    __slots__ = ("state", "updates", "policy_version", "env_steps", "last_loss", "mean_q", "eval_return", "buffer_size", "message", "shards", "result_version", "result_return", "result_episodes")
     STATE_FIELD_NUMBER: _ClassVar[int]
     UPDATES_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,9 @@ class LearnerStats(_message.Message):
     BUFFER_SIZE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RESULT_RETURN_FIELD_NUMBER: _ClassVar[int]
+    RESULT_EPISODES_FIELD_NUMBER: _ClassVar[int]
     state: TrainingState
     updates: int
     policy_version: int
@@ -50,7 +53,10 @@ class LearnerStats(_message.Message):
     buffer_size: int
     message: str
     shards: int
-    def __init__(self, state: _Optional[_Union[TrainingState, str]] = ..., updates: _Optional[int] = ..., policy_version: _Optional[int] = ..., env_steps: _Optional[int] = ..., last_loss: _Optional[float] = ..., mean_q: _Optional[float] = ..., eval_return: _Optional[float] = ..., buffer_size: _Optional[int] = ..., message: _Optional[str] = ..., shards: _Optional[int] = ...) -> None: ...
+    result_version: int
+    result_return: float
+    result_episodes: int
+    def __init__(self, state: _Optional[_Union[TrainingState, str]] = ..., updates: _Optional[int] = ..., policy_version: _Optional[int] = ..., env_steps: _Optional[int] = ..., last_loss: _Optional[float] = ..., mean_q: _Optional[float] = ..., eval_return: _Optional[float] = ..., buffer_size: _Optional[int] = ..., message: _Optional[str] = ..., shards: _Optional[int] = ..., result_version: _Optional[int] = ..., result_return: _Optional[float] = ..., result_episodes: _Optional[int] = ...) -> None: ...
 
 class StartTrainingRequest(_message.Message):
     __slots__ = ("experiment_id", "config")
