@@ -10,6 +10,10 @@ import pytest
 import yaml
 
 from kuberl.analytics.core import Query, SQLiteStore
+from kuberl.config import ExperimentConfig
+from kuberl.learner.core import evaluate
+from kuberl.nets import QNetwork
+from kuberl.policy.core import PolicyStore
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -32,6 +36,20 @@ def test_kuberl_run_solves_cartpole_with_two_actors_and_two_shards(tmp_path):
     steps = int(re.search(r"^  env steps\s+(\d+)", done.stdout, re.M).group(1))
     assert greedy >= 475 and 0 < steps <= 300_000
     assert (output / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Solved means solved: the result the policy role kept scores the target on 100 episodes
+    # with seeds neither the evaluations nor the confirmation used, and the summary says so.
+    reported = re.search(r"^  result\s+policy version (\d+): mean return ([\d.]+) over 100 fresh episodes",
+                         done.stdout, re.M)
+    assert reported, done.stdout[-2000:]
+    store = PolicyStore(output / "policy-0")
+    result = store.result("default/cartpole")
+    store.close()
+    assert result.version == int(reported.group(1)) and result.evaluation.episodes == 100
+    assert result.evaluation.mean_return == pytest.approx(float(reported.group(2)), abs=0.05)
+    assert result.evaluation.mean_return >= 475
+    net = QNetwork.of(ExperimentConfig().learner, 4, 2)
+    assert evaluate(net, result.weights, "CartPole-v1", 100, 500, seed=987_654_321) >= 475
 
     store = SQLiteStore(output / "analytics.db")
     try:
