@@ -45,8 +45,11 @@ def test_running_when_ready_and_training_then_succeeded_and_it_stays():
     assert "evalReturn" not in running  # NaN before the first evaluation is left out
 
     solved = Observation(generation=1, now=T0 + timedelta(seconds=30), ready=ALL_READY,
-                         learner=LearnerView("SOLVED", 900, 30000, 18, 500.0, "greedy return 500.0 >= 475"))
+                         learner=LearnerView("SOLVED", 900, 30000, 18, 500.0, "greedy return 500.0 >= 475",
+                                             result_version=17, result_return=491.25, result_episodes=100))
+    assert "result" not in running  # nothing evaluated yet
     done = compute_status(exp(), running, solved)
+    assert done["result"] == {"policyVersion": 17, "meanReturn": 491.25, "episodes": 100}
     assert done["phase"] == "Succeeded" and done["completionTime"] == "2026-11-24T12:00:30Z"
     assert conditions(done)["Succeeded"]["reason"] == "TargetReturnReached"
     assert done["environment"]["replicas"] == 0 and done["learner"]["replicas"] == 0
@@ -56,6 +59,7 @@ def test_running_when_ready_and_training_then_succeeded_and_it_stays():
     later = compute_status(exp(), done, Observation(generation=1, now=T0 + timedelta(minutes=5),
                                                                 ready={"environment": 0, "buffer": 2, "learner": 0}))
     assert later["phase"] == "Succeeded" and later["envSteps"] == 30000 and later["evalReturn"] == 500.0
+    assert later["result"] == done["result"]
     assert later["completionTime"] == done["completionTime"]
     assert conditions(later)["Succeeded"]["lastTransitionTime"] == "2026-11-24T12:00:30Z"
 
