@@ -86,6 +86,8 @@ class LearnerSpec:
     gamma: float = knob(0.99, "Discount factor.", minimum=0.0, maximum=1.0)
     hidden_sizes: list[int] = knob([64, 64], f"Widths of the Q-network's hidden layers (1 to {MAX_HIDDEN_LAYERS}).",
                                    minimum=1, maximum=4096)
+    n_step: int = knob(1, "Env steps each transition spans: n-step returns, summed on the actors.",
+                       minimum=1, maximum=32)
     dueling: bool = knob(False, "A dueling head: Q = V(s) + A(s, a) - mean A(s, .).")
     target_update_interval: int = knob(250, "Updates between copies of the online network into the target.",
                                        minimum=1, maximum=10_000_000)

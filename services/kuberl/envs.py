@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from kuberl.tensors import Transitions
+from kuberl.tensors import Transitions, one_step_rows
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,10 @@ def make_vector_env(env_id: str, num_envs: int, max_episode_steps: int) -> gym.v
 
 @dataclass
 class StepResult:
-    """One vector step: the real transitions in it (reset steps masked out), finished episodes."""
+    """One vector step: the transitions it completes (reset steps masked out), finished episodes."""
 
     transitions: Transitions
+    row_envs: np.ndarray  # which env each transition came from
     episode_returns: np.ndarray
     episode_lengths: np.ndarray
     finished_envs: np.ndarray  # which envs the episode_returns belong to
@@ -81,8 +82,10 @@ class VectorStepper:
         self._returns += np.where(real, rewards, 0.0)
         self._lengths += real
         rows = Transitions(self.obs[real], actions[real].astype(np.int64), rewards[real].astype(np.float32),
-                           next_obs[real], terminated[real].astype(bool), truncated[real].astype(bool))
-        result = StepResult(rows, self._returns[done].copy(), self._lengths[done].copy(), np.flatnonzero(done))
+                           next_obs[real], terminated[real].astype(bool), truncated[real].astype(bool),
+                           one_step_rows(int(real.sum())))
+        result = StepResult(rows, np.flatnonzero(real), self._returns[done].copy(), self._lengths[done].copy(),
+                            np.flatnonzero(done))
         self._returns[done] = 0.0
         self._lengths[done] = 0
         self._resetting = done

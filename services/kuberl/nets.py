@@ -98,7 +98,7 @@ class QNetwork:
 
     def huber_loss_and_grads(self, params: Params, target_params: Params, batch: Transitions, gamma: float
                              ) -> tuple[float, Params, float]:
-        """Double DQN: mean Huber(Q(s,a) - y), y = r + gamma * (1 - terminated) * Q_target(s', argmax Q(s', .)).
+        """Double DQN: mean Huber(Q(s,a) - y), y = r + gamma**steps * (1 - terminated) * Q_target(s', argmax Q(s', .)).
 
         Returns the loss, its gradient with respect to `params`, and the mean Q(s, a).
         """
@@ -115,8 +115,8 @@ class QNetwork:
         rows = np.arange(n)
         best_next = np.argmax(q_next_online, axis=1)
         q_next_target = self.q_values(target_params, batch.next_obs.astype(np.float32, copy=False))[rows, best_next]
-        not_done = 1.0 - batch.terminated.astype(np.float32)
-        y = batch.rewards.astype(np.float32) + gamma * not_done * q_next_target
+        bootstrap = np.power(np.float32(gamma), batch.steps, dtype=np.float32) * ~batch.terminated
+        y = batch.rewards.astype(np.float32) + bootstrap * q_next_target
 
         q_taken = q[rows, batch.actions]
         td = q_taken - y

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from kuberl.snapshots import Snapshot, SnapshotKind
-from kuberl.tensors import Transitions
+from kuberl.tensors import Transitions, one_step_rows
 
 # 1: rows oldest first, counters [1, capacity, inserted, sampled]; 2: the ring as stored,
-# counters [capacity, inserted, sampled, next slot].
-REPLAY_SNAPSHOTS = SnapshotKind("kuberl.replay", 2)
+# counters [capacity, inserted, sampled, next slot]; 3: and the `steps` column (before it,
+# every row spanned one env step).
+REPLAY_SNAPSHOTS = SnapshotKind("kuberl.replay", 3)
 
 
 class ReplayBuffer:
@@ -124,6 +125,8 @@ class ReplayBuffer:
         """A buffer holding a snapshot's rows and counters; with a smaller `capacity`, the newest rows."""
         arrays = snapshot.arrays
         counters = [int(c) for c in arrays["counters"]]
+        if snapshot.version < 3:
+            arrays = {**arrays, "steps": one_step_rows(arrays["rewards"].shape[0])}
         rows = Transitions(*(arrays[name] for name in Transitions._fields))
         if snapshot.version == 1:
             if counters[0] != 1:

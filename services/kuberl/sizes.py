@@ -22,8 +22,8 @@ WEIGHT_BYTES = 4  # float32
 
 def row_bytes(obs_size: int) -> int:
     """One transition on the wire: obs and next_obs as float32, an int64 action, a float32
-    reward and two flags."""
-    return 2 * 4 * obs_size + 8 + 4 + 2
+    reward, two flags and its step count."""
+    return 2 * 4 * obs_size + 8 + 4 + 2 + 1
 
 
 def weight_count(net: QNetwork) -> int:

@@ -48,7 +48,11 @@ def unpack(tensor: common_pb2.Tensor, name: str = "tensor") -> np.ndarray:
 
 
 class Transitions(NamedTuple):
-    """A batch of transitions as arrays with one leading row dimension."""
+    """A batch of transitions as arrays with one leading row dimension.
+
+    A row may span several env steps (n-step returns): `rewards` is then the discounted sum of
+    their rewards, `next_obs` the observation `steps` env steps later, and the learner
+    bootstraps with gamma ** steps."""
 
     obs: np.ndarray
     actions: np.ndarray
@@ -56,10 +60,11 @@ class Transitions(NamedTuple):
     next_obs: np.ndarray
     terminated: np.ndarray
     truncated: np.ndarray
+    steps: np.ndarray  # uint8, >= 1
 
     @property
     def rows(self) -> int:
-        # Not __len__: a NamedTuple's own machinery (_replace, _make) relies on len() being 6.
+        # Not __len__: a NamedTuple's own machinery (_replace, _make) relies on len() being the field count.
         return int(self.rewards.shape[0])
 
     @staticmethod
@@ -68,6 +73,12 @@ class Transitions(NamedTuple):
 
 
 _COLUMNS = Transitions._fields
+MAX_STEPS_PER_ROW = 255  # uint8
+
+
+def one_step_rows(rows: int) -> np.ndarray:
+    """The `steps` column of rows that each span one env step."""
+    return np.ones(rows, dtype=np.uint8)
 
 
 def pack_transitions(batch: Transitions) -> common_pb2.TransitionBatch:
@@ -78,18 +89,21 @@ def unpack_transitions(msg: common_pb2.TransitionBatch) -> Transitions:
     """Arrays of a TransitionBatch; ValueError naming the column that is malformed."""
     arrays = {}
     for name in _COLUMNS:
+        if name == "steps" and not msg.HasField(name):
+            continue  # a client that knows nothing of n-step rows: one step each
         if not msg.HasField(name):
             raise ValueError(f"batch.{name}: missing")
         arrays[name] = unpack(getattr(msg, name), f"batch.{name}")
     rows = arrays["rewards"].shape[:1]
     if arrays["rewards"].ndim != 1:
         raise ValueError(f"batch.rewards: must be one-dimensional, got shape {arrays['rewards'].shape}")
+    arrays.setdefault("steps", one_step_rows(rows[0]))
     for name, array in arrays.items():
         if array.ndim == 0 or array.shape[:1] != rows:
             raise ValueError(f"batch.{name}: {array.shape[0] if array.ndim else 0} rows, rewards has {rows[0]}")
     if arrays["obs"].shape != arrays["next_obs"].shape:
         raise ValueError(f"batch.next_obs: shape {arrays['next_obs'].shape} differs from obs {arrays['obs'].shape}")
-    for name in ("actions", "terminated", "truncated"):
+    for name in ("actions", "terminated", "truncated", "steps"):
         if arrays[name].ndim != 1:
             raise ValueError(f"batch.{name}: must be one-dimensional, got shape {arrays[name].shape}")
     if arrays["actions"].dtype.kind not in "iu":
@@ -97,6 +111,10 @@ def unpack_transitions(msg: common_pb2.TransitionBatch) -> Transitions:
     for name in ("terminated", "truncated"):
         if arrays[name].dtype != np.bool_:
             raise ValueError(f"batch.{name}: must be bool, got {arrays[name].dtype}")
+    if arrays["steps"].dtype != np.uint8:
+        raise ValueError(f"batch.steps: must be uint8, got {arrays['steps'].dtype}")
+    if arrays["steps"].size and arrays["steps"].min() < 1:
+        raise ValueError("batch.steps: every row spans at least one env step")
     for name in ("obs", "rewards", "next_obs"):
         if arrays[name].dtype.kind == "f" and not np.isfinite(arrays[name]).all():
             raise ValueError(f"batch.{name}: holds NaN or infinite values")

@@ -27,7 +27,7 @@ def transitions(rows: int, reward: float = 1.0) -> Transitions:
     rng = np.random.default_rng(0)
     return Transitions(rng.normal(size=(rows, 4)).astype(np.float32), rng.integers(0, 2, rows),
                        np.full(rows, reward, np.float32), rng.normal(size=(rows, 4)).astype(np.float32),
-                       np.zeros(rows, bool), np.zeros(rows, bool))
+                       np.zeros(rows, bool), np.zeros(rows, bool), np.ones(rows, np.uint8))
 
 
 @pytest.fixture

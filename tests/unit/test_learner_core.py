@@ -51,7 +51,8 @@ def shard_sample(shard, rows):
     """Rows from one shard, marked by shard index in obs and numbered in rewards."""
     return Transitions(obs=np.full((rows, 4), shard, np.float32), actions=np.full(rows, shard, np.int64),
                        rewards=np.arange(rows, dtype=np.float32), next_obs=np.full((rows, 4), shard, np.float32),
-                       terminated=np.zeros(rows, bool), truncated=np.ones(rows, bool))
+                       terminated=np.zeros(rows, bool), truncated=np.ones(rows, bool),
+                       steps=np.ones(rows, np.uint8))
 
 
 def test_merge_batches_takes_count_rows_from_each_shard():

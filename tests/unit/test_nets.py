@@ -18,7 +18,8 @@ def make_batch(n, obs_size, num_actions, seed, reward_scale=1.0, dtype=np.float3
                        actions=rng.integers(0, num_actions, n).astype(np.int64),
                        rewards=(reward_scale * rng.normal(size=n)).astype(np.float32).astype(dtype),
                        next_obs=rng.normal(size=(n, obs_size)).astype(np.float32).astype(dtype),
-                       terminated=np.arange(n) % 3 == 0, truncated=np.zeros(n, bool))
+                       terminated=np.arange(n) % 3 == 0, truncated=np.zeros(n, bool),
+                       steps=np.ones(n, np.uint8))
 
 
 NET = QNetwork(3, 2, (5, 4))
@@ -67,7 +68,7 @@ def expected_loss(params, target, batch, gamma, dueling=False):
     q = reference_q(params, batch.obs.astype(np.float64), dueling)
     best = np.argmax(reference_q(params, batch.next_obs.astype(np.float64), dueling), axis=1)
     q_next = reference_q(target, batch.next_obs.astype(np.float64), dueling)[np.arange(batch.rows), best]
-    y = batch.rewards + gamma * (1.0 - batch.terminated) * q_next
+    y = batch.rewards + gamma ** batch.steps.astype(np.float64) * (1.0 - batch.terminated) * q_next
     td = q[np.arange(batch.rows), batch.actions] - y
     return float(np.mean(huber(td))), td
 
@@ -165,6 +166,16 @@ def test_non_terminated_target_is_double_dqn(small):
     assert loss == pytest.approx(float(np.mean(huber(q - y))), rel=1e-12)
     y_vanilla = batch.rewards + GAMMA * q_values(target, batch.next_obs).max(axis=1)
     assert loss != pytest.approx(float(np.mean(huber(q - y_vanilla))), rel=1e-6)
+
+
+@pytest.mark.parametrize("net", LAYOUTS[:2], ids=["two layers", "one layer"])
+def test_n_step_rows_bootstrap_with_gamma_to_their_length(net):
+    params, target, batch = small_case(net)
+    batch = batch._replace(steps=np.array([1, 2, 3, 5, 1, 2, 3], np.uint8))
+    loss = net.huber_loss_and_grads(params, target, batch, GAMMA)[0]
+    assert loss == pytest.approx(expected_loss(params, target, batch, GAMMA)[0], rel=1e-12)
+    one_step = net.huber_loss_and_grads(params, target, batch._replace(steps=np.ones(7, np.uint8)), GAMMA)[0]
+    assert loss != pytest.approx(one_step, rel=1e-6)
 
 
 def test_truncated_rows_still_bootstrap(small):

@@ -15,7 +15,8 @@ def rows(start, stop, obs_size=3):
     return Transitions(obs=np.repeat(ids[:, None], obs_size, axis=1).astype(np.float32),
                        actions=ids.astype(np.int64), rewards=ids.astype(np.float32),
                        next_obs=np.repeat(ids[:, None] + 0.5, obs_size, axis=1).astype(np.float32),
-                       terminated=ids % 2 == 0, truncated=ids % 3 == 0)
+                       terminated=ids % 2 == 0, truncated=ids % 3 == 0,
+                       steps=(1 + ids % 3).astype(np.uint8))
 
 
 def assert_rows(batch, ids):
@@ -157,7 +158,7 @@ def test_snapshot_is_a_plain_npz_that_names_its_format_and_experiment(tmp_path):
     buf.save(tmp_path, "x")
     with np.load(tmp_path / snapshot_name("x"), allow_pickle=False) as data:
         assert set(data.files) == {"format", "experiment_id", "counters", *Transitions._fields}
-        assert str(data["format"]) == "kuberl.replay/2" and str(data["experiment_id"]) == "x"
+        assert str(data["format"]) == "kuberl.replay/3" and str(data["experiment_id"]) == "x"
         np.testing.assert_array_equal(data["actions"], [4, 5, 2, 3])  # the ring as stored
         assert data["obs"].dtype == np.float32 and data["terminated"].dtype == bool
         assert data["counters"].tolist() == [4, 6, 0, 2]

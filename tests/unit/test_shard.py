@@ -25,7 +25,7 @@ def batch(n, start=0):
     ids = np.arange(start, start + n)
     return Transitions(obs=np.repeat(ids[:, None], 4, axis=1).astype(np.float32), actions=ids % 2,
                        rewards=ids.astype(np.float32), next_obs=np.zeros((n, 4), np.float32),
-                       terminated=np.zeros(n, bool), truncated=np.zeros(n, bool))
+                       terminated=np.zeros(n, bool), truncated=np.zeros(n, bool), steps=np.ones(n, np.uint8))
 
 
 CONFIG = ExperimentConfig().replace(buffer={"capacity": 50})
@@ -181,5 +181,5 @@ def test_tables_and_their_memory_are_capped_with_the_field_named(tmp_path):
         shard.open("c", small, obs_size=4)
     roomy = Shard(tmp_path / "roomy", max_bytes=1000 * row_bytes(4) + 10)
     roomy.open("a", small, obs_size=4)
-    with pytest.raises(Exhausted, match="spec.buffer.capacity: 1000 transitions of 46 bytes need 46000 bytes"):
+    with pytest.raises(Exhausted, match="spec.buffer.capacity: 1000 transitions of 47 bytes need 47000 bytes"):
         roomy.open("b", small, obs_size=4)

@@ -73,7 +73,8 @@ def batch(n=5, obs_size=4, seed=0):
                        actions=rng.integers(0, 2, n).astype(np.int64),
                        rewards=rng.normal(size=n).astype(np.float32),
                        next_obs=rng.normal(size=(n, obs_size)).astype(np.float32),
-                       terminated=rng.random(n) < 0.3, truncated=rng.random(n) < 0.3)
+                       terminated=rng.random(n) < 0.3, truncated=rng.random(n) < 0.3,
+                       steps=rng.integers(1, 4, n).astype(np.uint8))
 
 
 @pytest.mark.parametrize("n", [0, 1, 6])
@@ -82,7 +83,7 @@ def test_transitions_round_trip(n):
     msg = common_pb2.TransitionBatch.FromString(pack_transitions(b).SerializeToString())
     out = unpack_transitions(msg)
     assert out.rows == n
-    assert len(out) == 6  # still a 6-column NamedTuple
+    assert len(out) == len(Transitions._fields)  # still a NamedTuple of its columns
     for name, a, o in zip(Transitions._fields, b, out):
         assert o.dtype == a.dtype, name
         np.testing.assert_array_equal(o, a, err_msg=name)
@@ -94,12 +95,28 @@ def with_column(name, array):
     return msg
 
 
-@pytest.mark.parametrize("name", Transitions._fields)
+@pytest.mark.parametrize("name", [f for f in Transitions._fields if f != "steps"])
 def test_missing_column_is_refused(name):
     msg = pack_transitions(batch())
     msg.ClearField(name)
     with pytest.raises(ValueError, match=rf"^batch\.{name}: missing"):
         unpack_transitions(msg)
+
+
+def test_rows_without_steps_span_one_env_step_each():
+    msg = pack_transitions(batch())
+    msg.ClearField("steps")
+    out = unpack_transitions(msg)
+    assert out.steps.dtype == np.uint8 and (out.steps == 1).all() and out.steps.shape == (out.rows,)
+
+
+@pytest.mark.parametrize("array, match", [(np.zeros(5, np.uint8), "at least one env step"),
+                                          (np.ones(5, np.int64), "must be uint8"),
+                                          (np.ones((5, 1), np.uint8), "one-dimensional"),
+                                          (np.ones(4, np.uint8), "rows")])
+def test_bad_steps_are_refused(array, match):
+    with pytest.raises(ValueError, match=rf"batch\.steps: .*{match}"):
+        unpack_transitions(with_column("steps", array))
 
 
 @pytest.mark.parametrize("name, array", [

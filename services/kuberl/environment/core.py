@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from kuberl.config import ExperimentConfig
 from kuberl.envs import EnvShape, StepResult, VectorStepper, describe, make_vector_env
 from kuberl.nets import Params, QNetwork
+from kuberl.nstep import NStepWindows
 
 
 class Actor:
@@ -23,6 +26,8 @@ class Actor:
         env = make_vector_env(config.env_id, config.environment.envs_per_replica,
                               config.environment.max_episode_steps)
         self.stepper = VectorStepper(env, seed=seed)
+        self.windows = NStepWindows(config.learner.n_step, config.learner.gamma, config.environment.envs_per_replica,
+                                    (self.shape.obs_size,))
         # Until the policy role has weights, act with a network seeded like the learner's.
         self.net = QNetwork.of(config.learner, self.shape.obs_size, self.shape.num_actions)
         self.params: Params = self.net.init(np.random.default_rng(config.seed))
@@ -49,7 +54,8 @@ class Actor:
         result = self.stepper.step(actions)
         self.env_steps += result.transitions.rows
         self.episodes += len(result.episode_returns)
-        return result
+        rows, envs = self.windows.add(result.transitions, result.row_envs)
+        return dataclasses.replace(result, transitions=rows, row_envs=envs)
 
     def close(self) -> None:
         self.stepper.close()

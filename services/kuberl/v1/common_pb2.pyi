@@ -35,20 +35,22 @@ class Tensor(_message.Message):
     def __init__(self, dtype: _Optional[_Union[DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class TransitionBatch(_message.Message):
-    __slots__ = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")
+    __slots__ = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated", "steps")
     OBS_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     REWARDS_FIELD_NUMBER: _ClassVar[int]
     NEXT_OBS_FIELD_NUMBER: _ClassVar[int]
     TERMINATED_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
     obs: Tensor
     actions: Tensor
     rewards: Tensor
     next_obs: Tensor
     terminated: Tensor
     truncated: Tensor
-    def __init__(self, obs: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., next_obs: _Optional[_Union[Tensor, _Mapping]] = ..., terminated: _Optional[_Union[Tensor, _Mapping]] = ..., truncated: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    steps: Tensor
+    def __init__(self, obs: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., next_obs: _Optional[_Union[Tensor, _Mapping]] = ..., terminated: _Optional[_Union[Tensor, _Mapping]] = ..., truncated: _Optional[_Union[Tensor, _Mapping]] = ..., steps: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class PolicyWeights(_message.Message):
     __slots__ = ("version", "tensors")
@@ -95,7 +97,7 @@ class BufferSpec(_message.Message):
     def __init__(self, replicas: _Optional[int] = ..., capacity: _Optional[int] = ..., snapshot_interval_seconds: _Optional[float] = ...) -> None: ...
 
 class LearnerSpec(_message.Message):
-    __slots__ = ("batch_size", "learning_rate", "gamma", "hidden_sizes", "target_update_interval", "samples_per_insert", "learning_starts", "max_grad_norm", "policy_push_interval", "batches_per_sample", "dueling")
+    __slots__ = ("batch_size", "learning_rate", "gamma", "hidden_sizes", "target_update_interval", "samples_per_insert", "learning_starts", "max_grad_norm", "policy_push_interval", "batches_per_sample", "dueling", "n_step")
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     GAMMA_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +109,7 @@ class LearnerSpec(_message.Message):
     POLICY_PUSH_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     BATCHES_PER_SAMPLE_FIELD_NUMBER: _ClassVar[int]
     DUELING_FIELD_NUMBER: _ClassVar[int]
+    N_STEP_FIELD_NUMBER: _ClassVar[int]
     batch_size: int
     learning_rate: float
     gamma: float
@@ -118,7 +121,8 @@ class LearnerSpec(_message.Message):
     policy_push_interval: int
     batches_per_sample: int
     dueling: bool
-    def __init__(self, batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., gamma: _Optional[float] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., target_update_interval: _Optional[int] = ..., samples_per_insert: _Optional[float] = ..., learning_starts: _Optional[int] = ..., max_grad_norm: _Optional[float] = ..., policy_push_interval: _Optional[int] = ..., batches_per_sample: _Optional[int] = ..., dueling: _Optional[bool] = ...) -> None: ...
+    n_step: int
+    def __init__(self, batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., gamma: _Optional[float] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., target_update_interval: _Optional[int] = ..., samples_per_insert: _Optional[float] = ..., learning_starts: _Optional[int] = ..., max_grad_norm: _Optional[float] = ..., policy_push_interval: _Optional[int] = ..., batches_per_sample: _Optional[int] = ..., dueling: _Optional[bool] = ..., n_step: _Optional[int] = ...) -> None: ...
 
 class StopSpec(_message.Message):
     __slots__ = ("target_return", "eval_episodes", "max_env_steps", "eval_interval_updates", "confirm_episodes")
