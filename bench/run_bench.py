@@ -5,12 +5,13 @@ Rows (select with --only):
   env      env steps/s of one Actor core (epsilon-greedy + MLP forward + vector env step), in-process
   buffer   transitions/s one real buffer process accepts over loopback (2 client threads)
   learner  Double DQN updates/s, in-process core and through a real learner process (TrainStep)
-  solve    time to solve CartPole-v1 with `kuberl run examples/cartpole.yaml`
+  solve    CartPole-v1 by `kuberl run examples/cartpole.yaml` over seeds 1..N beside Stable-Baselines3's DQN
+           on the same seeds (when an interpreter has it: --sb3-python): env steps to solve, wall time,
+           the learner's rate during the run, the result scored on 100 fresh episodes
   cluster  the same manifest `kubectl apply`d on the test cluster (tests/kube.py says which): seconds
            to its first transition and to Succeeded
-  sb3      Stable-Baselines3 DQN with rl-zoo CartPole-v1 hyperparameters (only if installed)
 
-    cd /work/main && python bench/run_bench.py [--quick] [--only buffer,learner] [--solve-runs 3]
+    cd /work/main && python bench/run_bench.py [--quick] [--only buffer learner] [--solve-runs 5]
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
 import re  # noqa: E402
 import signal  # noqa: E402
 import statistics  # noqa: E402
@@ -37,7 +40,7 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from kuberl.config import ExperimentConfig, load_manifest, to_proto  # noqa: E402
+from kuberl.config import ExperimentConfig, LearnerSpec, load_manifest, to_proto  # noqa: E402
 from kuberl.environment.core import Actor  # noqa: E402
 from kuberl.envs import describe  # noqa: E402
 from kuberl.local import LOOPBACK, free_port  # noqa: E402
@@ -52,14 +55,13 @@ from kuberl.v1 import learner_service_pb2_grpc as learner_grpc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "examples" / "cartpole.yaml"
-ROWS = ("env", "buffer", "learner", "metrics", "solve", "cluster", "sb3")
+ROWS = ("env", "buffer", "learner", "metrics", "solve", "cluster")
 # The largest learningStarts the config accepts (LearnerSpec.learning_starts maximum); on one
 # shard it makes the limiter's warm-up (min_inserts) and tolerance 1e8 inserts, i.e. no hold-back.
 NO_HOLDBACK_LEARNING_STARTS = 100_000_000
 
 TARGET_BUFFER = ">= 200 000 /s"
 TARGET_LEARNER = ">= 1 000 /s at batch 64"
-TARGET_SOLVE = "< 60 s wall"
 
 
 def note(msg: str) -> None:
@@ -328,31 +330,35 @@ def learner_config(batch_size: int) -> ExperimentConfig:
                                  learner={"batch_size": batch_size, "hidden_sizes": [64, 64]})
 
 
-def bench_learner_core(seconds: float) -> list[Row]:
+def learner_core_rate(lc: LearnerSpec, seconds: float) -> float:
+    """Updates/s of the DoubleDQN core for this learner config on pre-sampled CartPole batches."""
     shape = describe("CartPole-v1")
     data = cartpole_transitions(20_000)
     rng = np.random.default_rng(0)
+    dqn = DoubleDQN(QNetwork.of(lc, shape.obs_size, shape.num_actions), learning_rate=lc.learning_rate,
+                    gamma=lc.gamma, max_grad_norm=lc.max_grad_norm, target_update_interval=lc.target_update_interval,
+                    seed=0)
+    batches = [Transitions(*(col[idx] for col in data))
+               for idx in (rng.integers(0, data.rewards.shape[0], lc.batch_size) for _ in range(256))]
+    for b in batches[:20]:  # warm-up
+        dqn.update(b)
+    n = 0
+    t0 = time.perf_counter()
+    while True:
+        dqn.update(batches[n % len(batches)])
+        n += 1
+        if n % 16 == 0 and time.perf_counter() - t0 >= seconds:
+            break
+    return n / (time.perf_counter() - t0)
+
+
+def bench_learner_core(seconds: float) -> list[Row]:
     rows = []
     for batch_size in (64, 256):
-        lc = learner_config(batch_size).learner
-        dqn = DoubleDQN(QNetwork.of(lc, shape.obs_size, shape.num_actions), learning_rate=lc.learning_rate,
-                        gamma=lc.gamma, max_grad_norm=lc.max_grad_norm,
-                        target_update_interval=lc.target_update_interval, seed=0)
-        batches = [Transitions(*(col[idx] for col in data))
-                   for idx in (rng.integers(0, data.rewards.shape[0], batch_size) for _ in range(256))]
-        for b in batches[:20]:  # warm-up
-            dqn.update(b)
-        n = 0
-        t0 = time.perf_counter()
-        while True:
-            dqn.update(batches[n % len(batches)])
-            n += 1
-            if n % 16 == 0 and time.perf_counter() - t0 >= seconds:
-                break
-        elapsed = time.perf_counter() - t0
-        note(f"learner core: batch {batch_size}: {n} updates in {elapsed:.2f}s")
+        rate = learner_core_rate(learner_config(batch_size).learner, seconds)
+        note(f"learner core: batch {batch_size}: {rate:.0f} updates/s")
         rows.append(Row("learner updates/s (DoubleDQN core, in-process)",
-                        f"batch {batch_size}, hidden [64, 64], pre-sampled batches", fmt_num(n / elapsed),
+                        f"batch {batch_size}, hidden [64, 64], pre-sampled batches", fmt_num(rate),
                         "updates/s", TARGET_LEARNER if batch_size == 64 else ""))
     return rows
 
@@ -404,7 +410,6 @@ def bench_learner_process(num_updates: int, workdir: Path) -> list[Row]:
 
 # --- row 4: kuberl run ---------------------------------------------------------------------
 
-_WALL = re.compile(r"^\s*wall time\s+([0-9.]+) s", re.M)
 _STEPS = re.compile(r"^\s*env steps\s+([0-9]+)", re.M)
 
 
@@ -453,9 +458,39 @@ def bench_metrics(seconds: float, workdir: Path) -> list[Row]:
     return rows
 
 
-def run_solve_once(index: int, workdir: Path, timeout: float) -> tuple[int, float | None, int | None, float, str]:
-    out = workdir / f"solve-{index}"
-    args = [sys.executable, "-m", "kuberl.cli", "run", str(MANIFEST), "--no-progress", "--output", str(out),
+# --- row 5: learning, beside Stable-Baselines3 in the same run ------------------------------
+
+SOLVE_WHAT = "CartPole-v1, kuberl run examples/cartpole.yaml"
+SB3_WHAT = "Stable-Baselines3 DQN, rl-zoo CartPole-v1 hyperparameters"
+SB3_ANCHOR = ROOT / "bench" / "sb3_anchor.py"
+SB3_BUDGET = 50_000  # rl-zoo's n_timesteps for CartPole-v1
+FRESH_EPISODES, FRESH_SEED = 100, 555_555_555  # seeds neither kuberl's evaluations nor its confirmation use
+_UPDATES = re.compile(r"^\s*updates\s+([0-9]+)", re.M)
+
+
+@dataclass
+class KuberlRun:
+    seed: int
+    exit_code: int
+    wall: float  # process start to exit, measured here
+    solved_at: int | None  # env steps of the first evaluation at or above the target
+    env_steps: int
+    updates: int
+    result_return: float | None  # the result's confirmation, as the summary reports it
+    fresh_return: float | None  # the result, evaluated again here on other seeds
+    updates_per_second: float | None  # the learner's median during the run
+
+
+def run_kuberl(seed: int, workdir: Path, timeout: float) -> KuberlRun:
+    from kuberl.analytics.core import Query, SQLiteStore
+    from kuberl.learner.core import evaluate
+    from kuberl.policy.core import PolicyStore
+
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    manifest["spec"]["seed"] = seed
+    path, out = workdir / f"cartpole-{seed}.yaml", workdir / f"solve-{seed}"
+    path.write_text(yaml.safe_dump(manifest))
+    args = [sys.executable, "-m", "kuberl.cli", "run", str(path), "--no-progress", "--output", str(out),
             "--timeout", str(timeout)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env(), text=True,
@@ -469,108 +504,104 @@ def run_solve_once(index: int, workdir: Path, timeout: float) -> tuple[int, floa
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-    elapsed = time.perf_counter() - t0
-    wall = _WALL.search(stdout)
-    steps = _STEPS.search(stdout)
-    return (proc.returncode, float(wall.group(1)) if wall else None, int(steps.group(1)) if steps else None,
-            elapsed, stdout)
-
-
-def bench_solve(runs: int, workdir: Path, timeout: float) -> list[Row]:
-    rows = []
-    walls, steps_all = [], []
-    for i in range(runs):
-        code, wall, steps, elapsed, stdout = run_solve_once(i, workdir, timeout)
-        solved = code == 0
-        note(f"solve run {i + 1}/{runs}: exit {code}, wall {wall}, env steps {steps}, subprocess {elapsed:.1f}s")
-        if wall is None or not solved:
-            note("kuberl run output tail:\n" + "\n".join(stdout.splitlines()[-15:]))
-        if wall is not None:
-            walls.append(wall)
-        if steps is not None:
-            steps_all.append(steps)
-        rows.append(Row("time to solve CartPole-v1 with kuberl run",
-                        f"run {i + 1}/{runs}, {'solved' if solved else f'NOT solved (exit {code})'}, "
-                        f"{steps if steps is not None else '?'} env steps",
-                        f"{wall:.1f}" if wall is not None else "?", "s wall", TARGET_SOLVE))
-    if walls:
-        rows.append(Row("time to solve CartPole-v1 with kuberl run",
-                        f"median of {len(walls)}, median env steps "
-                        f"{fmt_num(statistics.median(steps_all)) if steps_all else '?'}",
-                        f"{statistics.median(walls):.1f}", "s wall", TARGET_SOLVE))
-    return rows
-
-
-# --- row 5: Stable-Baselines3 --------------------------------------------------------------
-
-SB3_WHAT = "Stable-Baselines3 DQN (rl-zoo CartPole-v1 hyperparameters)"
-
-
-def bench_sb3(runs: int) -> list[Row]:
+                proc.kill()
+                proc.wait()
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        note(f"kuberl run seed {seed}: exit {proc.returncode}; output tail:\n" + "\n".join(stdout.splitlines()[-15:]))
+    cfg = load_manifest(path).config
+    experiment = f"default/{manifest['metadata']['name']}"
+    store = SQLiteStore(out / "analytics.db")
     try:
-        import stable_baselines3  # noqa: F401
-    except ImportError:
-        return [Row(SB3_WHAT, "not installed: pip install stable-baselines3", "-", "", "")]
-    import gymnasium as gym
-    from stable_baselines3 import DQN
-    from stable_baselines3.common.callbacks import BaseCallback
+        evals, _ = store.query(Query(experiment, "charts/eval_return"))
+        rates, _ = store.query(Query(experiment, "learner/updates_per_second"))
+    finally:
+        store.close()
+    target = describe(cfg.env_id).reward_threshold
+    solved_at = next((p.step for p in evals if p.value >= target), None)
+    policy = PolicyStore(out / "policy-0")
+    result = policy.result(experiment)
+    policy.close()
+    fresh = None
+    if result is not None:
+        shape = describe(cfg.env_id)
+        fresh = evaluate(QNetwork.of(cfg.learner, shape.obs_size, shape.num_actions), result.weights, cfg.env_id,
+                         FRESH_EPISODES, cfg.environment.max_episode_steps, seed=FRESH_SEED)
+    steps, updates = _STEPS.search(stdout), _UPDATES.search(stdout)
+    return KuberlRun(seed, proc.returncode, wall, solved_at, int(steps.group(1)) if steps else 0,
+                     int(updates.group(1)) if updates else 0,
+                     result.evaluation.mean_return if result else None, fresh,
+                     statistics.median(p.value for p in rates) if rates else None)
 
-    class SolveCallback(BaseCallback):
-        """Every 1000 env steps, 10 greedy episodes; stops training at a mean return >= 475."""
 
-        def __init__(self, every: int = 1000, episodes: int = 10, target: float = 475.0, seed: int = 0):
-            super().__init__()
-            self.every, self.episodes, self.target = every, episodes, target
-            self.eval_env = gym.make("CartPole-v1")
-            self.seed = seed
-            self.solved = False
-            self.last_mean = float("nan")
+def sb3_python(choice: str | None) -> str | None:
+    """The interpreter that has Stable-Baselines3: --sb3-python, $KUBERL_BENCH_SB3_PYTHON, or this one."""
+    for candidate in (choice, os.environ.get("KUBERL_BENCH_SB3_PYTHON"), sys.executable):
+        if candidate and subprocess.run([candidate, "-c", "import stable_baselines3"], capture_output=True).returncode == 0:
+            return candidate
+    return None
 
-        def _on_step(self) -> bool:
-            if self.num_timesteps % self.every:
-                return True
-            returns = []
-            for ep in range(self.episodes):
-                obs, _ = self.eval_env.reset(seed=self.seed + 10_007 * self.num_timesteps + ep)
-                done, total = False, 0.0
-                while not done:
-                    action, _ = self.model.predict(obs, deterministic=True)
-                    obs, reward, terminated, truncated, _ = self.eval_env.step(int(action))
-                    total += float(reward)
-                    done = terminated or truncated
-                returns.append(total)
-            self.last_mean = float(np.mean(returns))
-            if self.last_mean >= self.target:
-                self.solved = True
-                return False
-            return True
 
-    rows, walls, steps_all = [], [], []
-    for i in range(runs):
-        t0 = time.perf_counter()
-        model = DQN("MlpPolicy", "CartPole-v1", learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,
-                    learning_starts=1000, gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128,
-                    exploration_fraction=0.16, exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]),
-                    seed=i, verbose=0)
-        callback = SolveCallback(seed=1_000 * i)
-        model.learn(total_timesteps=50_000, callback=callback)  # rl-zoo's n_timesteps for CartPole-v1
-        wall = time.perf_counter() - t0
-        callback.eval_env.close()
-        steps = int(model.num_timesteps)
-        note(f"sb3 run {i + 1}/{runs}: solved {callback.solved}, {steps} env steps, {wall:.1f}s, "
-             f"last greedy mean {callback.last_mean:.1f}")
-        walls.append(wall)
-        steps_all.append(steps)
-        rows.append(Row(SB3_WHAT, f"run {i + 1}/{runs}, {'solved' if callback.solved else 'NOT solved in 50k'}, "
-                        f"{steps} env steps", f"{wall:.1f}", "s wall"))
-    rows.append(Row(SB3_WHAT, f"median of {runs}, median env steps {fmt_num(statistics.median(steps_all))}",
-                    f"{statistics.median(walls):.1f}", "s wall"))
+def run_sb3(python: str, seed: int) -> dict:
+    done = subprocess.run([python, str(SB3_ANCHOR), "--env", "CartPole-v1", "--seed", str(seed),
+                           "--budget", str(SB3_BUDGET)], capture_output=True, text=True, env=child_env(), check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _median_steps(values: list[int | None]) -> float:
+    """Median env steps to solve; a run that never solved counts as infinitely many."""
+    return statistics.median(math.inf if v is None else v for v in values)
+
+
+def _steps(x: float) -> str:
+    return "never" if math.isinf(x) else fmt_num(x)
+
+
+def bench_solve(seeds: list[int], workdir: Path, timeout: float, sb3: str | None, seconds: float) -> list[Row]:
+    runs = []
+    for seed in seeds:
+        run = run_kuberl(seed, workdir, timeout)
+        note(f"kuberl seed {seed}: exit {run.exit_code}, {run.wall:.1f}s, solved at {run.solved_at}, result "
+             f"{run.result_return}, fresh {run.fresh_return}, {run.updates_per_second} updates/s")
+        runs.append(run)
+    anchors = []
+    if sb3 is not None:
+        for seed in seeds:
+            anchors.append(run_sb3(sb3, seed))
+            note(f"sb3 seed {seed}: {anchors[-1]}")
+    rows = [Row(SOLVE_WHAT, f"seed {r.seed}: {'solved' if r.exit_code == 0 else f'exit {r.exit_code}'}, first eval "
+                f">= 475 at {r.solved_at} env steps, result {r.result_return} (fresh {FRESH_EPISODES}: "
+                f"{r.fresh_return if r.fresh_return is None else round(r.fresh_return, 1)})", f"{r.wall:.1f}", "s wall")
+            for r in runs]
+    rows += [Row(SB3_WHAT, f"seed {a['seed']}: first eval >= 475 at {a['solved_at']} env steps",
+                 f"{a['train_seconds']:.1f}", "s training") for a in anchors]
+    solved = sum(r.exit_code == 0 for r in runs)
+    ours = _median_steps([r.solved_at for r in runs])
+    theirs = _median_steps([a["solved_at"] for a in anchors]) if anchors else None
+    ratio = f", {ours / theirs:.2f}x" if theirs and math.isfinite(theirs) and math.isfinite(ours) else ""
+    sb3_solved = sum(a["solved_at"] is not None for a in anchors)
+    anchor = f"SB3 {_steps(theirs)} ({sb3_solved}/{len(anchors)} solved){ratio}" if anchors else "SB3 not installed"
+    rows.append(Row("goal 1: median env steps to the first evaluation >= 475", f"{solved}/{len(runs)} solved; {anchor}",
+                    _steps(ours), "env steps", "<= SB3's, 5/5"))
+    wall = statistics.median(r.wall for r in runs)
+    sb3_wall = statistics.median(a["train_seconds"] for a in anchors) if anchors else None
+    rows.append(Row("goal 2: median wall, process start to exit",
+                    f"SB3 training {sb3_wall:.1f} s, {wall / sb3_wall:.2f}x" if sb3_wall else "SB3 not installed",
+                    f"{wall:.1f}", "s", "<= 0.33x SB3's"))
+    cfg = load_manifest(MANIFEST).config
+    core = learner_core_rate(cfg.learner, seconds)
+    during = [r.updates_per_second for r in runs if r.updates_per_second]
+    lc = cfg.learner
+    held = [r.updates >= 0.95 * r.env_steps * lc.samples_per_insert / lc.batch_size for r in runs]
+    rows.append(Row("goal 2: learner updates/s during the run, of its in-process rate",
+                    f"median {fmt_num(statistics.median(during)) if during else '?'}/s of {fmt_num(core)}/s in-process; "
+                    f"held by the samples-per-insert limit in {sum(held)}/{len(runs)} runs",
+                    f"{statistics.median(during) / core:.2f}" if during else "?", "x", ">= 0.70x unless the limit held"))
+    fresh = [r.fresh_return for r in runs if r.fresh_return is not None]
+    rows.append(Row("goal 3: the result scored on 100 fresh episodes",
+                    f"worst of {len(fresh)} results (the runs' own confirmations: "
+                    f"{', '.join(str(r.result_return) for r in runs)})", f"{min(fresh):.1f}" if fresh else "?",
+                    "mean return", ">= 475 every run"))
     return rows
 
 
@@ -672,11 +703,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="shorter durations and 1 solve run")
     p.add_argument("--only", nargs="+", metavar="ROW", help=f"rows to run, of: {', '.join(ROWS)}")
-    p.add_argument("--solve-runs", type=int, default=None, help="kuberl run repetitions (default 3, --quick 1)")
+    p.add_argument("--solve-runs", type=int, default=None, help="seeds of the solve row (default 5, --quick 1)")
+    p.add_argument("--sb3-python", default=None, help="an interpreter with stable-baselines3 for the anchor "
+                                                      "(default: $KUBERL_BENCH_SB3_PYTHON, or this one if it has it)")
     p.add_argument("--solve-timeout", type=float, default=600.0, help="seconds before a kuberl run gives up")
     args = p.parse_args(argv)
     only = parse_only(args.only)
-    solve_runs = args.solve_runs if args.solve_runs is not None else (1 if args.quick else 3)
+    solve_runs = args.solve_runs if args.solve_runs is not None else (1 if args.quick else 5)
     env_s, buffer_s, learner_s = (0.5, 1.0, 0.5) if args.quick else (2.0, 3.0, 2.0)
     train_updates = 500 if args.quick else 2000
 
@@ -689,9 +722,9 @@ def main(argv: list[str] | None = None) -> int:
             "buffer": lambda: bench_buffer(buffer_s, workdir),
             "learner": lambda: bench_learner_core(learner_s) + bench_learner_process(train_updates, workdir),
             "metrics": lambda: bench_metrics(buffer_s, workdir),
-            "solve": lambda: bench_solve(solve_runs, workdir, args.solve_timeout),
+            "solve": lambda: bench_solve(list(range(1, solve_runs + 1)), workdir, args.solve_timeout,
+                                         sb3_python(args.sb3_python), learner_s),
             "cluster": lambda: bench_cluster(solve_runs, args.solve_timeout),
-            "sb3": lambda: bench_sb3(solve_runs),
         }
         for name in only:
             note(f"--- {name}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import signal
 import threading
 import time
@@ -199,6 +200,20 @@ def channel(address: str, role: str, tls: TlsFiles | None, options: tuple[tuple[
         *CHANNEL_OPTIONS, *options, ("grpc.ssl_target_name_override", server_name(role))])
 
 
+# The files are looked at at most once a second: a stub is made per call, a rotation takes days.
+STAMP_SECONDS = 1.0
+_stamp_seen: tuple[float, TlsFiles | None, tuple[float, ...]] = (-math.inf, None, ())
+
+
+def _stamp(tls: TlsFiles) -> tuple[float, ...]:
+    global _stamp_seen
+    seen_at, seen_tls, stamp = _stamp_seen
+    now = time.monotonic()
+    if seen_tls != tls or now - seen_at >= STAMP_SECONDS:
+        _stamp_seen = (now, tls, tls.stamp())
+    return _stamp_seen[2]
+
+
 def stub(stub_class: Callable[[grpc.Channel], Stub], address: str, role: str | None = None) -> Stub:
     """A stub on a process-wide cached channel to `address` (channels are costly, stubs cheap).
     The role served there follows from the stub's service; a health stub names it."""
@@ -206,8 +221,8 @@ def stub(stub_class: Callable[[grpc.Channel], Stub], address: str, role: str | N
         role = ROLE_OF_SERVICE[stub_class.__name__.removesuffix("Stub")]
     tls = _tls
     # Rotated certificate files (a changed stamp) get a new channel; the old one's calls finish.
-    key = (address, role, (tls.directory, tls.stamp()) if tls else None)
     with _channels_lock:
+        key = (address, role, (tls.directory, _stamp(tls)) if tls else None)
         cached = _channels.get(key)
         if cached is None:
             cached = _channels[key] = channel(address, role, tls)

@@ -13,6 +13,7 @@ import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 RPC_TIMEOUT = 10.0
 PREFETCH_ROUNDS = 2
 IDLE_WAIT = 0.01
+REFRESH_SECONDS = 1.0
 RUNNING_STATES = (pb.TRAINING_STATE_WAITING_FOR_DATA, pb.TRAINING_STATE_TRAINING)
 
 
@@ -48,6 +50,9 @@ class ShardSampler:
     def __init__(self, experiment_id: str, shards: Discovery):
         self.experiment_id = experiment_id
         self.shards = shards
+        # Blocking calls on a standing pool: a grpc future starts a thread of its own each time
+        # its channel is idle, which at hundreds of rounds a second is a quarter of the learner.
+        self._calls = futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"shards-{experiment_id}")
         self.sizes: dict[str, int] = {}
         # Kept for shards that are down, so that env steps never go back.
         self.inserted: dict[str, int] = {}
@@ -71,22 +76,30 @@ class ShardSampler:
         addresses = self.shards.addresses()
         for gone in set(self.sizes) - set(addresses):
             self.sizes.pop(gone)
-        calls = {a: stub(buffer_grpc.BufferServiceStub, a).GetStats.future(
-            buffer_pb.GetStatsRequest(experiment_id=self.experiment_id), timeout=RPC_TIMEOUT) for a in addresses}
+        calls = self._call_each("GetStats", {a: buffer_pb.GetStatsRequest(experiment_id=self.experiment_id)
+                                             for a in addresses})
         for address, call in calls.items():
             try:
                 self._record(address, call.result().stats)
             except grpc.RpcError:
                 self.sizes[address] = 0  # not there yet, or down: absent until it answers
 
+    def _call_each(self, method: str, requests: dict[str, Any]) -> dict[str, futures.Future]:
+        """One call per shard, all in flight together; each result() raises grpc.RpcError as the call would."""
+        return {a: self._calls.submit(getattr(stub(buffer_grpc.BufferServiceStub, a), method), request,
+                                      timeout=RPC_TIMEOUT) for a, request in requests.items()}
+
+    def close(self) -> None:
+        self._calls.shutdown(wait=False, cancel_futures=True)
+
     def sample(self, batch_size: int, num_batches: int) -> list[Transitions] | None:
         """num_batches batches of batch_size, or None if no shard could serve."""
         while True:
             live = [a for a, size in self.sizes.items() if size > 0]
             counts = split_counts(batch_size, [self.sizes[a] for a in live])
-            calls = {a: stub(buffer_grpc.BufferServiceStub, a).SampleBatch.future(
-                buffer_pb.SampleBatchRequest(experiment_id=self.experiment_id, count=c * num_batches),
-                timeout=RPC_TIMEOUT) for a, c in zip(live, counts) if c}
+            calls = self._call_each("SampleBatch", {
+                a: buffer_pb.SampleBatchRequest(experiment_id=self.experiment_id, count=c * num_batches)
+                for a, c in zip(live, counts) if c})
             if not calls:
                 return None
             parts, failed = [], False
@@ -111,6 +124,7 @@ class RateLimitedSampler:
 
     def __init__(self, experiment_id: str, shards: Discovery):
         self._shards = ShardSampler(experiment_id, shards)
+        self._refreshed = -math.inf
         self._drawn = 0
         self._lock = threading.Lock()
         # What other threads read (stats), published after each round: reading them never
@@ -135,15 +149,27 @@ class RateLimitedSampler:
             self._publish()
 
     def draw_allowed(self, lc: LearnerSpec) -> list[Transitions] | None:
-        """Up to batchesPerSample batches if the limit allows any and a shard can serve."""
+        """Up to batchesPerSample batches if the limit allows any and a shard can serve.
+
+        Every SampleBatch answer carries its shard's counters, so the shards are asked for
+        their stats only when the limit says wait, and every REFRESH_SECONDS to find new ones."""
         with self._lock:
-            self._shards.refresh()
-            self._publish()
-            allowed = updates_allowed(self._shards.env_steps, self._drawn, samples_per_insert=lc.samples_per_insert,
-                                      batch_size=lc.batch_size, learning_starts=lc.learning_starts)
+            allowed = self._allowed(lc)
+            if allowed < 1 or time.monotonic() - self._refreshed >= REFRESH_SECONDS:
+                self._shards.refresh()
+                self._refreshed = time.monotonic()
+                self._publish()
+                allowed = self._allowed(lc)
             if allowed < 1:
                 return None
             return self._draw(lc.batch_size, min(allowed, lc.batches_per_sample))
+
+    def _allowed(self, lc: LearnerSpec) -> int:
+        return updates_allowed(self._shards.env_steps, self._drawn, samples_per_insert=lc.samples_per_insert,
+                               batch_size=lc.batch_size, learning_starts=lc.learning_starts)
+
+    def close(self) -> None:
+        self._shards.close()
 
     def draw_now(self, batch_size: int, count: int) -> list[Transitions] | None:
         """`count` batches whatever the limit says (TrainStep); they count against it."""
@@ -280,7 +306,9 @@ class Candidate:
     env_steps: int
 
 
-# Confirmation episodes are seeded apart from the periodic evaluations', so they are fresh.
+# Every evaluation plays the same episodes (fixed seeds, as evaluation callbacks do), so that
+# versions are compared on equal terms; the confirmation's are other ones, fresh to the choice.
+EVAL_SEED_OFFSET = 10_007
 CONFIRM_SEED_OFFSET = 1_000_003
 
 
@@ -336,10 +364,10 @@ class Evaluator:
                 self._run.fail(err)
                 return
 
-    def _greedy(self, candidate: Candidate, episodes: int, seed_offset: int = 0) -> float:
+    def _greedy(self, candidate: Candidate, episodes: int, seed_offset: int = EVAL_SEED_OFFSET) -> float:
         cfg = self._run.config
         return evaluate(self._run.net, candidate.params, cfg.env_id, episodes, cfg.environment.max_episode_steps,
-                        seed=cfg.seed + seed_offset + 10_007 * (1 + candidate.updates))
+                        seed=cfg.seed + seed_offset)
 
     def _record(self, name: str, value: float, env_steps: int) -> None:
         if self._run.metrics is not None:
@@ -579,6 +607,7 @@ class TrainingRun:
             thread.join(timeout=RPC_TIMEOUT + 5)
         self.evaluator.stop()
         self.publisher.close()
+        self.sampler.close()
 
     def stats(self) -> pb.LearnerStats:
         return pb.LearnerStats(state=self.state, updates=self.trainer.updates, policy_version=self.publisher.version,
