@@ -8,7 +8,10 @@ refusing bad input with the field's path) and the protobuf `ExperimentConfig` me
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +40,8 @@ def knob(default: Any, doc: str, *, minimum: float | None = None, maximum: float
          exclusive_minimum: bool = False) -> Any:
     """A config field: its default, its documentation and its bounds."""
     meta = {"doc": doc, "minimum": minimum, "maximum": maximum, "exclusive_minimum": exclusive_minimum}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -122,6 +125,7 @@ class ExperimentConfig:
     """Every knob of an experiment; an RLExperiment's spec in camelCase."""
 
     env_id: str = knob("CartPole-v1", "Gymnasium environment id; its action space must be Discrete.")
+    env_kwargs: dict[str, Any] = knob({}, "Keyword arguments for gymnasium.make (a JSON object).")
     seed: int = knob(0, "Seed for networks, environments and sampling.", minimum=0, maximum=2**32 - 1)
     environment: EnvironmentSpec = field(default_factory=EnvironmentSpec)
     exploration: ExplorationSpec = field(default_factory=ExplorationSpec)
@@ -166,9 +170,36 @@ def _check_number(value: Any, kind: type, meta: dict, path: str) -> Any:
     return value
 
 
+MAX_JSON_BYTES = 16 * 1024
+
+
+def _check_json(value: Any, path: str) -> Any:
+    """A JSON value (what a manifest and the wire can both carry), checked all the way down."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key:
+                raise ConfigError(path, f"keys must be non-empty strings, got {key!r}")
+            _check_json(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json(item, f"{path}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(path, f"must be a finite number, got {value!r}")
+    elif value is not None and not isinstance(value, (str, bool, int, float)):
+        raise ConfigError(path, f"must be a JSON value, got {type(value).__name__}")
+    return value
+
+
 def _convert(value: Any, hint: Any, meta: dict, path: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return _from_dict(hint, value, path)
+    if get_origin(hint) is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"must be a mapping (a JSON object), got {value!r}")
+        _check_json(value, path)
+        if len(json.dumps(value)) > MAX_JSON_BYTES:
+            raise ConfigError(path, f"must be at most {MAX_JSON_BYTES} bytes as JSON")
+        return copy.deepcopy(value)
     if get_origin(hint) is list:
         if not isinstance(value, list):
             raise ConfigError(path, f"must be a list, got {value!r}")
@@ -242,7 +273,7 @@ def to_spec(cfg: Any) -> dict[str, Any]:
         if value is None:
             continue
         out[_camel(f.name)] = to_spec(value) if dataclasses.is_dataclass(value) else (
-            list(value) if isinstance(value, list) else value)
+            copy.deepcopy(value) if isinstance(value, (list, dict)) else value)
     return out
 
 
@@ -261,6 +292,9 @@ def _fill_proto(obj: Any, msg: Any) -> None:
             _fill_proto(value, getattr(msg, f.name))
         elif isinstance(value, list):
             getattr(msg, f.name).extend(value)
+        elif isinstance(value, dict):
+            if value:  # JSON on the wire: protobuf has no field for an open object
+                setattr(msg, f.name, json.dumps(value, sort_keys=True))
         else:
             setattr(msg, f.name, value)
 
@@ -281,6 +315,12 @@ def _proto_to_spec(cls: type, msg: Any) -> dict[str, Any]:
         elif get_origin(hint) is list:
             if len(getattr(msg, f.name)):
                 out[_camel(f.name)] = list(getattr(msg, f.name))
+        elif get_origin(hint) is dict:
+            if msg.HasField(f.name):
+                try:
+                    out[_camel(f.name)] = json.loads(getattr(msg, f.name))
+                except ValueError as err:
+                    raise ConfigError(f"config.{f.name}", f"must be a JSON object: {err}") from None
         elif msg.HasField(f.name):
             out[_camel(f.name)] = getattr(msg, f.name)
     return out

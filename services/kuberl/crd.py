@@ -70,6 +70,8 @@ def _section_schema(cls: type, path: str) -> dict[str, Any]:
             # An omitted section gets every default. Not `{}`: the API server checks a default
             # against the section's CEL rules as written, before the defaults inside it apply.
             schema["default"] = to_spec(default)
+        elif get_origin(hint) is dict:
+            schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True, "default": dict(default)}
         elif get_origin(hint) is list:
             (item,) = get_args(hint)
             schema = {"type": "array", "items": _scalar(item, meta, None), "minItems": 1, "maxItems": MAX_HIDDEN_LAYERS,

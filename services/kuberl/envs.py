@@ -1,8 +1,12 @@
-"""Gymnasium environments as kuberl uses them: vectorised, discrete actions, flat observations."""
+"""Gymnasium environments as kuberl uses them: vectorised, discrete actions, flat observations
+(a Box of any shape is flattened; images are refused until there is a convolutional learner)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -17,16 +21,23 @@ class EnvShape:
     reward_threshold: float | None
 
 
-def describe(env_id: str) -> EnvShape:
-    """Checks that env_id exists with a Discrete action space and a 1-D Box observation.
+def _is_image(space: gym.spaces.Box) -> bool:
+    return space.dtype == np.uint8 and len(space.shape) in (2, 3)
 
-    Raises ValueError naming `env_id` otherwise, so a bad experiment is refused up front.
+
+def describe(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> EnvShape:
+    """Checks that env_id exists (made with env_kwargs) with a Discrete action space and a Box
+    observation that is not an image.
+
+    Raises ValueError naming the field otherwise, so a bad experiment is refused up front.
     """
     try:
         spec = gym.spec(env_id)
-        env = gym.make(env_id)
+        env = gym.make(env_id, **(env_kwargs or {}))
     except gym.error.Error as err:
         raise ValueError(f"env_id: {err}") from None
+    except TypeError as err:  # an argument the environment does not take
+        raise ValueError(f"env_kwargs: {env_id} refused them: {err}") from None
     try:
         action_space, obs_space = env.action_space, env.observation_space
     finally:
@@ -34,17 +45,30 @@ def describe(env_id: str) -> EnvShape:
     if not isinstance(action_space, gym.spaces.Discrete):
         raise ValueError(f"env_id: {env_id} has a {type(action_space).__name__} action space; "
                          "kuberl's DQN needs a Discrete one")
-    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-        raise ValueError(f"env_id: {env_id} observations are {obs_space}; kuberl needs a 1-D Box")
-    return EnvShape(int(obs_space.shape[0]), int(action_space.n), spec.reward_threshold)
+    if not isinstance(obs_space, gym.spaces.Box):
+        raise ValueError(f"env_id: {env_id} observations are {obs_space}; kuberl needs a Box")
+    if _is_image(obs_space):
+        raise ValueError(f"env_id: {env_id} observations are images ({obs_space}); they need a convolutional "
+                         "learner, which kuberl does not have yet")
+    return EnvShape(math.prod(obs_space.shape), int(action_space.n), spec.reward_threshold)
 
 
-def make_vector_env(env_id: str, num_envs: int, max_episode_steps: int) -> gym.vector.VectorEnv:
+def make_vector_env(env_id: str, num_envs: int, max_episode_steps: int,
+                    env_kwargs: Mapping[str, Any] | None = None) -> gym.vector.VectorEnv:
     """K copies stepped together: the env's native vector implementation where it has one
-    (CartPole's is ~40x faster than stepping copies one by one), a sync wrapper otherwise.
-    Both use NEXT_STEP autoreset, which `VectorStepper` relies on."""
-    mode = "vector_entry_point" if gym.spec(env_id).vector_entry_point else "sync"
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, max_episode_steps=max_episode_steps)
+    (CartPole's is ~40x faster than stepping copies one by one) and no kwargs or flattening
+    are asked of it, a sync wrapper otherwise. Both use NEXT_STEP autoreset, which
+    `VectorStepper` relies on. Observations of more than one dimension come flattened."""
+    kwargs = dict(env_kwargs or {})
+    probe = gym.make(env_id, **kwargs)
+    try:
+        flatten = len(probe.observation_space.shape or ()) > 1
+    finally:
+        probe.close()
+    wrappers = [gym.wrappers.FlattenObservation] if flatten else None
+    native = gym.spec(env_id).vector_entry_point and not kwargs and not flatten
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point" if native else "sync",
+                        max_episode_steps=max_episode_steps, wrappers=wrappers, **kwargs)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from kuberl.config import ConfigError, Manifest, load_manifest
+from kuberl.config import ConfigError, Manifest, _camel, load_manifest
 from kuberl.lifecycle import Intent, Observation, Phase, compute_status, recorded_phase, transitions
 from kuberl.observe import episode_returns, learner_view
 from kuberl.rpc import stub, use_tls, wait_until_serving
@@ -408,9 +408,10 @@ def run_manifest(path: Path, output: Path | None, timeout: float, progress: bool
         from kuberl.envs import describe
 
         try:
-            describe(manifest.config.env_id)
-        except ValueError as err:
-            raise ConfigError("spec.envId", str(err).removeprefix("env_id: ")) from None
+            describe(manifest.config.env_id, manifest.config.env_kwargs)
+        except ValueError as err:  # "env_id: ..." or "env_kwargs: ...": the field it names
+            name, _, message = str(err).partition(": ")
+            raise ConfigError(f"spec.{_camel(name)}", message) from None
         if manifest.config.environment.replicas < 1:
             raise ConfigError("spec.environment.replicas", "must be >= 1 to run locally (0 suspends in a cluster)")
     except ConfigError as err:

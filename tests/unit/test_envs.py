@@ -1,3 +1,4 @@
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -112,3 +113,59 @@ def test_vector_stepper_is_seeded():
 
     np.testing.assert_array_equal(first_obs(5), first_obs(5))
     assert not np.array_equal(first_obs(5), first_obs(6))
+
+
+class Grid(gym.Env):
+    """A 2 x 3 observation: flattened to 6 values."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2, 3), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, scale: float = 1.0):
+        self.scale = scale
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.full((2, 3), 0.5 * self.scale, np.float32), {}
+
+    def step(self, action):
+        return np.full((2, 3), 0.25 * self.scale, np.float32), 1.0, bool(action), False, {}
+
+
+class Pixels(Grid):
+    observation_space = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)
+
+
+gym.register("kuberl-test/Grid-v0", entry_point=Grid)
+gym.register("kuberl-test/Pixels-v0", entry_point=Pixels)
+
+
+def test_non_flat_box_observations_are_flattened_and_kwargs_reach_the_env():
+    assert describe("kuberl-test/Grid-v0").obs_size == 6
+    stepper = VectorStepper(make_vector_env("kuberl-test/Grid-v0", 3, 10, {"scale": 2.0}), seed=0)
+    try:
+        assert stepper.obs.shape == (3, 6) and (stepper.obs == 1.0).all()
+        result = stepper.step(np.zeros(3, np.int64))
+        assert result.transitions.next_obs.shape == (3, 6) and (result.transitions.next_obs == 0.5).all()
+    finally:
+        stepper.close()
+
+
+def test_kwargs_an_env_does_not_take_are_refused_naming_the_field():
+    with pytest.raises(ValueError, match=r"^env_kwargs: kuberl-test/Grid-v0 refused them"):
+        describe("kuberl-test/Grid-v0", {"colour": "red"})
+
+
+def test_image_observations_are_refused_until_there_is_a_convolutional_learner():
+    with pytest.raises(ValueError, match="images .* convolutional learner"):
+        describe("kuberl-test/Pixels-v0")
+
+
+def test_kwargs_change_a_built_in_env():
+    """CartPole's Sutton-Barto reward is 0 per step and -1 at the end: kwargs go past the native vector env."""
+    stepper = VectorStepper(make_vector_env("CartPole-v1", 2, 500, {"sutton_barto_reward": True}), seed=0)
+    try:
+        rewards = np.concatenate([stepper.step(np.zeros(2, np.int64)).transitions.rewards for _ in range(30)])
+        assert set(np.unique(rewards)) <= {0.0, -1.0} and (rewards == -1.0).any()
+    finally:
+        stepper.close()

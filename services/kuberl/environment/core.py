@@ -20,11 +20,11 @@ class Actor:
 
     def __init__(self, config: ExperimentConfig, actor_index: int = 0):
         self.config = config
-        self.shape: EnvShape = describe(config.env_id)
+        self.shape: EnvShape = describe(config.env_id, config.env_kwargs)
         seed = config.seed * 1_000 + actor_index
         self.rng = np.random.default_rng(seed)
         env = make_vector_env(config.env_id, config.environment.envs_per_replica,
-                              config.environment.max_episode_steps)
+                              config.environment.max_episode_steps, config.env_kwargs)
         self.stepper = VectorStepper(env, seed=seed)
         self.windows = NStepWindows(config.learner.n_step, config.learner.gamma, config.environment.envs_per_replica,
                                     (self.shape.obs_size,))

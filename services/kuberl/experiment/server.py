@@ -108,7 +108,7 @@ class LocalExperiments:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self, experiment_id: str, config: ExperimentConfig) -> Record:
-        describe(config.env_id)  # refuse an unknown or continuous-action env before touching replicas
+        describe(config.env_id, config.env_kwargs)  # refuse an unknown or continuous-action env before touching replicas
         experiment_id = experiment_id or f"exp-{uuid.uuid4().hex[:8]}"
         if len(experiment_id) > 128:
             raise ValueError("experiment_id: at most 128 characters")

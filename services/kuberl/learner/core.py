@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from kuberl.envs import VectorStepper, make_vector_env
@@ -49,9 +52,10 @@ def updates_allowed(env_steps: int, updates: int, *, samples_per_insert: float, 
     return max(0, int(env_steps * samples_per_insert / batch_size) - updates)
 
 
-def evaluate(net: QNetwork, params: Params, env_id: str, episodes: int, max_episode_steps: int, seed: int) -> float:
+def evaluate(net: QNetwork, params: Params, env_id: str, episodes: int, max_episode_steps: int, seed: int,
+             env_kwargs: Mapping[str, Any] | None = None) -> float:
     """Mean undiscounted return of the greedy policy over `episodes` episodes (one per env)."""
-    stepper = VectorStepper(make_vector_env(env_id, episodes, max_episode_steps), seed=seed)
+    stepper = VectorStepper(make_vector_env(env_id, episodes, max_episode_steps, env_kwargs), seed=seed)
     returns = np.full(episodes, np.nan)
     try:
         while np.isnan(returns).any():

@@ -367,7 +367,7 @@ class Evaluator:
     def _greedy(self, candidate: Candidate, episodes: int, seed_offset: int = EVAL_SEED_OFFSET) -> float:
         cfg = self._run.config
         return evaluate(self._run.net, candidate.params, cfg.env_id, episodes, cfg.environment.max_episode_steps,
-                        seed=cfg.seed + seed_offset)
+                        seed=cfg.seed + seed_offset, env_kwargs=cfg.env_kwargs)
 
     def _record(self, name: str, value: float, env_steps: int) -> None:
         if self._run.metrics is not None:
@@ -418,7 +418,7 @@ class TrainingRun:
         self.experiment_id = experiment_id
         self.config = config
         self.metrics = metrics
-        self.shape = describe(config.env_id)
+        self.shape = describe(config.env_id, config.env_kwargs)
         self.target_return = config.stop.target_return if config.stop.target_return is not None \
             else self.shape.reward_threshold
         lc = config.learner

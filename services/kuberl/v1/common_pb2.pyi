@@ -139,7 +139,7 @@ class StopSpec(_message.Message):
     def __init__(self, target_return: _Optional[float] = ..., eval_episodes: _Optional[int] = ..., max_env_steps: _Optional[int] = ..., eval_interval_updates: _Optional[int] = ..., confirm_episodes: _Optional[int] = ...) -> None: ...
 
 class ExperimentConfig(_message.Message):
-    __slots__ = ("env_id", "seed", "environment", "exploration", "buffer", "learner", "stop")
+    __slots__ = ("env_id", "seed", "environment", "exploration", "buffer", "learner", "stop", "env_kwargs")
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +147,7 @@ class ExperimentConfig(_message.Message):
     BUFFER_FIELD_NUMBER: _ClassVar[int]
     LEARNER_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
+    ENV_KWARGS_FIELD_NUMBER: _ClassVar[int]
     env_id: str
     seed: int
     environment: EnvironmentSpec
@@ -154,7 +155,8 @@ class ExperimentConfig(_message.Message):
     buffer: BufferSpec
     learner: LearnerSpec
     stop: StopSpec
-    def __init__(self, env_id: _Optional[str] = ..., seed: _Optional[int] = ..., environment: _Optional[_Union[EnvironmentSpec, _Mapping]] = ..., exploration: _Optional[_Union[ExplorationSpec, _Mapping]] = ..., buffer: _Optional[_Union[BufferSpec, _Mapping]] = ..., learner: _Optional[_Union[LearnerSpec, _Mapping]] = ..., stop: _Optional[_Union[StopSpec, _Mapping]] = ...) -> None: ...
+    env_kwargs: str
+    def __init__(self, env_id: _Optional[str] = ..., seed: _Optional[int] = ..., environment: _Optional[_Union[EnvironmentSpec, _Mapping]] = ..., exploration: _Optional[_Union[ExplorationSpec, _Mapping]] = ..., buffer: _Optional[_Union[BufferSpec, _Mapping]] = ..., learner: _Optional[_Union[LearnerSpec, _Mapping]] = ..., stop: _Optional[_Union[StopSpec, _Mapping]] = ..., env_kwargs: _Optional[str] = ...) -> None: ...
 
 class ReleaseExperimentRequest(_message.Message):
     __slots__ = ("experiment_id",)
