@@ -103,6 +103,7 @@ class Experiment:
     buffer_storage: BufferStorage = field(default_factory=BufferStorage)
     placement: Placement = field(default_factory=Placement)
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> over the chart's
+    image: str = ""  # the experiment's own image (environments from the user's packages); "": the chart's
 
     @classmethod
     def from_body(cls, name: str, namespace: str, spec: dict[str, Any], uid: str = "") -> Experiment:
@@ -112,9 +113,10 @@ class Experiment:
         suspend, stopped = spec.get("suspend", False), spec.get("stopped", False)
         storage = BufferStorage.from_spec(spec.get("bufferStorage"))
         placement, resources = Placement.from_spec(spec.get("placement")), role_resources(spec.get("resources"))
+        image = spec.get("image") or ""
         for key in CLUSTER_ONLY_FIELDS:
             spec.pop(key, None)
-        return cls(name, namespace, from_spec(spec), suspend, stopped, uid, storage, placement, resources)
+        return cls(name, namespace, from_spec(spec), suspend, stopped, uid, storage, placement, resources, image)
 
     @property
     def manifest(self) -> Manifest:
@@ -197,7 +199,7 @@ def _container(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]
         mounts.append({"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True})
     return {
         "name": role,
-        "image": settings.image,
+        "image": exp.image or settings.image,
         "imagePullPolicy": settings.image_pull_policy,
         "args": ["serve", role, *identity, "--health-port", str(HEALTH_PORT), "--port", str(port),
                  "--experiment", f"{CONFIG_MOUNT}/{CONFIG_FILE}",

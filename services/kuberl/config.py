@@ -406,7 +406,10 @@ def parse_manifest(doc: Any) -> Manifest:
     return Manifest(name=name, namespace=namespace, config=from_spec(spec), uid=uid)
 
 
-CLUSTER_ONLY_FIELDS = ("suspend", "stopped", "ttlSecondsAfterFinished", "bufferStorage", "placement", "resources")
+CLUSTER_ONLY_FIELDS = ("suspend", "stopped", "ttlSecondsAfterFinished", "bufferStorage", "placement", "resources",
+                       "image")
+# A container image reference as a pod takes it: no whitespace, at most Docker's limit.
+IMAGE_REFERENCE = re.compile(r"[^\s]{1,512}")
 # Kubernetes quantities: a claim's size in bytes ("10Gi", "500M", "1e9"); a container's resources
 # also in thousandths ("500m" of a CPU).
 _QUANTITY_SUFFIXES = "[eE][0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E"
@@ -544,6 +547,9 @@ def check_cluster_fields(spec: dict[str, Any]) -> None:
     ttl = spec.get("ttlSecondsAfterFinished")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0):
         raise ConfigError("spec.ttlSecondsAfterFinished", f"must be an integer >= 0, got {ttl!r}")
+    image = spec.get("image")
+    if image is not None and not (isinstance(image, str) and IMAGE_REFERENCE.fullmatch(image)):
+        raise ConfigError("spec.image", f"must be an image reference (no spaces, at most 512 characters), got {image!r}")
     BufferStorage.from_spec(spec.get("bufferStorage"))
     Placement.from_spec(spec.get("placement"))
     role_resources(spec.get("resources"))

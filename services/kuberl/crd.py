@@ -14,8 +14,8 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-from kuberl.config import (API_GROUP, DNS_SUBDOMAIN, EXPERIMENT_NAME, KIND, MAX_HIDDEN_LAYERS, MAX_NAME_LENGTH, POD_ROLES,
-                           STORAGE_SIZE, BufferStorage, ExperimentConfig, Placement, _camel, to_spec)
+from kuberl.config import (API_GROUP, DNS_SUBDOMAIN, EXPERIMENT_NAME, IMAGE_REFERENCE, KIND, MAX_HIDDEN_LAYERS,
+                           MAX_NAME_LENGTH, POD_ROLES, STORAGE_SIZE, BufferStorage, ExperimentConfig, Placement, _camel, to_spec)
 from kuberl.lifecycle import Phase
 from kuberl.sizes import MAX_SAMPLE_ROWS
 
@@ -123,6 +123,11 @@ def spec_schema() -> dict[str, Any]:
             "priorityClassName": {"type": "string", "pattern": f"^{DNS_SUBDOMAIN.pattern}$"},
             "imagePullSecrets": {"type": "array", "items": {"type": "string"},
                                  "description": "Names of Secrets to pull the image with."}}}
+    spec["properties"]["image"] = {
+        "type": "string", "pattern": f"^{IMAGE_REFERENCE.pattern}$",
+        "description": "The image of this experiment's actors, shards and learner, instead of the chart's: one "
+                       "built FROM kuberl's with the user's environments installed (envId "
+                       "\"package.module:Name-v0\" imports the module, which registers them)."}
     spec["properties"]["ttlSecondsAfterFinished"] = {
         "type": "integer", "format": "int64", "minimum": 0,
         "description": "Delete the experiment this many seconds after it succeeded, failed or was stopped."}

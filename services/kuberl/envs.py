@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,18 @@ class EnvShape:
     reward_threshold: float | None
 
 
+def registered(env_id: str) -> str:
+    """The id as registered. "package.module:Name-v0" imports the module first (gymnasium's own
+    convention), so that environments from a user's package register themselves."""
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ValueError(f"env_id: cannot import {module!r} for {name}: {err}") from None
+    return name
+
+
 def _is_image(space: gym.spaces.Box) -> bool:
     return space.dtype == np.uint8 and len(space.shape) in (2, 3)
 
@@ -32,6 +45,7 @@ def describe(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> EnvSha
     Raises ValueError naming the field otherwise, so a bad experiment is refused up front.
     """
     try:
+        env_id = registered(env_id)
         spec = gym.spec(env_id)
         env = gym.make(env_id, **(env_kwargs or {}))
     except gym.error.Error as err:
@@ -60,6 +74,7 @@ def make_vector_env(env_id: str, num_envs: int, max_episode_steps: int,
     are asked of it, a sync wrapper otherwise. Both use NEXT_STEP autoreset, which
     `VectorStepper` relies on. Observations of more than one dimension come flattened."""
     kwargs = dict(env_kwargs or {})
+    env_id = registered(env_id)
     probe = gym.make(env_id, **kwargs)
     try:
         flatten = len(probe.observation_space.shape or ()) > 1

@@ -174,6 +174,15 @@ def test_resources_and_the_crash_loop_cap_come_from_the_chart():
         Settings.from_environ({"KUBERL_CHILD_RESOURCES": json.dumps({"shard": small})})
 
 
+def test_an_experiment_image_replaces_the_charts_for_its_pods_only():
+    own = experiment({"image": "registry.example/me/kuberl-envs:1"})
+    for role in ("environment", "buffer", "learner"):
+        for e, image in ((own, "registry.example/me/kuberl-envs:1"), (experiment(), SETTINGS.image)):
+            container = build_workload(e, role, SETTINGS, Phase.RUNNING)["spec"]["template"]["spec"]["containers"][0]
+            assert container["image"] == image
+    assert own.config == experiment().config  # not an experiment knob: the roles never see it
+
+
 OWNER = "uid-of-cartpole"
 
 
@@ -299,6 +308,9 @@ def test_pods_are_placed_by_the_spec_over_the_charts_defaults():
     ({"placement": {"zone": "a"}}, "spec.placement.zone"),
     ({"resources": {"shard": {}}}, "spec.resources.shard"),
     ({"resources": {"buffer": {"limits": {"memory": "lots"}}}}, "spec.resources.buffer.limits.memory"),
+    ({"image": "my image"}, "spec.image"),
+    ({"image": ""}, "spec.image"),
+    ({"image": 7}, "spec.image"),
 ])
 def test_bad_placement_and_resources_are_refused_with_the_field(spec, field):
     with pytest.raises(ConfigError) as err:
