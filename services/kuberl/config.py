@@ -78,6 +78,13 @@ class BufferSpec:
     capacity: int = knob(10_000, "Transitions each shard keeps (FIFO).", minimum=1, maximum=100_000_000)
     snapshot_interval_seconds: float = knob(10.0, "Seconds between .npz snapshots of a shard; 0 disables them.",
                                             minimum=0.0, maximum=86_400.0)
+    prioritized: bool = knob(False, "Prioritized replay across the shards: rows drawn in proportion to their "
+                                    "TD error ** priorityExponent, the learner sending new priorities back.")
+    priority_exponent: float = knob(0.6, "How much priorities count (alpha; 0 is uniform).", minimum=0.0,
+                                    maximum=1.0)
+    importance_exponent: float = knob(0.4, "How much the learner corrects the bias of prioritized draws "
+                                           "(beta of the importance weights; 1 corrects it fully).",
+                                      minimum=0.0, maximum=1.0)
 
 
 @dataclass(frozen=True)

@@ -96,11 +96,12 @@ class QNetwork:
     def greedy_actions(self, params: Params, obs: np.ndarray) -> np.ndarray:
         return np.argmax(self.q_values(params, np.asarray(obs, dtype=np.float32)), axis=1)
 
-    def huber_loss_and_grads(self, params: Params, target_params: Params, batch: Transitions, gamma: float
-                             ) -> tuple[float, Params, float]:
-        """Double DQN: mean Huber(Q(s,a) - y), y = r + gamma**steps * (1 - terminated) * Q_target(s', argmax Q(s', .)).
+    def huber_loss_and_grads(self, params: Params, target_params: Params, batch: Transitions, gamma: float,
+                             weights: np.ndarray | None = None) -> tuple[float, Params, float, np.ndarray]:
+        """Double DQN: mean w * Huber(Q(s,a) - y), y = r + gamma**steps * (1 - terminated) * Q_target(s', argmax Q(s', .)),
+        with importance weights w (prioritized replay; 1 without).
 
-        Returns the loss, its gradient with respect to `params`, and the mean Q(s, a).
+        Returns the loss, its gradient with respect to `params`, the mean Q(s, a) and the TD errors.
         """
         n = batch.rows
         x = np.concatenate([batch.obs, batch.next_obs]).astype(np.float32, copy=False)
@@ -121,10 +122,14 @@ class QNetwork:
         q_taken = q[rows, batch.actions]
         td = q_taken - y
         abs_td = np.abs(td)
-        loss = float(np.mean(np.where(abs_td <= 1.0, 0.5 * td * td, abs_td - 0.5)))
+        huber = np.where(abs_td <= 1.0, 0.5 * td * td, abs_td - 0.5)
+        slope = np.clip(td, -1.0, 1.0) / n
+        if weights is not None:
+            huber, slope = huber * weights, slope * weights
+        loss = float(np.mean(huber))
 
         dq = np.zeros_like(q)
-        dq[rows, batch.actions] = np.clip(td, -1.0, 1.0) / n
+        dq[rows, batch.actions] = slope
         grad = self._head_grad(dq)
         grads: Params = [np.empty(0)] * len(params)
         for layer in range(len(params) // 2 - 1, -1, -1):
@@ -133,7 +138,7 @@ class QNetwork:
             if layer:
                 z = pre[layer - 1][:n]
                 grad = (grad @ params[2 * layer].T) * np.where(z > 0, 1.0, NEGATIVE_SLOPE).astype(z.dtype)
-        return loss, grads, float(q_taken.mean())
+        return loss, grads, float(q_taken.mean()), td
 
 
 @dataclass
@@ -141,6 +146,7 @@ class UpdateResult:
     loss: float
     mean_q: float
     grad_norm: float
+    td_errors: np.ndarray
 
 
 class DoubleDQN:
@@ -159,15 +165,16 @@ class DoubleDQN:
         self._m = [np.zeros_like(p) for p in self.params]
         self._v = [np.zeros_like(p) for p in self.params]
 
-    def update(self, batch: Transitions) -> UpdateResult:
-        loss, grads, mean_q = self.net.huber_loss_and_grads(self.params, self.target_params, batch, self.gamma)
+    def update(self, batch: Transitions, weights: np.ndarray | None = None) -> UpdateResult:
+        loss, grads, mean_q, td = self.net.huber_loss_and_grads(self.params, self.target_params, batch, self.gamma,
+                                                                weights)
         grad_norm = float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads)))
         scale = min(1.0, self.max_grad_norm / (grad_norm + 1e-6))
         self._adam_step(grads, scale)
         self.updates += 1
         if self.updates % self.target_update_interval == 0:
             self.sync_target()
-        return UpdateResult(loss, mean_q, grad_norm)
+        return UpdateResult(loss, mean_q, grad_norm, td)
 
     def _adam_step(self, grads: Params, grad_scale: float, beta1: float = 0.9, beta2: float = 0.999,
                    eps: float = 1e-8) -> None:

@@ -1,4 +1,6 @@
-"""A replay shard's core: a fixed-capacity FIFO ring buffer on preallocated numpy arrays.
+"""A replay shard's core: a fixed-capacity FIFO ring buffer on preallocated numpy arrays,
+sampled uniformly or in proportion to priorities (Schaul et al.'s prioritized replay, as Ape-X
+spreads it over shards: the learner sends new priorities back to the shard each row came from).
 
 Thread-safe: inserts and samples take one lock each for a bounded copy only. A snapshot writes
 the ring's arrays as they are under that lock (no second copy of the buffer in memory; inserts
@@ -10,11 +12,13 @@ while the learner lags behind, which is what keeps actors from outrunning it.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from kuberl.snapshots import Snapshot, SnapshotKind
+from kuberl.sumtree import SumTree
 from kuberl.tensors import Transitions, one_step_rows
 
 # 1: rows oldest first, counters [1, capacity, inserted, sampled]; 2: the ring as stored,
@@ -23,8 +27,24 @@ from kuberl.tensors import Transitions, one_step_rows
 REPLAY_SNAPSHOTS = SnapshotKind("kuberl.replay", 3)
 
 
+PRIORITY_EPSILON = 1e-6  # a row whose TD error is 0 keeps a chance of being drawn again
+
+
+@dataclass
+class Sampled:
+    rows: Transitions
+    # Prioritized only: each row's key (for UpdatePriorities) and its probability in this shard.
+    keys: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+
+
 class ReplayBuffer:
-    """Uniform-sampling FIFO of transitions; shapes and dtypes are fixed by the first insert."""
+    """FIFO of transitions; shapes and dtypes are fixed by the first insert.
+
+    Prioritized (after `prioritize`): a new row gets the largest priority seen so far, rows are
+    drawn with probability p^alpha / sum p^alpha, and `update_priorities` sets p for rows named by
+    the keys a draw returned; a key whose row has since been overwritten is ignored.
+    """
 
     def __init__(self, capacity: int, seed: int = 0, obs_size: int = 0):
         if capacity < 1:
@@ -33,7 +53,12 @@ class ReplayBuffer:
         self.obs_size = obs_size  # declared by OpenReplay; 0: the first insert decides
         self._columns: Transitions | None = None
         self._next = 0  # the slot the next row goes to
+        self._written = 0  # rows written so far: a row's key, and key % capacity its slot
         self._size = 0
+        self.priority_exponent: float | None = None  # None: uniform
+        self._priorities: SumTree | None = None
+        self._keys: np.ndarray | None = None
+        self._max_priority = 1.0
         self.total_inserted = 0
         self.total_sampled = 0
         self._rng = np.random.default_rng(seed)
@@ -42,6 +67,25 @@ class ReplayBuffer:
     @property
     def size(self) -> int:
         return self._size
+
+    @property
+    def prioritized(self) -> bool:
+        return self._priorities is not None
+
+    @property
+    def priority_mass(self) -> float:
+        """What the learner splits a batch over shards by: sum p^alpha, or the size when uniform."""
+        return self._priorities.total if self._priorities is not None else float(self._size)
+
+    def prioritize(self, exponent: float) -> None:
+        """Samples by priority from now on; rows already stored get the largest priority seen."""
+        with self._lock:
+            if self._priorities is None:
+                self._priorities, self._keys = SumTree(self.capacity), np.full(self.capacity, -1, np.int64)
+                order = np.arange(self._written - self._size, self._written)  # the stored rows' keys
+                self._keys[order % self.capacity] = order
+                self._priorities.set(order % self.capacity, np.full(self._size, self._max_priority ** exponent))
+            self.priority_exponent = exponent
 
     def _allocate(self, batch: Transitions) -> Transitions:
         return Transitions(*(np.zeros((self.capacity, *col.shape[1:]), dtype=col.dtype) for col in batch))
@@ -81,21 +125,55 @@ class ReplayBuffer:
             if self._columns is None:
                 self._columns = self._allocate(batch)
             kept = min(n, self.capacity)  # a batch larger than the buffer keeps its newest rows
-            slots = (self._next + np.arange(kept)) % self.capacity
+            keys = self._written + np.arange(kept)
+            slots = keys % self.capacity
             for stored, new in zip(self._columns, batch):
                 stored[slots] = new[n - kept:]
-            self._next = int((self._next + kept) % self.capacity)
+            if self._priorities is not None and self._keys is not None and self.priority_exponent is not None:
+                self._keys[slots] = keys
+                self._priorities.set(slots, np.full(kept, self._max_priority ** self.priority_exponent))
+            self._written += kept
+            self._next = int(self._written % self.capacity)
             self._size = min(self._size + kept, self.capacity)
             self.total_inserted += n
 
     def sample(self, count: int) -> Transitions:
-        """count rows drawn uniformly with replacement."""
+        """count rows drawn with replacement (uniformly, or by priority)."""
+        return self.draw(count).rows
+
+    def draw(self, count: int) -> Sampled:
+        """count rows drawn with replacement; prioritized, with their keys and probabilities."""
         with self._lock:
             if self._size == 0 or self._columns is None:
                 raise LookupError("the replay is empty")
-            idx = self._rng.integers(0, self._size, size=count)
             self.total_sampled += count
-            return Transitions(*(col[idx] for col in self._columns))
+            if self._priorities is None or self._keys is None:
+                idx = self._rng.integers(0, self._size, size=count)
+                return Sampled(Transitions(*(col[idx] for col in self._columns)))
+            total = self._priorities.total
+            idx = self._priorities.find(self._rng.random(count) * total)
+            return Sampled(Transitions(*(col[idx] for col in self._columns)), self._keys[idx].copy(),
+                           (self._priorities.get(idx) / total).astype(np.float32))
+
+    def update_priorities(self, keys: np.ndarray, priorities: np.ndarray) -> int:
+        """Sets the priorities of the rows `keys` name (from `draw`); returns how many were still
+        stored. ValueError unless prioritized, or for priorities that are not finite and >= 0."""
+        keys, priorities = np.asarray(keys, np.int64), np.asarray(priorities, np.float64)
+        if keys.shape != priorities.shape or keys.ndim != 1:
+            raise ValueError(f"priorities: {priorities.shape} for keys {keys.shape}; one each")
+        if not np.isfinite(priorities).all() or (priorities < 0).any():
+            raise ValueError("priorities: must be finite and >= 0")
+        with self._lock:
+            if self._priorities is None or self._keys is None or self.priority_exponent is None:
+                raise ValueError("this replay samples uniformly (buffer.prioritized is off)")
+            slots = keys % self.capacity
+            live = (keys >= 0) & (self._keys[slots] == keys)
+            if not live.any():
+                return 0
+            raised = priorities[live] + PRIORITY_EPSILON
+            self._max_priority = max(self._max_priority, float(raised.max()))
+            self._priorities.set(slots[live], raised ** self.priority_exponent)
+            return int(live.sum())
 
     def _ordered(self) -> Transitions | None:
         if self._columns is None:

@@ -107,6 +107,7 @@ AUTHORIZATION: dict[str, Rule] = {
     "/kuberl.v1.BufferService/OpenReplay": _rule("environment", "experiment"),
     "/kuberl.v1.BufferService/PushTransitions": _rule("environment", data=True),
     "/kuberl.v1.BufferService/SampleBatch": _rule("learner"),
+    "/kuberl.v1.BufferService/UpdatePriorities": _rule("learner", data=True),
     # A replica may read its own kind's state (a probe run inside its pod).
     "/kuberl.v1.BufferService/GetStats": _rule("learner", "experiment", "buffer", READERS),
     "/kuberl.v1.BufferService/ReleaseExperiment": _rule("experiment", "operator"),

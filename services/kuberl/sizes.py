@@ -26,6 +26,16 @@ def row_bytes(obs_size: int) -> int:
     return 2 * 4 * obs_size + 8 + 4 + 2 + 1
 
 
+# Prioritized replay keeps per row a key and a sum tree's share (a leaf and an inner node,
+# over a power of two of leaves: at most 4 float64).
+PRIORITY_ROW_BYTES = 8 + 4 * 8
+
+
+def stored_row_bytes(obs_size: int, prioritized: bool) -> int:
+    """What a shard holds per row of its ring."""
+    return row_bytes(obs_size) + (PRIORITY_ROW_BYTES if prioritized else 0)
+
+
 def weight_count(net: QNetwork) -> int:
     sizes = net.layer_sizes
     return sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(sizes, sizes[1:]))

@@ -75,14 +75,14 @@ def expected_loss(params, target, batch, gamma, dueling=False):
 
 def test_float64_params_keep_float64(small):
     params, target, batch = small
-    loss, grads, _ = huber_loss_and_grads(params, target, batch, GAMMA)
+    loss, grads, _, _ = huber_loss_and_grads(params, target, batch, GAMMA)
     assert all(g.dtype == np.float64 for g in grads)
     assert [g.shape for g in grads] == [p.shape for p in params]
 
 
 def test_loss_matches_independent_computation(small):
     params, target, batch = small
-    loss, _, mean_q = huber_loss_and_grads(params, target, batch, GAMMA)
+    loss, _, mean_q, _ = huber_loss_and_grads(params, target, batch, GAMMA)
     want, td = expected_loss(params, target, batch, GAMMA)
     # the fixture must exercise both Huber branches and both terminal kinds
     assert (np.abs(td) > 1).any() and (np.abs(td) < 1).any()
@@ -109,7 +109,7 @@ def central_difference(loss, p: np.ndarray, eps: float) -> np.ndarray:
 @pytest.mark.parametrize("net", LAYOUTS, ids=lambda n: f"{n.hidden_sizes}{'-dueling' if n.dueling else ''}")
 def test_any_layout_matches_the_reference_loss(net):
     params, target, batch = small_case(net)
-    loss, grads, _ = net.huber_loss_and_grads(params, target, batch, GAMMA)
+    loss, grads, _, _ = net.huber_loss_and_grads(params, target, batch, GAMMA)
     assert loss == pytest.approx(expected_loss(params, target, batch, GAMMA, net.dueling)[0], rel=1e-12)
     assert [g.shape for g in grads] == [p.shape for p in params]
     np.testing.assert_allclose(net.q_values(params, batch.obs), reference_q(params, batch.obs, net.dueling))
@@ -118,7 +118,7 @@ def test_any_layout_matches_the_reference_loss(net):
 @pytest.mark.parametrize("net", LAYOUTS, ids=lambda n: f"{n.hidden_sizes}{'-dueling' if n.dueling else ''}")
 def test_gradients_match_finite_differences(net):
     params, target, batch = small_case(net)
-    _, grads, _ = net.huber_loss_and_grads(params, target, batch, GAMMA)
+    _, grads, _, _ = net.huber_loss_and_grads(params, target, batch, GAMMA)
     loss = lambda: net.huber_loss_and_grads(params, target, batch, GAMMA)[0]  # noqa: E731
     for k, p in enumerate(params):
         numeric = central_difference(loss, p, eps=1e-6)
@@ -131,7 +131,7 @@ def test_gradients_float32_central_difference():
     rng = np.random.default_rng(5)
     params, target = NET.init(rng), NET.init(rng)
     batch = make_batch(7, 3, 2, seed=6, reward_scale=3.0)
-    _, grads, _ = huber_loss_and_grads(params, target, batch, GAMMA)
+    _, grads, _, _ = huber_loss_and_grads(params, target, batch, GAMMA)
     assert all(g.dtype == np.float32 for g in grads)
     p64 = [p.astype(np.float64) for p in params]
     loss = lambda: expected_loss(p64, target, batch, GAMMA)[0]  # noqa: E731
@@ -229,7 +229,7 @@ def test_gradient_clipping(max_grad_norm):
     agent = dqn(max_grad_norm=max_grad_norm, learning_rate=1e-3)
     batch = make_batch(16, 4, 2, seed=3, reward_scale=5.0)
     before = [p.copy() for p in agent.params]
-    _, raw, _ = huber_loss_and_grads(agent.params, agent.target_params, batch, GAMMA)
+    _, raw, _, _ = huber_loss_and_grads(agent.params, agent.target_params, batch, GAMMA)
     raw_norm = float(np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in raw)))
     assert raw_norm > 1e-2
     result = agent.update(batch)
@@ -313,3 +313,15 @@ def test_check_params_refuses_wrong_shapes(params, obs_size, num_actions):
 def test_check_params_accepts_a_valid_net():
     QNetwork(4, 2, (8, 6)).check(shapes((4, 8), (8,), (8, 6), (6,), (6, 2), (2,)))
     QNetwork(4, 2, (8,)).check(shapes((4, 8), (8,), (8, 2), (2,)))
+
+
+def test_importance_weights_scale_each_rows_loss_and_gradient(small):
+    params, target, batch = small
+    weights = np.array([1.0, 0.5, 0.25, 2.0, 0.0, 1.0, 0.75])
+    loss, grads, _, td = NET.huber_loss_and_grads(params, target, batch, GAMMA, weights)
+    assert loss == pytest.approx(float(np.mean(weights * huber(td))), rel=1e-12)
+    _, want_td = expected_loss(params, target, batch, GAMMA)
+    np.testing.assert_allclose(td, want_td, rtol=1e-12)
+    weighted = lambda: NET.huber_loss_and_grads(params, target, batch, GAMMA, weights)[0]  # noqa: E731
+    for k, p in enumerate(params):
+        np.testing.assert_allclose(grads[k], central_difference(weighted, p, eps=1e-6), rtol=1e-5, atol=1e-8)

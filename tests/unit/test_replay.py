@@ -279,3 +279,44 @@ def test_limiter_close_releases_waiters():
         thread.join(2.0)
         assert result["allowed"] is True
     assert limiter.wait_for_insert(buf, timeout=0.0)  # closed for good
+
+
+def test_prioritized_draws_follow_the_priorities_the_learner_sent():
+    buf = ReplayBuffer(8, seed=0)
+    buf.add(rows(0, 8))
+    buf.prioritize(1.0)
+    first = buf.draw(64)
+    assert first.keys is not None and set(first.rows.actions) <= set(range(8))
+    np.testing.assert_allclose(first.probabilities, 1 / 8)  # every stored row starts at the same priority
+    keys = np.arange(8)  # row i was the i-th written, so its key is i
+    assert buf.update_priorities(keys, np.array([0, 0, 0, 0, 0, 0, 1.0, 3.0])) == 8
+    drawn = buf.draw(20_000)
+    counts = np.bincount(drawn.rows.actions, minlength=8) / 20_000
+    assert counts[:6].max() < 0.001 and counts[6] == pytest.approx(0.25, abs=0.02)
+    np.testing.assert_allclose(drawn.probabilities[drawn.rows.actions == 7], 0.75, rtol=1e-5)
+    assert buf.priority_mass == pytest.approx(4.0, rel=1e-5)
+
+
+def test_new_rows_get_the_largest_priority_and_stale_keys_are_ignored():
+    buf = ReplayBuffer(4, seed=1)
+    buf.prioritize(0.5)
+    buf.add(rows(0, 4))
+    buf.update_priorities(np.arange(4), np.array([9.0, 1.0, 1.0, 1.0]))
+    buf.add(rows(4, 6))  # overwrite rows 0 and 1 (keys 0, 1): the new rows weigh as the largest, 9
+    assert buf.update_priorities(np.array([0, 1, 2]), np.array([0.0, 0.0, 0.0])) == 1  # only key 2 is stored
+    drawn = buf.draw(4000)
+    assert not ({0, 1} & set(drawn.rows.actions))
+    by_row = {a: p for a, p in zip(drawn.rows.actions, drawn.probabilities)}
+    assert by_row[4] == pytest.approx(by_row[5]) and by_row[4] > 10 * by_row.get(3, 0) / 9
+
+
+def test_uniform_replay_refuses_priorities_and_bad_priorities_are_refused():
+    buf = ReplayBuffer(4)
+    buf.add(rows(0, 4))
+    with pytest.raises(ValueError, match="samples uniformly"):
+        buf.update_priorities(np.arange(2), np.ones(2))
+    assert buf.draw(3).keys is None and buf.priority_mass == 4
+    buf.prioritize(0.6)
+    for bad in (np.array([np.nan, 1.0]), np.array([-1.0, 1.0]), np.ones(3)):
+        with pytest.raises(ValueError, match="priorities"):
+            buf.update_priorities(np.arange(2), bad)

@@ -3,7 +3,7 @@ import pytest
 
 from kuberl.buffer.core import Shard
 from kuberl.config import ExperimentConfig
-from kuberl.rpc import NotFound
+from kuberl.rpc import FailedPrecondition, NotFound
 from kuberl.snapshots import snapshot_name
 from kuberl.tensors import Transitions
 
@@ -48,8 +48,8 @@ def test_snapshot_and_restore(tmp_path):
     buf = buffers["team/run-x"]
     assert buf.size == 50 and buf.total_inserted == 70 and buf.total_sampled == 5
     np.testing.assert_array_equal(buf.ordered().rewards, np.arange(20, 70))
-    rows, same = restored.sample("team/run-x", 8)
-    assert same is buf and rows.rows == 8
+    drawn, same = restored.sample("team/run-x", 8)
+    assert same is buf and drawn.rows.rows == 8 and drawn.keys is None
     restored.push("team/run-x", batch(1, start=70))  # a restored table accepts inserts before OpenReplay
     assert buf.total_inserted == 71
     restored.close()
@@ -183,3 +183,18 @@ def test_tables_and_their_memory_are_capped_with_the_field_named(tmp_path):
     roomy.open("a", small, obs_size=4)
     with pytest.raises(Exhausted, match="spec.buffer.capacity: 1000 transitions of 47 bytes need 47000 bytes"):
         roomy.open("b", small, obs_size=4)
+
+
+def test_a_prioritized_table_takes_priorities_and_a_uniform_one_refuses_them():
+    shard = Shard(None)
+    shard.open("uniform", CONFIG)
+    shard.open("ranked", CONFIG.replace(buffer={"prioritized": True, "priority_exponent": 1.0}))
+    for eid in ("uniform", "ranked"):
+        shard.push(eid, batch(10))
+    with pytest.raises(FailedPrecondition, match="prioritized is off"):
+        shard.update_priorities("uniform", np.arange(3), np.ones(3))
+    drawn, buf = shard.sample("ranked", 4)
+    assert drawn.keys is not None and len(drawn.probabilities) == 4 and buf.priority_mass == pytest.approx(10)
+    assert shard.update_priorities("ranked", np.arange(10), np.r_[np.zeros(9), 5.0]) == 10
+    assert set(shard.sample("ranked", 50)[0].rows.rewards) == {9.0}
+    shard.close()

@@ -9,11 +9,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from kuberl.config import ExperimentConfig
-from kuberl.replay import REPLAY_SNAPSHOTS, ReplayBuffer, SamplesPerInsertLimiter
+from kuberl.replay import REPLAY_SNAPSHOTS, ReplayBuffer, SamplesPerInsertLimiter, Sampled
 from kuberl.registry import Registry
-from kuberl.rpc import Exhausted, NotFound
-from kuberl.sizes import row_bytes
+from kuberl.rpc import Exhausted, FailedPrecondition, NotFound
+from kuberl.sizes import stored_row_bytes
 from kuberl.snapshots import SetAside, load_snapshots
 from kuberl.tensors import Transitions
 
@@ -69,7 +71,8 @@ class Shard:
 
     def _table_bytes(self, table: ReplayTable) -> int:
         buffer = table.buffer
-        return buffer.capacity * row_bytes(buffer.obs_size) if buffer.obs_size else buffer.nbytes
+        return buffer.capacity * stored_row_bytes(buffer.obs_size, buffer.prioritized) if buffer.obs_size \
+            else buffer.nbytes
 
     def _admit(self, experiment_id: str, config: ExperimentConfig, obs_size: int) -> None:
         """Raises Exhausted when a new table of this size would break a cap."""
@@ -78,10 +81,11 @@ class Shard:
             raise Exhausted(f"this shard holds {len(others)} replay tables, its limit (--max-replay-tables); "
                             "release finished experiments (kuberl delete) or add shards")
         if obs_size:
-            wanted = config.buffer.capacity * row_bytes(obs_size)
+            row = stored_row_bytes(obs_size, config.buffer.prioritized)
+            wanted = config.buffer.capacity * row
             used = sum(self._table_bytes(t) for t in others)
             if used + wanted > self.max_bytes:
-                raise Exhausted(f"spec.buffer.capacity: {config.buffer.capacity} transitions of {row_bytes(obs_size)} "
+                raise Exhausted(f"spec.buffer.capacity: {config.buffer.capacity} transitions of {row} "
                                 f"bytes need {wanted} bytes; this shard has {max(0, self.max_bytes - used)} of its "
                                 f"{self.max_bytes} left (--max-replay-bytes): lower the capacity or add shards")
 
@@ -110,6 +114,8 @@ class Shard:
             old, table.limiter = table.limiter, limiter
             table.snapshot_interval = config.buffer.snapshot_interval_seconds
             old.close()  # lets through the inserts that were waiting under the old settings
+        if config.buffer.prioritized:  # once on, on for good: the learner may still send priorities
+            table.buffer.prioritize(config.buffer.priority_exponent)
         return table
 
     def table(self, experiment_id: str) -> ReplayTable:
@@ -123,16 +129,23 @@ class Shard:
         table.buffer.add(batch)
         return table.buffer
 
-    def sample(self, experiment_id: str, count: int) -> tuple[Transitions, ReplayBuffer]:
+    def sample(self, experiment_id: str, count: int) -> tuple[Sampled, ReplayBuffer]:
         if count < 1:
             raise ValueError(f"count: must be >= 1, got {count}")
         table = self.table(experiment_id)
         try:
-            rows = table.buffer.sample(count)
+            drawn = table.buffer.draw(count)
         except LookupError as err:
             raise NotFound(f"experiment {experiment_id!r}: {err}") from None
         table.limiter.notify()
-        return rows, table.buffer
+        return drawn, table.buffer
+
+    def update_priorities(self, experiment_id: str, keys: np.ndarray, priorities: np.ndarray) -> int:
+        buffer = self.table(experiment_id).buffer
+        if not buffer.prioritized:
+            raise FailedPrecondition(f"experiment {experiment_id!r}: its replay samples uniformly "
+                                     "(spec.buffer.prioritized is off)")
+        return buffer.update_priorities(keys, priorities)
 
     def snapshot_due(self, now: float | None = None, force: bool = False) -> int:
         """Snapshots every table whose interval has passed and that changed; returns how many."""

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import grpc
+import numpy as np
 
 from kuberl.buffer.core import Shard
 from kuberl.config import Manifest, from_proto
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def _stats(buffer: ReplayBuffer) -> pb.ReplayStats:
     return pb.ReplayStats(size=buffer.size, capacity=buffer.capacity, total_inserted=buffer.total_inserted,
-                          total_sampled=buffer.total_sampled)
+                          total_sampled=buffer.total_sampled, priority_mass=buffer.priority_mass)
 
 
 class BufferServicer(pb_grpc.BufferServiceServicer):
@@ -52,8 +53,20 @@ class BufferServicer(pb_grpc.BufferServiceServicer):
         experiment_id = require_experiment_id(request.experiment_id)
         if request.count > MAX_SAMPLE_ROWS:
             raise ValueError(f"count: at most {MAX_SAMPLE_ROWS}, got {request.count}")
-        rows, buffer = self.shard.sample(experiment_id, request.count)
-        return pb.SampleBatchResponse(batch=pack_transitions(rows), stats=_stats(buffer))
+        drawn, buffer = self.shard.sample(experiment_id, request.count)
+        return pb.SampleBatchResponse(batch=pack_transitions(drawn.rows), stats=_stats(buffer),
+                                      keys=drawn.keys if drawn.keys is not None else (),
+                                      probabilities=drawn.probabilities if drawn.probabilities is not None else ())
+
+    @rpc_errors
+    def UpdatePriorities(self, request: pb.UpdatePrioritiesRequest, context: grpc.ServicerContext
+                         ) -> pb.UpdatePrioritiesResponse:
+        experiment_id = require_experiment_id(request.experiment_id)
+        if len(request.keys) > MAX_SAMPLE_ROWS:
+            raise ValueError(f"keys: at most {MAX_SAMPLE_ROWS}, got {len(request.keys)}")
+        updated = self.shard.update_priorities(experiment_id, np.array(request.keys, np.int64),
+                                               np.array(request.priorities, np.float64))
+        return pb.UpdatePrioritiesResponse(updated=updated)
 
     @rpc_errors
     def GetStats(self, request: pb.GetStatsRequest, context: grpc.ServicerContext) -> pb.GetStatsResponse:

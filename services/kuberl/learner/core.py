@@ -29,15 +29,25 @@ def split_counts(total: int, sizes: list[int]) -> list[int]:
     return counts
 
 
+def merge_rows(arrays: list[np.ndarray], counts: list[int], num_batches: int) -> np.ndarray:
+    """Per-shard arrays of num_batches * count rows -> (num_batches, sum of counts, ...): batch i
+    holds rows i*count .. (i+1)*count - 1 of each shard, the shards in order."""
+    used = [(a, count) for a, count in zip(arrays, counts) if count]
+    return np.concatenate([a.reshape(num_batches, count, *a.shape[1:]) for a, count in used], axis=1)
+
+
 def merge_batches(parts: list[Transitions], counts: list[int], num_batches: int) -> list[Transitions]:
     """Per-shard samples of num_batches * count rows each -> num_batches batches that each
     hold `count` rows from every shard."""
-    used = [(part, count) for part, count in zip(parts, counts) if count]
-    columns = []
-    for c in range(len(Transitions._fields)):
-        shaped = [part[c].reshape(num_batches, count, *part[c].shape[1:]) for part, count in used]
-        columns.append(np.concatenate(shaped, axis=1))
+    columns = [merge_rows([part[c] for part in parts], counts, num_batches) for c in range(len(Transitions._fields))]
     return [Transitions(*(col[i] for col in columns)) for i in range(num_batches)]
+
+
+def importance_weights(probabilities: np.ndarray, total_size: int, exponent: float) -> np.ndarray:
+    """Prioritized replay's bias correction, (N * P(i)) ** -beta scaled so the largest is 1
+    (Schaul et al.); P(i) is a row's probability of being drawn from the whole replay."""
+    weights = (total_size * probabilities.astype(np.float64)) ** -exponent
+    return (weights / weights.max(axis=-1, keepdims=True)).astype(np.float32)
 
 
 def updates_allowed(env_steps: int, updates: int, *, samples_per_insert: float, batch_size: int,

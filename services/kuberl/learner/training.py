@@ -12,15 +12,16 @@ import queue
 import threading
 import time
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+import numpy as np
 
 from kuberl.config import ExperimentConfig, LearnerSpec
 from kuberl.discovery import Discovery
 from kuberl.envs import describe
-from kuberl.learner.core import evaluate, merge_batches, split_counts, updates_allowed
+from kuberl.learner.core import evaluate, importance_weights, merge_batches, merge_rows, split_counts, updates_allowed
 from kuberl.metrics import MetricsReporter
 from kuberl.policy.core import Evaluation
 from kuberl.nets import DoubleDQN, Params, QNetwork
@@ -55,6 +56,7 @@ class ShardSampler:
         self._calls = futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"shards-{experiment_id}")
         self.sizes: dict[str, int] = {}
         # Kept for shards that are down, so that env steps never go back.
+        self.masses: dict[str, float] = {}  # priority mass (prioritized replay), else the size
         self.inserted: dict[str, int] = {}
         self.sampled: dict[str, int] = {}
 
@@ -68,6 +70,7 @@ class ShardSampler:
 
     def _record(self, address: str, stats: buffer_pb.ReplayStats) -> None:
         self.sizes[address] = stats.size
+        self.masses[address] = stats.priority_mass if stats.priority_mass > 0 else float(stats.size)
         self.inserted[address] = max(stats.total_inserted, self.inserted.get(address, 0))
         self.sampled[address] = max(stats.total_sampled, self.sampled.get(address, 0))
 
@@ -92,29 +95,79 @@ class ShardSampler:
     def close(self) -> None:
         self._calls.shutdown(wait=False, cancel_futures=True)
 
-    def sample(self, batch_size: int, num_batches: int) -> list[Transitions] | None:
-        """num_batches batches of batch_size, or None if no shard could serve."""
+    def send_priorities(self, updates: dict[str, tuple[list[np.ndarray], list[np.ndarray]]]) -> None:
+        """New priorities to each shard, without waiting: a lost update only leaves a row's old one."""
+        for address, (keys, priorities) in updates.items():
+            request = buffer_pb.UpdatePrioritiesRequest(experiment_id=self.experiment_id, keys=np.concatenate(keys),
+                                                        priorities=np.concatenate(priorities))
+            call = self._calls.submit(stub(buffer_grpc.BufferServiceStub, address).UpdatePriorities, request,
+                                      timeout=RPC_TIMEOUT)
+            call.add_done_callback(lambda done, a=address: self._log_failure(a, done))
+
+    def _log_failure(self, address: str, call: futures.Future) -> None:
+        if not call.cancelled() and isinstance(call.exception(), grpc.RpcError):
+            log.warning("%s: priorities to %s failed: %s", self.experiment_id, address, call.exception().code().name)
+
+    def sample(self, batch_size: int, num_batches: int, importance_exponent: float | None = None) -> list[Draw] | None:
+        """num_batches batches of batch_size, or None if no shard could serve. With an
+        importance exponent (prioritized replay), split by the shards' priority mass and each
+        batch weighted for the bias of prioritized draws."""
+        prioritized = importance_exponent is not None
         while True:
             live = [a for a, size in self.sizes.items() if size > 0]
-            counts = split_counts(batch_size, [self.sizes[a] for a in live])
+            counts = split_counts(batch_size, [self.masses.get(a, self.sizes[a]) if prioritized else self.sizes[a]
+                                               for a in live])
             calls = self._call_each("SampleBatch", {
                 a: buffer_pb.SampleBatchRequest(experiment_id=self.experiment_id, count=c * num_batches)
                 for a, c in zip(live, counts) if c})
             if not calls:
                 return None
-            parts, failed = [], False
+            replies, failed = {}, False
             for address, call in calls.items():
                 try:
-                    reply = call.result()
+                    replies[address] = call.result()
                 except grpc.RpcError as err:
                     log.warning("%s: sampling %s failed: %s", self.experiment_id, address, err.code().name)
                     self.sizes[address] = 0
                     failed = True
                     continue
-                self._record(address, reply.stats)
-                parts.append(unpack_transitions(reply.batch))
-            if not failed:
-                return merge_batches(parts, [c for c in counts if c], num_batches)
+                self._record(address, replies[address].stats)
+            if failed:
+                continue
+            used = [c for c in counts if c]
+            batches = merge_batches([unpack_transitions(r.batch) for r in replies.values()], used, num_batches)
+            if importance_exponent is None:
+                return [Draw(b) for b in batches]
+            return self._weighted(batches, replies, used, batch_size, importance_exponent)
+
+    def _weighted(self, batches: list[Transitions], replies: dict[str, buffer_pb.SampleBatchResponse],
+                  counts: list[int], batch_size: int, exponent: float) -> list[Draw]:
+        keys, probabilities = [], []
+        for (address, reply), count in zip(replies.items(), counts):
+            rows = count * len(batches)
+            if len(reply.keys) == rows == len(reply.probabilities):
+                keys.append(np.array(reply.keys, np.int64))
+                within = np.array(reply.probabilities, np.float64)
+            else:  # a shard not (yet) told to prioritize samples uniformly; its rows' keys are none
+                keys.append(np.full(rows, -1, np.int64))
+                within = np.full(rows, 1.0 / max(self.sizes[address], 1))
+            probabilities.append(within * count / batch_size)  # the split gives this shard count of every batch
+        merged_keys = merge_rows(keys, counts, len(batches))
+        weights = importance_weights(merge_rows(probabilities, counts, len(batches)), self.buffer_size, exponent)
+        starts = np.cumsum([0, *counts])
+        return [Draw(batch, weights[i], [(address, merged_keys[i, lo:hi])
+                                         for address, lo, hi in zip(replies, starts[:-1], starts[1:])])
+                for i, batch in enumerate(batches)]
+
+
+@dataclass
+class Draw:
+    """A batch to learn from; with prioritized replay, its importance weights and, shard by
+    shard, the keys of its rows (in batch order) for their new priorities."""
+
+    batch: Transitions
+    weights: np.ndarray | None = None
+    segments: list[tuple[str, np.ndarray]] = field(default_factory=list)
 
 
 class RateLimitedSampler:
@@ -148,11 +201,12 @@ class RateLimitedSampler:
             self._drawn = sum(self._shards.sampled.values()) // batch_size
             self._publish()
 
-    def draw_allowed(self, lc: LearnerSpec) -> list[Transitions] | None:
+    def draw_allowed(self, config: ExperimentConfig) -> list[Draw] | None:
         """Up to batchesPerSample batches if the limit allows any and a shard can serve.
 
         Every SampleBatch answer carries its shard's counters, so the shards are asked for
         their stats only when the limit says wait, and every REFRESH_SECONDS to find new ones."""
+        lc = config.learner
         with self._lock:
             allowed = self._allowed(lc)
             if allowed < 1 or time.monotonic() - self._refreshed >= REFRESH_SECONDS:
@@ -162,7 +216,7 @@ class RateLimitedSampler:
                 allowed = self._allowed(lc)
             if allowed < 1:
                 return None
-            return self._draw(lc.batch_size, min(allowed, lc.batches_per_sample))
+            return self._draw(config, min(allowed, lc.batches_per_sample))
 
     def _allowed(self, lc: LearnerSpec) -> int:
         return updates_allowed(self._shards.env_steps, self._drawn, samples_per_insert=lc.samples_per_insert,
@@ -171,13 +225,28 @@ class RateLimitedSampler:
     def close(self) -> None:
         self._shards.close()
 
-    def draw_now(self, batch_size: int, count: int) -> list[Transitions] | None:
+    def draw_now(self, config: ExperimentConfig, count: int) -> list[Draw] | None:
         """`count` batches whatever the limit says (TrainStep); they count against it."""
         with self._lock:
-            return self._draw(batch_size, count)
+            return self._draw(config, count)
 
-    def _draw(self, batch_size: int, count: int) -> list[Transitions] | None:
-        batches = self._shards.sample(batch_size, count)
+    def send_priorities(self, draws: list[Draw], td_errors: list[np.ndarray]) -> None:
+        """Each row's |TD error| to the shard it came from, one call per shard."""
+        updates: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        for draw, td in zip(draws, td_errors):
+            start = 0
+            for address, keys in draw.segments:
+                shard = updates.setdefault(address, ([], []))
+                shard[0].append(keys)
+                shard[1].append(np.abs(td[start:start + len(keys)]))
+                start += len(keys)
+        if updates:
+            self._shards.send_priorities(updates)
+
+    def _draw(self, config: ExperimentConfig, count: int) -> list[Draw] | None:
+        buffer = config.buffer
+        batches = self._shards.sample(config.learner.batch_size, count,
+                                      buffer.importance_exponent if buffer.prioritized else None)
         if batches is not None:
             self._drawn += len(batches)
         self._publish()
@@ -197,12 +266,12 @@ class Trainer:
     def updates(self) -> int:
         return self._dqn.updates
 
-    def update(self, batch: Transitions) -> int:
-        """One update; returns the update count after it."""
+    def update(self, draw: Draw) -> tuple[int, np.ndarray]:
+        """One update; returns the update count after it and the batch's TD errors."""
         with self._lock:
-            result = self._dqn.update(batch)
+            result = self._dqn.update(draw.batch, draw.weights)
             self.last_loss, self.mean_q = result.loss, result.mean_q
-            return self._dqn.updates
+            return self._dqn.updates, result.td_errors
 
     def params(self) -> Params:
         """A copy of the online weights, safe to read while training goes on."""
@@ -437,7 +506,7 @@ class TrainingRun:
             log.error("%s: %s", experiment_id, self.message)
         self._verdict_lock = threading.Lock()
         self._stop = threading.Event()
-        self._batches: queue.Queue[list[Transitions]] = queue.Queue(maxsize=PREFETCH_ROUNDS)
+        self._batches: queue.Queue[list[Draw]] = queue.Queue(maxsize=PREFETCH_ROUNDS)
         self._threads: list[threading.Thread] = []
         resumed = None if self.ended else self.publisher.resume()
         if resumed is not None:
@@ -521,7 +590,7 @@ class TrainingRun:
         try:
             self.sampler.count_what_was_sampled(self.config.learner.batch_size)
             while not self._stop.is_set():
-                batches = self.sampler.draw_allowed(self.config.learner)  # read each round: reconfigure()
+                batches = self.sampler.draw_allowed(self.config)  # read each round: reconfigure()
                 if batches is None:
                     self._stop.wait(IDLE_WAIT)
                     continue
@@ -550,10 +619,7 @@ class TrainingRun:
                     with self._verdict_lock:
                         if self.state == pb.TRAINING_STATE_WAITING_FOR_DATA:
                             self.state = pb.TRAINING_STATE_TRAINING
-                for batch in batches:
-                    updates = self._update(batch)
-                    if updates % stop.eval_interval_updates == 0:
-                        self._hand_to_evaluator(updates)
+                self._learn(batches)
                 now = time.monotonic()
                 if self.metrics is not None and now - last_report >= 1.0:
                     self._report(now - last_report, self.trainer.updates - updates_at_report)
@@ -566,11 +632,18 @@ class TrainingRun:
         assert published is not None  # not skipped: queued behind a push in flight
         self.evaluator.submit(Candidate(*published, updates, self.sampler.env_steps))
 
-    def _update(self, batch: Transitions) -> int:
-        updates = self.trainer.update(batch)
-        if updates % self.config.learner.policy_push_interval == 0:
-            self.publisher.publish(self.trainer, wait=False)
-        return updates
+    def _learn(self, draws: list[Draw]) -> None:
+        """One update per batch; weights published and versions handed to the evaluator at
+        their intervals; with prioritized replay, the rows' new priorities sent back."""
+        td_errors = []
+        for draw in draws:
+            updates, td = self.trainer.update(draw)
+            td_errors.append(td)
+            if updates % self.config.learner.policy_push_interval == 0:
+                self.publisher.publish(self.trainer, wait=False)
+            if updates % self.config.stop.eval_interval_updates == 0:
+                self._hand_to_evaluator(updates)
+        self.sampler.send_priorities(draws, td_errors)
 
     def _report(self, seconds: float, updates: int) -> None:
         assert self.metrics is not None
@@ -591,11 +664,10 @@ class TrainingRun:
         self.sampler.refresh()
         done = 0
         while done < num_updates:
-            batches = self.sampler.draw_now(lc.batch_size, min(lc.batches_per_sample, num_updates - done))
+            batches = self.sampler.draw_now(self.config, min(lc.batches_per_sample, num_updates - done))
             if batches is None:
                 raise NotFound(f"experiment {self.experiment_id!r}: no shard has transitions to sample")
-            for batch in batches:
-                self._update(batch)
+            self._learn(batches)
             done += len(batches)
         self.publisher.publish(self.trainer, wait=True)
         return time.perf_counter() - started

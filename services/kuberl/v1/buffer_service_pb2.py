@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kuberl.v1 import common_pb2 as kuberl_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ekuberl/v1/buffer_service.proto\x12\tkuberl.v1\x1a\x16kuberl/v1/common.proto\"\\\n\x0bReplayStats\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x03\x12\x16\n\x0etotal_inserted\x18\x03 \x01(\x03\x12\x15\n\rtotal_sampled\x18\x04 \x01(\x03\"i\n\x11OpenReplayRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12+\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1b.kuberl.v1.ExperimentConfig\x12\x10\n\x08obs_size\x18\x03 \x01(\x03\"M\n\x12OpenReplayResponse\x12%\n\x05stats\x18\x01 \x01(\x0b\x32\x16.kuberl.v1.ReplayStats\x12\x10\n\x08restored\x18\x02 \x01(\x08\"Z\n\x16PushTransitionsRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12)\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x1a.kuberl.v1.TransitionBatch\"@\n\x17PushTransitionsResponse\x12%\n\x05stats\x18\x01 \x01(\x0b\x32\x16.kuberl.v1.ReplayStats\":\n\x12SampleBatchRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"g\n\x13SampleBatchResponse\x12)\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x1a.kuberl.v1.TransitionBatch\x12%\n\x05stats\x18\x02 \x01(\x0b\x32\x16.kuberl.v1.ReplayStats\"(\n\x0fGetStatsRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\"9\n\x10GetStatsResponse\x12%\n\x05stats\x18\x01 \x01(\x0b\x32\x16.kuberl.v1.ReplayStats2\xa7\x03\n\rBufferService\x12I\n\nOpenReplay\x12\x1c.kuberl.v1.OpenReplayRequest\x1a\x1d.kuberl.v1.OpenReplayResponse\x12X\n\x0fPushTransitions\x12!.kuberl.v1.PushTransitionsRequest\x1a\".kuberl.v1.PushTransitionsResponse\x12L\n\x0bSampleBatch\x12\x1d.kuberl.v1.SampleBatchRequest\x1a\x1e.kuberl.v1.SampleBatchResponse\x12\x43\n\x08GetStats\x12\x1a.kuberl.v1.GetStatsRequest\x1a\x1b.kuberl.v1.GetStatsResponse\x12^\n\x11ReleaseExperiment\x12#.kuberl.v1.ReleaseExperimentRequest\x1a$.kuberl.v1.ReleaseExperimentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ekuberl/v1/buffer_service.proto\x12\tkuberl.v1\x1a\x16kuberl/v1/common.proto\"s\n\x0bReplayStats\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x03\x12\x16\n\x0etotal_inserted\x18\x03 \x01(\x03\x12\x15\n\rtotal_sampled\x18\x04 \x01(\x03\x12\x15\n\rpriority_mass\x18\x05 \x01(\x01\"i\n\x11OpenReplayRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12+\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1b.kuberl.v1.ExperimentConfig\x12\x10\n\x08obs_size\x18\x03 \x01(\x03\"M\n\x12OpenReplayResponse\x12%\n\x05stats\x18\x01 \x01(\x0b\x32\x16.kuberl.v1.ReplayStats\x12\x10\n\x08restored\x18\x02 \x01(\x08\"Z\n\x16PushTransitionsRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12)\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x1a.kuberl.v1.TransitionBatch\"@\n\x17PushTransitionsResponse\x12%\n\x05stats\x18\x01 \x01(\x0b\x32\x16.kuberl.v1.ReplayStats\":\n\x12SampleBatchRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\x8c\x01\n\x13SampleBatchResponse\x12)\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x1a.kuberl.v1.TransitionBatch\x12%\n\x05stats\x18\x02 \x01(\x0b\x32\x16.kuberl.v1.ReplayStats\x12\x0c\n\x04keys\x18\x03 \x03(\x03\x12\x15\n\rprobabilities\x18\x04 \x03(\x02\"R\n\x17UpdatePrioritiesRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\x03\x12\x12\n\npriorities\x18\x03 \x03(\x02\"+\n\x18UpdatePrioritiesResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x03\"(\n\x0fGetStatsRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\"9\n\x10GetStatsResponse\x12%\n\x05stats\x18\x01 \x01(\x0b\x32\x16.kuberl.v1.ReplayStats2\x84\x04\n\rBufferService\x12I\n\nOpenReplay\x12\x1c.kuberl.v1.OpenReplayRequest\x1a\x1d.kuberl.v1.OpenReplayResponse\x12X\n\x0fPushTransitions\x12!.kuberl.v1.PushTransitionsRequest\x1a\".kuberl.v1.PushTransitionsResponse\x12L\n\x0bSampleBatch\x12\x1d.kuberl.v1.SampleBatchRequest\x1a\x1e.kuberl.v1.SampleBatchResponse\x12\x43\n\x08GetStats\x12\x1a.kuberl.v1.GetStatsRequest\x1a\x1b.kuberl.v1.GetStatsResponse\x12[\n\x10UpdatePriorities\x12\".kuberl.v1.UpdatePrioritiesRequest\x1a#.kuberl.v1.UpdatePrioritiesResponse\x12^\n\x11ReleaseExperiment\x12#.kuberl.v1.ReleaseExperimentRequest\x1a$.kuberl.v1.ReleaseExperimentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,23 +33,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kuberl.v1.buffer_service_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REPLAYSTATS']._serialized_start=69
-  _globals['_REPLAYSTATS']._serialized_end=161
-  _globals['_OPENREPLAYREQUEST']._serialized_start=163
-  _globals['_OPENREPLAYREQUEST']._serialized_end=268
-  _globals['_OPENREPLAYRESPONSE']._serialized_start=270
-  _globals['_OPENREPLAYRESPONSE']._serialized_end=347
-  _globals['_PUSHTRANSITIONSREQUEST']._serialized_start=349
-  _globals['_PUSHTRANSITIONSREQUEST']._serialized_end=439
-  _globals['_PUSHTRANSITIONSRESPONSE']._serialized_start=441
-  _globals['_PUSHTRANSITIONSRESPONSE']._serialized_end=505
-  _globals['_SAMPLEBATCHREQUEST']._serialized_start=507
-  _globals['_SAMPLEBATCHREQUEST']._serialized_end=565
-  _globals['_SAMPLEBATCHRESPONSE']._serialized_start=567
-  _globals['_SAMPLEBATCHRESPONSE']._serialized_end=670
-  _globals['_GETSTATSREQUEST']._serialized_start=672
-  _globals['_GETSTATSREQUEST']._serialized_end=712
-  _globals['_GETSTATSRESPONSE']._serialized_start=714
-  _globals['_GETSTATSRESPONSE']._serialized_end=771
-  _globals['_BUFFERSERVICE']._serialized_start=774
-  _globals['_BUFFERSERVICE']._serialized_end=1197
+  _globals['_REPLAYSTATS']._serialized_end=184
+  _globals['_OPENREPLAYREQUEST']._serialized_start=186
+  _globals['_OPENREPLAYREQUEST']._serialized_end=291
+  _globals['_OPENREPLAYRESPONSE']._serialized_start=293
+  _globals['_OPENREPLAYRESPONSE']._serialized_end=370
+  _globals['_PUSHTRANSITIONSREQUEST']._serialized_start=372
+  _globals['_PUSHTRANSITIONSREQUEST']._serialized_end=462
+  _globals['_PUSHTRANSITIONSRESPONSE']._serialized_start=464
+  _globals['_PUSHTRANSITIONSRESPONSE']._serialized_end=528
+  _globals['_SAMPLEBATCHREQUEST']._serialized_start=530
+  _globals['_SAMPLEBATCHREQUEST']._serialized_end=588
+  _globals['_SAMPLEBATCHRESPONSE']._serialized_start=591
+  _globals['_SAMPLEBATCHRESPONSE']._serialized_end=731
+  _globals['_UPDATEPRIORITIESREQUEST']._serialized_start=733
+  _globals['_UPDATEPRIORITIESREQUEST']._serialized_end=815
+  _globals['_UPDATEPRIORITIESRESPONSE']._serialized_start=817
+  _globals['_UPDATEPRIORITIESRESPONSE']._serialized_end=860
+  _globals['_GETSTATSREQUEST']._serialized_start=862
+  _globals['_GETSTATSREQUEST']._serialized_end=902
+  _globals['_GETSTATSRESPONSE']._serialized_start=904
+  _globals['_GETSTATSRESPONSE']._serialized_end=961
+  _globals['_BUFFERSERVICE']._serialized_start=964
+  _globals['_BUFFERSERVICE']._serialized_end=1480
 # @@protoc_insertion_point(module_scope)

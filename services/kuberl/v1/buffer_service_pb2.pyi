@@ -1,22 +1,25 @@
 from kuberl.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ReplayStats(_message.Message):
-    __slots__ = ("size", "capacity", "total_inserted", "total_sampled")
+    __slots__ = ("size", "capacity", "total_inserted", "total_sampled", "priority_mass")
     SIZE_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     TOTAL_INSERTED_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SAMPLED_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_MASS_FIELD_NUMBER: _ClassVar[int]
     size: int
     capacity: int
     total_inserted: int
     total_sampled: int
-    def __init__(self, size: _Optional[int] = ..., capacity: _Optional[int] = ..., total_inserted: _Optional[int] = ..., total_sampled: _Optional[int] = ...) -> None: ...
+    priority_mass: float
+    def __init__(self, size: _Optional[int] = ..., capacity: _Optional[int] = ..., total_inserted: _Optional[int] = ..., total_sampled: _Optional[int] = ..., priority_mass: _Optional[float] = ...) -> None: ...
 
 class OpenReplayRequest(_message.Message):
     __slots__ = ("experiment_id", "config", "obs_size")
@@ -59,12 +62,32 @@ class SampleBatchRequest(_message.Message):
     def __init__(self, experiment_id: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class SampleBatchResponse(_message.Message):
-    __slots__ = ("batch", "stats")
+    __slots__ = ("batch", "stats", "keys", "probabilities")
     BATCH_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     batch: _common_pb2.TransitionBatch
     stats: ReplayStats
-    def __init__(self, batch: _Optional[_Union[_common_pb2.TransitionBatch, _Mapping]] = ..., stats: _Optional[_Union[ReplayStats, _Mapping]] = ...) -> None: ...
+    keys: _containers.RepeatedScalarFieldContainer[int]
+    probabilities: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, batch: _Optional[_Union[_common_pb2.TransitionBatch, _Mapping]] = ..., stats: _Optional[_Union[ReplayStats, _Mapping]] = ..., keys: _Optional[_Iterable[int]] = ..., probabilities: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class UpdatePrioritiesRequest(_message.Message):
+    __slots__ = ("experiment_id", "keys", "priorities")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITIES_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    keys: _containers.RepeatedScalarFieldContainer[int]
+    priorities: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, experiment_id: _Optional[str] = ..., keys: _Optional[_Iterable[int]] = ..., priorities: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class UpdatePrioritiesResponse(_message.Message):
+    __slots__ = ("updated",)
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    updated: int
+    def __init__(self, updated: _Optional[int] = ...) -> None: ...
 
 class GetStatsRequest(_message.Message):
     __slots__ = ("experiment_id",)

@@ -28,7 +28,8 @@ if _version_not_supported:
 
 class BufferServiceStub:
     """One replay shard. Many shards form the global buffer: actors push to them
-    round-robin, the learner samples from all of them in proportion to their sizes.
+    round-robin, the learner samples from all of them in proportion to their sizes, or, with
+    prioritized replay, to their priority mass, and sends each shard its rows' new priorities.
     """
 
     def __init__(self, channel):
@@ -57,6 +58,11 @@ class BufferServiceStub:
                 request_serializer=kuberl_dot_v1_dot_buffer__service__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=kuberl_dot_v1_dot_buffer__service__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.UpdatePriorities = channel.unary_unary(
+                '/kuberl.v1.BufferService/UpdatePriorities',
+                request_serializer=kuberl_dot_v1_dot_buffer__service__pb2.UpdatePrioritiesRequest.SerializeToString,
+                response_deserializer=kuberl_dot_v1_dot_buffer__service__pb2.UpdatePrioritiesResponse.FromString,
+                _registered_method=True)
         self.ReleaseExperiment = channel.unary_unary(
                 '/kuberl.v1.BufferService/ReleaseExperiment',
                 request_serializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentRequest.SerializeToString,
@@ -66,7 +72,8 @@ class BufferServiceStub:
 
 class BufferServiceServicer:
     """One replay shard. Many shards form the global buffer: actors push to them
-    round-robin, the learner samples from all of them in proportion to their sizes.
+    round-robin, the learner samples from all of them in proportion to their sizes, or, with
+    prioritized replay, to their priority mass, and sends each shard its rows' new priorities.
     """
 
     def OpenReplay(self, request, context):
@@ -89,6 +96,12 @@ class BufferServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetStats(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePriorities(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,6 +136,11 @@ def add_BufferServiceServicer_to_server(servicer, server):
                     request_deserializer=kuberl_dot_v1_dot_buffer__service__pb2.GetStatsRequest.FromString,
                     response_serializer=kuberl_dot_v1_dot_buffer__service__pb2.GetStatsResponse.SerializeToString,
             ),
+            'UpdatePriorities': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePriorities,
+                    request_deserializer=kuberl_dot_v1_dot_buffer__service__pb2.UpdatePrioritiesRequest.FromString,
+                    response_serializer=kuberl_dot_v1_dot_buffer__service__pb2.UpdatePrioritiesResponse.SerializeToString,
+            ),
             'ReleaseExperiment': grpc.unary_unary_rpc_method_handler(
                     servicer.ReleaseExperiment,
                     request_deserializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentRequest.FromString,
@@ -138,7 +156,8 @@ def add_BufferServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class BufferService:
     """One replay shard. Many shards form the global buffer: actors push to them
-    round-robin, the learner samples from all of them in proportion to their sizes.
+    round-robin, the learner samples from all of them in proportion to their sizes, or, with
+    prioritized replay, to their priority mass, and sends each shard its rows' new priorities.
     """
 
     @staticmethod
@@ -239,6 +258,33 @@ class BufferService:
             '/kuberl.v1.BufferService/GetStats',
             kuberl_dot_v1_dot_buffer__service__pb2.GetStatsRequest.SerializeToString,
             kuberl_dot_v1_dot_buffer__service__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePriorities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kuberl.v1.BufferService/UpdatePriorities',
+            kuberl_dot_v1_dot_buffer__service__pb2.UpdatePrioritiesRequest.SerializeToString,
+            kuberl_dot_v1_dot_buffer__service__pb2.UpdatePrioritiesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -87,14 +87,20 @@ class ExplorationSpec(_message.Message):
     def __init__(self, epsilon_start: _Optional[float] = ..., epsilon_end: _Optional[float] = ..., epsilon_decay: _Optional[float] = ...) -> None: ...
 
 class BufferSpec(_message.Message):
-    __slots__ = ("replicas", "capacity", "snapshot_interval_seconds")
+    __slots__ = ("replicas", "capacity", "snapshot_interval_seconds", "prioritized", "priority_exponent", "importance_exponent")
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITIZED_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_EXPONENT_FIELD_NUMBER: _ClassVar[int]
+    IMPORTANCE_EXPONENT_FIELD_NUMBER: _ClassVar[int]
     replicas: int
     capacity: int
     snapshot_interval_seconds: float
-    def __init__(self, replicas: _Optional[int] = ..., capacity: _Optional[int] = ..., snapshot_interval_seconds: _Optional[float] = ...) -> None: ...
+    prioritized: bool
+    priority_exponent: float
+    importance_exponent: float
+    def __init__(self, replicas: _Optional[int] = ..., capacity: _Optional[int] = ..., snapshot_interval_seconds: _Optional[float] = ..., prioritized: _Optional[bool] = ..., priority_exponent: _Optional[float] = ..., importance_exponent: _Optional[float] = ...) -> None: ...
 
 class LearnerSpec(_message.Message):
     __slots__ = ("batch_size", "learning_rate", "gamma", "hidden_sizes", "target_update_interval", "samples_per_insert", "learning_starts", "max_grad_norm", "policy_push_interval", "batches_per_sample", "dueling", "n_step")
