@@ -8,6 +8,7 @@ Rows (select with --only):
   solve    CartPole-v1 by `kuberl run examples/cartpole.yaml` over seeds 1..N beside Stable-Baselines3's DQN
            on the same seeds (when an interpreter has it: --sb3-python): env steps to solve, wall time,
            the learner's rate during the run, the result scored on 100 fresh episodes
+  scaling  env steps/s of 1 and 2 actor processes (and shards) with the learner held back, and a model to 64
   cluster  the same manifest `kubectl apply`d on the test cluster (tests/kube.py says which): seconds
            to its first transition and to Succeeded
 
@@ -55,7 +56,7 @@ from kuberl.v1 import learner_service_pb2_grpc as learner_grpc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "examples" / "cartpole.yaml"
-ROWS = ("env", "buffer", "learner", "metrics", "solve", "cluster")
+ROWS = ("env", "buffer", "learner", "metrics", "solve", "scaling", "cluster")
 # The largest learningStarts the config accepts (LearnerSpec.learning_starts maximum); on one
 # shard it makes the limiter's warm-up (min_inserts) and tolerance 1e8 inserts, i.e. no hold-back.
 NO_HOLDBACK_LEARNING_STARTS = 100_000_000
@@ -605,7 +606,53 @@ def bench_solve(seeds: list[int], workdir: Path, timeout: float, sb3: str | None
     return rows
 
 
-# --- row 5: the same manifest on a cluster -------------------------------------------------
+# --- row 6: scaling actors ----------------------------------------------------------------
+
+SCALING_WHAT = "env steps/s with N actor processes and N shards"
+SCALING_STEPS = 60_000
+_RATE = re.compile(r"^\s*env steps\s+[0-9]+.*\(([0-9]+)/s this run\)", re.M)
+
+
+def scaling_manifest(actors: int, workdir: Path) -> Path:
+    """The CartPole example with N actors and N shards, the learner held to a trickle
+    (samplesPerInsert 0.01) so that it never holds the actors back, and no target to stop at."""
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    spec = manifest["spec"]
+    spec["environment"]["replicas"] = spec["buffer"]["replicas"] = actors
+    spec["learner"]["samplesPerInsert"] = 0.01
+    spec["stop"] = {"targetReturn": 1e9, "maxEnvSteps": SCALING_STEPS}
+    path = workdir / f"scaling-{actors}.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    return path
+
+
+def bench_scaling(workdir: Path, timeout: float) -> list[Row]:
+    rates = {}
+    for actors in (1, 2):
+        path = scaling_manifest(actors, workdir)
+        done = subprocess.run([sys.executable, "-m", "kuberl.cli", "run", str(path), "--no-progress", "--output",
+                               str(workdir / f"scaling-{actors}"), "--timeout", str(timeout)], capture_output=True,
+                              text=True, env=child_env(), cwd=ROOT, timeout=timeout + 120)
+        rate = _RATE.search(done.stdout)
+        if rate is None:
+            note(f"scaling {actors}: no rate in the summary:\n{done.stdout[-1500:]}")
+            return [Row(SCALING_WHAT, f"{actors} actors: the run printed no rate (exit {done.returncode})", "-", "")]
+        rates[actors] = float(rate.group(1))
+        note(f"scaling {actors} actors: {rates[actors]:.0f} env steps/s")
+    per_actor = rates[1]
+    rows = [Row(SCALING_WHAT, f"{n} actor{'s' * (n > 1)} x {base_config().environment.envs_per_replica} envs, "
+                f"{n} shard{'s' * (n > 1)}, learner at samplesPerInsert 0.01, {os.cpu_count()} cores",
+                fmt_num(rate), "env steps/s") for n, rate in rates.items()]
+    rows.append(Row(SCALING_WHAT, f"model N x {fmt_num(per_actor)}/s (one core per actor pod) against the measured "
+                    f"2: {rates[2] / (2 * per_actor):.2f} of it here, where 2 actors, 2 shards and the rest share "
+                    f"{os.cpu_count()} cores", fmt_num(2 * per_actor), "env steps/s"))
+    for n in (4, 16, 64):
+        rows.append(Row(SCALING_WHAT, f"model: {n} actor pods (and {n} shards), a core each", fmt_num(n * per_actor),
+                        "env steps/s"))
+    return rows
+
+
+# --- row 7: the same manifest on a cluster -------------------------------------------------
 
 CLUSTER_WHAT = "examples/cartpole.yaml by kubectl apply"
 
@@ -724,6 +771,7 @@ def main(argv: list[str] | None = None) -> int:
             "metrics": lambda: bench_metrics(buffer_s, workdir),
             "solve": lambda: bench_solve(list(range(1, solve_runs + 1)), workdir, args.solve_timeout,
                                          sb3_python(args.sb3_python), learner_s),
+            "scaling": lambda: bench_scaling(workdir, args.solve_timeout),
             "cluster": lambda: bench_cluster(solve_runs, args.solve_timeout),
         }
         for name in only:
