@@ -37,7 +37,8 @@ def assert_columns_tell_the_truth(release: Release, name: str) -> None:
         expected = {"PHASE": status.get("phase"), "ENV": obj["spec"]["envId"],
                     "ACTORS": (status.get("environment") or {}).get("readyReplicas"),
                     "SHARDS": (status.get("buffer") or {}).get("readyReplicas"), "STEPS": status.get("envSteps"),
-                    "RETURN": status.get("meanReturn"), "EVAL": status.get("evalReturn")}
+                    "RETURN": status.get("meanReturn"), "EVAL": status.get("evalReturn"),
+                    "RESULT": (status.get("result") or {}).get("meanReturn")}
         shown = {key: printed.get(key) for key in expected}
         if shown == {key: None if value is None else f"{value:g}" if isinstance(value, float) else str(value)
                      for key, value in expected.items()}:
@@ -91,6 +92,8 @@ def test_the_cartpole_example_succeeds_then_scales_down_and_goes_after_its_ttl(r
           f"-> Succeeded {solved:.1f}s ({status.get('envSteps')} env steps)")
     assert status["phase"] == "Succeeded", status
     assert status["evalReturn"] >= 475
+    # Solved means solved: the result was confirmed over 100 fresh episodes.
+    assert status["result"]["meanReturn"] >= 475 and status["result"]["episodes"] == 100, status
     conditions = release.conditions("cartpole")
     assert conditions["Succeeded"]["status"] == "True" and conditions["Succeeded"]["reason"] == "TargetReturnReached"
     assert conditions["Failed"]["status"] == "False"

@@ -38,16 +38,17 @@ def _create(server: TestCluster, name: str, spec: dict) -> dict:
 def test_printer_columns_show_the_fields_they_name(server: TestCluster):
     _create(server, "columns", {"environment": {"replicas": 5}, "buffer": {"replicas": 3}})
     status = {"phase": "Running", "envSteps": 12345, "meanReturn": 87.5, "evalReturn": 480.25,
+              "result": {"policyVersion": 40, "meanReturn": 477.5, "episodes": 100},
               "environment": {"replicas": 5, "readyReplicas": 2, "selector": "a=b"},
               "buffer": {"replicas": 3, "readyReplicas": 3, "selector": "c=d"}}
     Objects(server).patch(RLEXPERIMENTS, "columns", {"status": status}, NAMESPACE, subresource="status")
     header, row = server.kubectl("get", "rlx", "columns", namespace=NAMESPACE).stdout.splitlines()
     shown = dict(zip(header.split(), row.split()))
-    assert list(shown) == ["NAME", "PHASE", "ENV", "ACTORS", "SHARDS", "STEPS", "RETURN", "EVAL", "AGE"]
+    assert list(shown) == ["NAME", "PHASE", "ENV", "ACTORS", "SHARDS", "STEPS", "RETURN", "EVAL", "RESULT", "AGE"]
     # Actors and shards are what is ready (2 of 5 actors), not what was asked for.
-    assert {k: shown[k] for k in ("PHASE", "ENV", "ACTORS", "SHARDS", "STEPS", "RETURN", "EVAL")} == {
+    assert {k: shown[k] for k in ("PHASE", "ENV", "ACTORS", "SHARDS", "STEPS", "RETURN", "EVAL", "RESULT")} == {
         "PHASE": "Running", "ENV": "CartPole-v1", "ACTORS": "2", "SHARDS": "3", "STEPS": "12345",
-        "RETURN": "87.5", "EVAL": "480.25"}
+        "RETURN": "87.5", "EVAL": "480.25", "RESULT": "477.5"}
     assert server.kubectl("get", "rlexperiments.kuberl.dev", "-o", "name", namespace=NAMESPACE).stdout == \
         server.kubectl("get", "rlx", "-o", "name", namespace=NAMESPACE).stdout  # the short name
 
