@@ -8,6 +8,7 @@ Rows (select with --only):
   solve    CartPole-v1 by `kuberl run examples/cartpole.yaml` over seeds 1..N beside Stable-Baselines3's DQN
            on the same seeds (when an interpreter has it: --sb3-python): env steps to solve, wall time,
            the learner's rate during the run, the result scored on 100 fresh episodes
+  tasks    the four classic tasks' example manifests (--tasks, --task-seeds) within rl-zoo's budgets, beside SB3
   scaling  env steps/s of 1 and 2 actor processes (and shards) with the learner held back, and a model to 64
   cluster  the same manifest `kubectl apply`d on the test cluster (tests/kube.py says which): seconds
            to its first transition and to Succeeded
@@ -56,7 +57,7 @@ from kuberl.v1 import learner_service_pb2_grpc as learner_grpc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "examples" / "cartpole.yaml"
-ROWS = ("env", "buffer", "learner", "metrics", "solve", "scaling", "cluster")
+ROWS = ("env", "buffer", "learner", "metrics", "solve", "tasks", "scaling", "cluster")
 # The largest learningStarts the config accepts (LearnerSpec.learning_starts maximum); on one
 # shard it makes the limiter's warm-up (min_inserts) and tolerance 1e8 inserts, i.e. no hold-back.
 NO_HOLDBACK_LEARNING_STARTS = 100_000_000
@@ -606,7 +607,61 @@ def bench_solve(seeds: list[int], workdir: Path, timeout: float, sb3: str | None
     return rows
 
 
-# --- row 6: scaling actors ----------------------------------------------------------------
+# --- row 6: the four classic tasks ----------------------------------------------------------
+
+TASKS = {"CartPole-v1": ("cartpole.yaml", 475.0, 50_000), "Acrobot-v1": ("acrobot.yaml", -100.0, 100_000),
+         "MountainCar-v0": ("mountaincar.yaml", -110.0, 300_000), "LunarLander-v3": ("lunarlander.yaml", 200.0, 500_000)}
+
+
+def bench_tasks(tasks: list[str], seeds: list[int], workdir: Path, sb3: str | None) -> list[Row]:
+    """Each task's example manifest on each seed within its budget: solved or not, at how many env
+    steps, and the result's confirmed score; beside SB3 (rl-zoo) trained for the same budget."""
+    from kuberl.analytics.core import Query, SQLiteStore
+    from kuberl.policy.core import PolicyStore
+
+    rows = []
+    for env_id in tasks:
+        file, target, budget = TASKS[env_id]
+        for seed in seeds:
+            manifest = yaml.safe_load((ROOT / "examples" / file).read_text())
+            manifest["spec"]["seed"] = seed
+            manifest["spec"]["stop"]["maxEnvSteps"] = budget
+            path, out = workdir / f"{file}-{seed}", workdir / f"task-{file}-{seed}"
+            path.write_text(yaml.safe_dump(manifest))
+            t0 = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "kuberl.cli", "run", str(path), "--no-progress", "--output",
+                                   str(out), "--timeout", "3600"], capture_output=True, text=True, env=child_env(),
+                                  cwd=ROOT)
+            wall = time.perf_counter() - t0
+            experiment = f"default/{manifest['metadata']['name']}"
+            store = SQLiteStore(out / "analytics.db")
+            try:
+                evals, _ = store.query(Query(experiment, "charts/eval_return"))
+            finally:
+                store.close()
+            policy = PolicyStore(out / "policy-0")
+            result = policy.result(experiment)
+            policy.close()
+            solved_at = next((p.step for p in evals if p.value >= target), None)
+            score = f"{result.evaluation.mean_return:.1f} over {result.evaluation.episodes}" if result else "none"
+            rows.append(Row(f"{env_id} (target {target:g} in {fmt_num(budget)} env steps)",
+                            f"kuberl seed {seed}: {'solved' if done.returncode == 0 else f'exit {done.returncode}'}, "
+                            f"first eval at target {solved_at}, result {score}", f"{wall:.0f}", "s wall"))
+            note(rows[-1].setting)
+        if sb3 is not None:
+            for seed in seeds:
+                anchor = subprocess.run([sb3, str(SB3_ANCHOR), "--env", env_id, "--seed", str(seed), "--budget",
+                                         str(budget), "--to-budget"], capture_output=True, text=True, env=child_env(),
+                                        check=True)
+                a = json.loads(anchor.stdout.strip().splitlines()[-1])
+                rows.append(Row(f"{env_id} (target {target:g} in {fmt_num(budget)} env steps)",
+                                f"SB3 seed {seed}: first eval at target {a['solved_at']}, last eval {a['last_score']:.1f}",
+                                f"{a['train_seconds']:.0f}", "s training"))
+                note(rows[-1].setting)
+    return rows
+
+
+# --- row 7: scaling actors ----------------------------------------------------------------
 
 SCALING_WHAT = "env steps/s with N actor processes and N shards"
 SCALING_STEPS = 60_000
@@ -652,7 +707,7 @@ def bench_scaling(workdir: Path, timeout: float) -> list[Row]:
     return rows
 
 
-# --- row 7: the same manifest on a cluster -------------------------------------------------
+# --- row 8: the same manifest on a cluster -------------------------------------------------
 
 CLUSTER_WHAT = "examples/cartpole.yaml by kubectl apply"
 
@@ -737,8 +792,8 @@ def bench_cluster(runs: int, timeout: float) -> list[Row]:
 # --- main ----------------------------------------------------------------------------------
 
 def parse_only(values: list[str] | None) -> list[str]:
-    if not values:
-        return list(ROWS)
+    if not values:  # the tasks row trains four tasks to their budgets (an hour or more): asked for by name
+        return [r for r in ROWS if r != "tasks"]
     names = [n.strip() for v in values for n in v.split(",") if n.strip()]
     unknown = [n for n in names if n not in ROWS]
     if unknown:
@@ -751,6 +806,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="shorter durations and 1 solve run")
     p.add_argument("--only", nargs="+", metavar="ROW", help=f"rows to run, of: {', '.join(ROWS)}")
     p.add_argument("--solve-runs", type=int, default=None, help="seeds of the solve row (default 5, --quick 1)")
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS), help="the tasks row's tasks")
+    p.add_argument("--task-seeds", type=int, default=None, help="seeds per task (default 3)")
     p.add_argument("--sb3-python", default=None, help="an interpreter with stable-baselines3 for the anchor "
                                                       "(default: $KUBERL_BENCH_SB3_PYTHON, or this one if it has it)")
     p.add_argument("--solve-timeout", type=float, default=600.0, help="seconds before a kuberl run gives up")
@@ -771,6 +828,8 @@ def main(argv: list[str] | None = None) -> int:
             "metrics": lambda: bench_metrics(buffer_s, workdir),
             "solve": lambda: bench_solve(list(range(1, solve_runs + 1)), workdir, args.solve_timeout,
                                          sb3_python(args.sb3_python), learner_s),
+            "tasks": lambda: bench_tasks(args.tasks, list(range(1, (args.task_seeds or 3) + 1)), workdir,
+                                         sb3_python(args.sb3_python)),
             "scaling": lambda: bench_scaling(workdir, args.solve_timeout),
             "cluster": lambda: bench_cluster(solve_runs, args.solve_timeout),
         }
