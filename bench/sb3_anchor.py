@@ -31,10 +31,8 @@ RL_ZOO = {
     "MountainCar-v0": dict(learning_rate=4e-3, batch_size=128, buffer_size=10_000, learning_starts=1000, gamma=0.98,
                            target_update_interval=600, train_freq=16, gradient_steps=8, exploration_fraction=0.2,
                            exploration_final_eps=0.07, policy_kwargs=dict(net_arch=[256, 256])),
-    "LunarLander-v3": dict(learning_rate=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=0, gamma=0.99,
-                           target_update_interval=250, train_freq=4, gradient_steps=-1, exploration_fraction=0.12,
-                           exploration_final_eps=0.1, policy_kwargs=dict(net_arch=[256, 256])),
 }
+RL_ZOO["LunarLander-v3"] = RL_ZOO["Acrobot-v1"]  # rl-zoo gives the two the same settings
 EVAL_SEED = 1_000_000  # fixed evaluation seeds: EVAL_SEED + episode
 
 
