@@ -98,7 +98,7 @@ class LearnerSpec:
                                    minimum=1, maximum=4096)
     n_step: int = knob(1, "Env steps each transition spans: n-step returns, summed on the actors.",
                        minimum=1, maximum=32)
-    dueling: bool = knob(False, "A dueling head: Q = V(s) + A(s, a) - mean A(s, .).")
+    dueling: bool = knob(True, "A dueling head: Q = V(s) + A(s, a) - mean A(s, .).")
     target_update_interval: int = knob(250, "Updates between copies of the online network into the target.",
                                        minimum=1, maximum=10_000_000)
     samples_per_insert: float = knob(8.0, "Sampled transitions per inserted transition (Reverb's rate limit).",
