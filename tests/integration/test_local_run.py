@@ -106,6 +106,8 @@ def test_kuberl_run_on_mysql_reads_its_summary_through_analytics(tmp_path, maria
 
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]  # unsolved: the budget ran out
     assert "budget: Failed" in done.stdout
+    # An unsolved run still leaves its best version, scored as a solve's confirmation would be.
+    assert re.search(r"^  result\s+policy version \d+: mean return [\d.]+ over 100 fresh episodes", done.stdout, re.M)
     episodes = int(re.search(r"^  episodes\s+(\d+)", done.stdout, re.M).group(1))
     assert episodes > 0
     assert not (tmp_path / "run" / "analytics.db").exists(), "metrics went to MySQL, not SQLite"

@@ -531,16 +531,19 @@ class TrainingRun:
         return True
 
     def _budget_spent(self) -> None:
+        # The result is scored and stored before the verdict: whoever sees the verdict may tear
+        # the roles down at once (kuberl run does), and the result must be there by then.
+        self.evaluator.stop()
+        if self.ended:  # the evaluator's last version solved it
+            return
+        self.evaluator.confirm_result()
+        self.publisher.publish(self.trainer, wait=True)
         steps = self.sampler.env_steps
         if self.target_return is None:  # no target, no reward threshold: the budget was the goal
-            ended = self._finish(pb.TRAINING_STATE_BUDGET_SPENT, f"{steps} env steps spent (no target return)")
+            self._finish(pb.TRAINING_STATE_BUDGET_SPENT, f"{steps} env steps spent (no target return)")
         else:
-            ended = self._finish(pb.TRAINING_STATE_BUDGET_EXHAUSTED, f"{steps} env steps without reaching the "
-                                                                   f"target return {self.target_return:g}")
-        if ended:
-            self.evaluator.stop()
-            self.evaluator.confirm_result()
-            self.publisher.publish(self.trainer, wait=True)
+            self._finish(pb.TRAINING_STATE_BUDGET_EXHAUSTED, f"{steps} env steps without reaching the target return "
+                                                            f"{self.target_return:g}")
 
     def solved(self, message: str) -> None:
         """The evaluator's verdict: a confirmed evaluation at the target."""
