@@ -670,11 +670,11 @@ _RATE = re.compile(r"^\s*env steps\s+[0-9]+.*\(([0-9]+)/s this run\)", re.M)
 
 def scaling_manifest(actors: int, workdir: Path) -> Path:
     """The CartPole example with N actors and N shards, the learner held to a trickle
-    (samplesPerInsert 0.01) so that it never holds the actors back, and no target to stop at."""
+    (samplesPerInsert 1: a batch per 64 inserts) so that it never holds the actors back, and no target to stop at."""
     manifest = yaml.safe_load(MANIFEST.read_text())
     spec = manifest["spec"]
     spec["environment"]["replicas"] = spec["buffer"]["replicas"] = actors
-    spec["learner"]["samplesPerInsert"] = 0.01
+    spec["learner"]["samplesPerInsert"] = 1.0
     spec["stop"] = {"targetReturn": 1e9, "maxEnvSteps": SCALING_STEPS}
     path = workdir / f"scaling-{actors}.yaml"
     path.write_text(yaml.safe_dump(manifest))
@@ -696,7 +696,7 @@ def bench_scaling(workdir: Path, timeout: float) -> list[Row]:
         note(f"scaling {actors} actors: {rates[actors]:.0f} env steps/s")
     per_actor = rates[1]
     rows = [Row(SCALING_WHAT, f"{n} actor{'s' * (n > 1)} x {base_config().environment.envs_per_replica} envs, "
-                f"{n} shard{'s' * (n > 1)}, learner at samplesPerInsert 0.01, {os.cpu_count()} cores",
+                f"{n} shard{'s' * (n > 1)}, learner at samplesPerInsert 1, {os.cpu_count()} cores",
                 fmt_num(rate), "env steps/s") for n, rate in rates.items()]
     rows.append(Row(SCALING_WHAT, f"model N x {fmt_num(per_actor)}/s (one core per actor pod) against the measured "
                     f"2: {rates[2] / (2 * per_actor):.2f} of it here, where 2 actors, 2 shards and the rest share "
