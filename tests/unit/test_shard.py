@@ -3,7 +3,7 @@ import pytest
 
 from kuberl.buffer.core import Shard
 from kuberl.config import ExperimentConfig
-from kuberl.rpc import FailedPrecondition, NotFound
+from kuberl.rpc import Exhausted, FailedPrecondition, NotFound
 from kuberl.snapshots import snapshot_name
 from kuberl.tensors import Transitions
 
@@ -197,4 +197,20 @@ def test_a_prioritized_table_takes_priorities_and_a_uniform_one_refuses_them():
     assert drawn.keys is not None and len(drawn.probabilities) == 4 and buf.priority_mass == pytest.approx(10)
     assert shard.update_priorities("ranked", np.arange(10), np.r_[np.zeros(9), 5.0]) == 10
     assert set(shard.sample("ranked", 50)[0].rows.rewards) == {9.0}
+    shard.close()
+
+
+def test_a_tiny_samples_per_insert_ratio_does_not_hold_inserts_before_the_learner_may_sample():
+    """At 0.01 the learner may take its first batch of 64 only after 6 400 inserts: the shard
+    must let that many through, or the two limits wait for each other for good."""
+    config = ExperimentConfig().replace(learner={"samples_per_insert": 0.01, "batch_size": 64, "learning_starts": 0},
+                                        buffer={"capacity": 10_000})
+    shard = Shard(None, insert_wait_seconds=0.05)
+    shard.open("trickle", config)
+    for i in range(27):  # 6 912 rows, past the learner's first 6 400
+        shard.push("trickle", batch(256, start=256 * i))
+    shard.sample("trickle", 64)
+    with pytest.raises(Exhausted):  # and the limit still holds once inserts run far ahead
+        for i in range(27, 200):
+            shard.push("trickle", batch(256, start=256 * i))
     shard.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -101,12 +102,15 @@ class Shard:
 
     def _open(self, experiment_id: str, config: ExperimentConfig, obs_size: int) -> ReplayTable:
         learner = config.learner
-        shard_count = config.buffer.replicas
+        shards, push = max(config.buffer.replicas, 1), config.environment.push_batch_size
+        # The learner's allowance pays one batch per batch_size / samples_per_insert inserts (over
+        # all shards): a shard holding inserts back sooner would wait for samples that the
+        # learner may not take yet, and both would wait for good.
+        per_batch = math.ceil(learner.batch_size / learner.samples_per_insert / shards)
         # Per-shard warm-up and slack: inserts are spread over the experiment's shards.
         limiter = SamplesPerInsertLimiter(
-            learner.samples_per_insert,
-            min_inserts=max(learner.learning_starts, learner.batch_size) // max(shard_count, 1) + 1,
-            tolerance=max(4 * config.environment.push_batch_size, learner.learning_starts // max(shard_count, 1)))
+            learner.samples_per_insert, min_inserts=max(learner.learning_starts, learner.batch_size) // shards + 1,
+            tolerance=max(4 * push, learner.learning_starts // shards, per_batch + push))
         table = self.tables.get_or_create(experiment_id, lambda: ReplayTable(
             ReplayBuffer(config.buffer.capacity, seed=config.seed, obs_size=obs_size), limiter,
             config.buffer.snapshot_interval_seconds, time.monotonic()))
