@@ -88,12 +88,17 @@ def test_cartpole_is_solved_across_containers_through_dns(cluster):
     assert status.phase == exp_pb.EXPERIMENT_PHASE_SUCCEEDED, status
     assert status.eval_return >= 475
 
-    # Round-robin per batch filled every shard; split-merge sampled every shard alike.
+    # Round-robin per batch filled every shard: within a push or two per actor of an even split
+    # (a quick solve makes only a few dozen pushes). Split-merge sampled every shard in
+    # proportion to its priority mass, which follows what it holds.
     stats = [shard_stats(c, name, "cartpole") for name in c.buffers]
     inserted = [s.total_inserted for s in stats]
     sampled = [s.total_sampled for s in stats]
-    assert min(inserted) > 0 and min(inserted) > 0.8 * max(inserted), inserted
-    assert min(sampled) > 0 and min(sampled) > 0.8 * max(sampled), sampled
+    push = load_manifest(REPO / "examples" / "cartpole.yaml").config.environment.push_batch_size
+    assert min(inserted) > 0 and max(inserted) - min(inserted) <= 2 * len(c.environments) * push, inserted
+    assert min(sampled) > 0, sampled
+    for taken, held in zip(sampled, inserted):
+        assert 0.5 < (taken / sum(sampled)) / (held / sum(inserted)) < 2, (sampled, inserted)
     assert learner_stats(c, "cartpole").shards == 3
 
 
