@@ -76,7 +76,10 @@ def start(c: ContainerCluster, experiment_id: str, **changes) -> exp_pb.StartExp
 
 def test_cartpole_is_solved_across_containers_through_dns(cluster):
     c = cluster
-    reply = start(c, "cartpole", seed=5, stop={"max_env_steps": 300_000})  # the budget: far above the ~20-80k it takes
+    # Uniform replay: split-merge then samples each shard by its size, which this test checks
+    # (prioritized replay, by priority mass, has its own test over real processes).
+    reply = start(c, "cartpole", seed=5, stop={"max_env_steps": 300_000},  # the budget: far above the ~10-40k it takes
+                  buffer={"prioritized": False})
     # Both actor containers, found through the one alias, run it.
     assert sorted(reply.environment_replicas) == sorted(f"{c.ip(name)}:50050" for name in c.environments)
 
@@ -90,7 +93,7 @@ def test_cartpole_is_solved_across_containers_through_dns(cluster):
 
     # Round-robin per batch filled every shard: within a push or two per actor of an even split
     # (a quick solve makes only a few dozen pushes). Split-merge sampled every shard in
-    # proportion to its priority mass, which follows what it holds.
+    # proportion to what it holds.
     stats = [shard_stats(c, name, "cartpole") for name in c.buffers]
     inserted = [s.total_inserted for s in stats]
     sampled = [s.total_sampled for s in stats]
@@ -98,7 +101,7 @@ def test_cartpole_is_solved_across_containers_through_dns(cluster):
     assert min(inserted) > 0 and max(inserted) - min(inserted) <= 2 * len(c.environments) * push, inserted
     assert min(sampled) > 0, sampled
     for taken, held in zip(sampled, inserted):
-        assert 0.5 < (taken / sum(sampled)) / (held / sum(inserted)) < 2, (sampled, inserted)
+        assert 0.8 < (taken / sum(sampled)) / (held / sum(inserted)) < 1.25, (sampled, inserted)
     assert learner_stats(c, "cartpole").shards == 3
 
 

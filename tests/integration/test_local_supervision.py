@@ -33,6 +33,9 @@ def write_manifest(tmp_path: Path) -> Path:
     manifest["spec"]["seed"] = 7
     manifest["spec"]["buffer"]["snapshotIntervalSeconds"] = 1
     manifest["spec"]["stop"]["maxEnvSteps"] = 300_000
+    # No evaluation (and so no solve) before 20 000 updates: the kill and the restart land mid-run
+    # however quickly the seed would solve.
+    manifest["spec"]["stop"]["evalIntervalUpdates"] = 20_000
     path = tmp_path / "cartpole.yaml"
     path.write_text(yaml.safe_dump(manifest))
     return path
