@@ -97,11 +97,11 @@ class ShardSampler:
 
     def send_priorities(self, updates: dict[str, tuple[list[np.ndarray], list[np.ndarray]]]) -> None:
         """New priorities to each shard, without waiting: a lost update only leaves a row's old one."""
-        for address, (keys, priorities) in updates.items():
-            request = buffer_pb.UpdatePrioritiesRequest(experiment_id=self.experiment_id, keys=np.concatenate(keys),
-                                                        priorities=np.concatenate(priorities))
-            call = self._calls.submit(stub(buffer_grpc.BufferServiceStub, address).UpdatePriorities, request,
-                                      timeout=RPC_TIMEOUT)
+        calls = self._call_each("UpdatePriorities", {
+            address: buffer_pb.UpdatePrioritiesRequest(experiment_id=self.experiment_id, keys=np.concatenate(keys),
+                                                       priorities=np.concatenate(priorities))
+            for address, (keys, priorities) in updates.items()})
+        for address, call in calls.items():
             call.add_done_callback(lambda done, a=address: self._log_failure(a, done))
 
     def _log_failure(self, address: str, call: futures.Future) -> None:
@@ -467,9 +467,9 @@ class Evaluator:
 
     def confirm_result(self) -> None:
         """At the end of a run that did not solve: the result scored as a solve's would be."""
-        if self._best is None or self.result is None or self.result[1].episodes >= self._run.config.stop.confirm_episodes:
-            return
         episodes = self._run.config.stop.confirm_episodes
+        if self._best is None or self.result is None or self.result[1].episodes >= episodes:
+            return
         self._keep(self._best, Evaluation(self._greedy(self._best, episodes, CONFIRM_SEED_OFFSET), episodes,
                                           self._best.env_steps))
 
