@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import socket
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kuberl.config import ConfigError
+from kuberl.exitcodes import ExitCode
 from kuberl.roles import DEFAULT_PORTS, ROLES
 
 
@@ -35,6 +37,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", "0")) or None,
                    help="also serve the health service alone, plaintext, on this port (for the kubelet's probes, "
                         "which present no certificate)")
+    p.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "-1")),
+                   help="serve Prometheus metrics at /metrics on this port, plaintext and read-only (0 = any; "
+                        "default: none)")
     for role in ("environment", "buffer", "analytics", "learner", "policy"):
         p.add_argument(f"--{role}", default=_env(f"{role.upper()}_ADDRESS", f"localhost:{DEFAULT_PORTS[role]}"),
                        help=f"{role} replicas (env KUBERL_{role.upper()}_ADDRESS)")
@@ -97,6 +102,8 @@ def _status_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="show experiments through the experiment API",
                        description="List experiments (or show one) as the experiment role reports them.")
     p.add_argument("experiment_id", nargs="?", help="one experiment (default: all)")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table",
+                   help="table (default), or every field as JSON or YAML (a list, camelCase as the API's JSON)")
     _client_arguments(p, 10.0, "your identity (a reader's or an admin's)")
 
 
@@ -138,7 +145,7 @@ def cert(args: argparse.Namespace) -> int:
     identity = Identity(args.identity, args.experiment)
     files = issue_identity(authority_in(args.ca), args.out, identity)
     print(f"{files.directory}: {identity} ({identity.uri})")
-    return 0
+    return ExitCode.OK
 
 
 def _call_failed(command: str, args: argparse.Namespace, err: Any) -> int:
@@ -146,7 +153,7 @@ def _call_failed(command: str, args: argparse.Namespace, err: Any) -> int:
     if err.code().name == "UNAVAILABLE" and args.tls_dir is None:
         hint = " (a server with TLS refuses plaintext: pass --tls-dir, e.g. kuberl-runs/NAME/tls/admin)"
     print(f"kuberl {command}: {args.address}: {err.code().name}: {err.details()}{hint}", file=sys.stderr)
-    return 1
+    return ExitCode.API_FAILED
 
 
 def delete(args: argparse.Namespace) -> int:
@@ -162,12 +169,13 @@ def delete(args: argparse.Namespace) -> int:
     except grpc.RpcError as err:
         return _call_failed("delete", args, err)
     print(f"{args.experiment_id} deleted")
-    return 0
+    return ExitCode.OK
 
 
 def status(args: argparse.Namespace) -> int:
     import grpc
 
+    from kuberl.experiment.server import phase_name
     from kuberl.rpc import stub
     from kuberl.v1 import experiment_service_pb2 as pb
     from kuberl.v1 import experiment_service_pb2_grpc as pb_grpc
@@ -181,13 +189,23 @@ def status(args: argparse.Namespace) -> int:
             rows = list(api.ListExperiments(pb.ListExperimentsRequest(), timeout=args.timeout).experiments)
     except grpc.RpcError as err:
         return _call_failed("status", args, err)
+    if args.output != "table":
+        from google.protobuf.json_format import MessageToDict
+
+        listing = [{**MessageToDict(s, always_print_fields_with_no_presence=True), "phase": phase_name(s.phase)}
+                   for s in rows]
+        if args.output == "json":
+            print(json.dumps(listing, indent=2))
+        else:
+            import yaml
+            print(yaml.safe_dump(listing, sort_keys=False), end="")
+        return ExitCode.OK
     print(f"{'EXPERIMENT':<24} {'PHASE':<10} {'ENV':<16} {'STEPS':>9} {'EPISODES':>8} {'RETURN':>8} {'EVAL':>8} "
           f"{'RESULT':>8}")
     for s in rows:
-        phase = pb.ExperimentPhase.Name(s.phase).removeprefix("EXPERIMENT_PHASE_").capitalize()  # Phase's value
-        print(f"{s.experiment_id:<24} {phase:<10} {s.env_id:<16} {s.env_steps:>9} {s.episodes:>8} "
+        print(f"{s.experiment_id:<24} {phase_name(s.phase):<10} {s.env_id:<16} {s.env_steps:>9} {s.episodes:>8} "
               f"{s.mean_return:>8.1f} {s.eval_return:>8.1f} {s.result_return:>8.1f}")
-    return 0
+    return ExitCode.OK
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -196,12 +214,12 @@ def serve(args: argparse.Namespace) -> int:
     if not args.insecure and args.tls_dir is None:
         print(f"kuberl serve {args.role}: no identity: pass --tls-dir (or KUBERL_TLS_DIR), or --insecure to serve "
               "plaintext with no authentication", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     try:
         _use_tls(args, args.reflection, args.health_port)
     except ValueError as err:
         print(f"kuberl serve {args.role}: {err}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     port = DEFAULT_PORTS[args.role] if args.port is None else args.port
     node_name = args.node_name or f"{args.role}-{socket.gethostname()}-{port}"
     from kuberl.metrics import MetricsReporter
@@ -211,37 +229,47 @@ def serve(args: argparse.Namespace) -> int:
         return MetricsReporter(args.analytics, node_name, args.role)
 
     if args.role == "policy":
+        from kuberl.policy.server import PolicyMetrics as Metrics
         from kuberl.policy.server import create_server
         server, replica = create_server(port, args.host, data_dir=args.data_dir)
         stop = replica.close
     elif args.role == "analytics":
+        from kuberl.analytics.server import AnalyticsMetrics as Metrics
         from kuberl.analytics.server import create_server
         server, replica = create_server(port, args.database, args.host)
         stop = replica.close
     elif args.role == "buffer":
+        from kuberl.buffer.server import BufferMetrics as Metrics
         from kuberl.buffer.server import create_server
         server, replica = create_server(port, args.data_dir, reporter(), args.host, args.max_replay_tables,
                                         args.max_replay_bytes)
         stop = replica.stop
     elif args.role == "environment":
+        from kuberl.environment.server import EnvironmentMetrics as Metrics
         from kuberl.environment.server import create_server
         server, replica = create_server(port, args.buffer, args.policy, reporter(), args.host)
         stop = replica.stop
     elif args.role == "learner":
+        from kuberl.learner.server import LearnerMetrics as Metrics
         from kuberl.learner.server import create_server
         server, replica = create_server(port, args.buffer, args.policy, reporter(), args.host)
         stop = replica.stop
     else:
+        from kuberl.experiment.server import ExperimentMetrics as Metrics
         from kuberl.experiment.server import Peers, create_server
         peers = Peers(args.environment, args.buffer, args.learner, args.policy, args.analytics)
         server, replica = create_server(port, peers, args.host, kubernetes_namespace=args.kubernetes_namespace)
         stop = replica.close
+    if args.metrics_port >= 0:
+        from kuberl.prometheus import serve_metrics
+        metrics_port = serve_metrics(args.metrics_port, args.host, Metrics(replica))
+        logging.getLogger("kuberl").info("metrics at http://%s:%d/metrics", args.host, metrics_port)
     if args.experiment is not None:
         try:
             _serve_experiment_file(args, replica, node_name)
         except ConfigError as err:
             logging.getLogger("kuberl").error("%s: invalid experiment: %s", args.experiment, err)
-            return 2
+            return ExitCode.USAGE
     server.start()
     server.set_serving()
     logging.getLogger("kuberl").info("%s serving on port %d as %s", args.role, server.port, node_name)
@@ -250,7 +278,7 @@ def serve(args: argparse.Namespace) -> int:
         tmp.write_text(str(server.port))
         tmp.replace(args.port_file)
     serve_until_signalled(server, stop)
-    return 0
+    return ExitCode.OK
 
 
 def _serve_experiment_file(args: argparse.Namespace, replica: object, node_name: str) -> None:
@@ -271,8 +299,20 @@ def _serve_experiment_file(args: argparse.Namespace, replica: object, node_name:
     watcher.start()
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kuberl")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kuberl", description=__doc__)
+    parser = argparse.ArgumentParser(prog="kuberl", description=__doc__,
+                                     epilog="Exit codes: " + ", ".join(f"{c.value} {c.name.lower().replace('_', ' ')}"
+                                                                      for c in ExitCode) + ".")
+    parser.add_argument("--version", action="version", version=f"kuberl {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _run_parser(sub)
@@ -285,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             _use_tls(args)
     except ValueError as err:
         print(f"kuberl {args.command}: {err}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     if args.command == "serve":
         return serve(args)
     if args.command == "status":

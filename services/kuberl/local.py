@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kuberl.config import ConfigError, Manifest, _camel, load_manifest
+from kuberl.exitcodes import ExitCode
 from kuberl.lifecycle import Intent, Observation, Phase, compute_status, recorded_phase, transitions
 from kuberl.observe import episode_returns, learner_view
 from kuberl.rpc import stub, use_tls, wait_until_serving
@@ -67,6 +68,7 @@ class ReplicaProcess:
     role: str
     index: int
     port: int
+    metrics_port: int
     args: list[str]
     log_path: Path
     process: subprocess.Popen | None = None
@@ -117,7 +119,9 @@ class LocalCluster:
         for role in self.roles:
             self.replicas[role] = []
             for i, port in enumerate(ports[role]):
+                metrics_port = free_port()
                 args = ["serve", role, "--host", LOOPBACK, "--port", str(port), "--node-name", f"{role}-{i}",
+                        "--metrics-port", str(metrics_port),
                         "--data-dir", str(self.workdir / f"{role}-{i}"),
                         "--database", self.database_url or f"sqlite:///{self.workdir / 'analytics.db'}",
                         *(arg for peer in ("environment", "buffer", "analytics", "learner", "policy")
@@ -128,7 +132,8 @@ class LocalCluster:
                     scope = self.experiment_id if role in PER_EXPERIMENT_ROLES else None
                     identity = issue_identity(authority, self.workdir / "tls" / f"{role}-{i}", Identity(role, scope))
                     args += ["--tls-dir", str(identity.directory)]
-                self.replicas[role].append(ReplicaProcess(role, i, port, args, self.workdir / f"{role}-{i}.log"))
+                self.replicas[role].append(ReplicaProcess(role, i, port, metrics_port, args,
+                                                          self.workdir / f"{role}-{i}.log"))
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -153,8 +158,9 @@ class LocalCluster:
         self._write_state()
 
     def _write_state(self) -> None:
-        """replicas.json in the work directory: each replica's pid, port and restarts (for people and tests)."""
+        """replicas.json in the work directory: each replica's pid, ports and restarts (for people and tests)."""
         state = {r.name: {"role": r.role, "pid": r.process.pid if r.process else None, "port": r.port,
+                          "metrics_port": r.metrics_port,
                           "restarts": r.restarts, "log": str(r.log_path)} for r in self.everyone()}
         tmp = self.workdir / "replicas.json.tmp"
         tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
@@ -416,13 +422,13 @@ def run_manifest(path: Path, output: Path | None, timeout: float, progress: bool
             raise ConfigError("spec.environment.replicas", "must be >= 1 to run locally (0 suspends in a cluster)")
     except ConfigError as err:
         print(f"kuberl: {path}: invalid manifest: {err}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     wanted = output or Path("kuberl-runs") / manifest.name
     if resume:
         run_dir = resume if isinstance(resume, Path) else newest_run_dir(wanted)
         if run_dir is None or not (run_dir / "experiment.yaml").is_file():
             print(f"kuberl: --resume: no earlier run of {manifest.name} in {run_dir or wanted}", file=sys.stderr)
-            return 2
+            return ExitCode.USAGE
         how = f"resuming the run in {run_dir} (its replay and weights)"
     else:
         run_dir = fresh_run_dir(wanted)
@@ -437,7 +443,7 @@ def run_manifest(path: Path, output: Path | None, timeout: float, progress: bool
         result = run_experiment(manifest, run_dir, timeout, bar, database_url)
     except (RuntimeError, TimeoutError) as err:
         print(f"kuberl: the local cluster failed: {err}", file=sys.stderr)
-        return 1
+        return ExitCode.RUN_FAILED
     finally:
         bar.close()
     from kuberl.plot import write_learning_curve
@@ -458,4 +464,4 @@ def run_manifest(path: Path, output: Path | None, timeout: float, progress: bool
           f"  result           {_describe_result(status.get('result'))}\n"
           f"  updates          {status.get('updates', 0)}, policy version {status.get('policyVersion', 0)}\n"
           f"  learning curve   {curve or 'not drawn: pip install kuberl[local] (matplotlib)'}")
-    return 0 if recorded_phase(status) is Phase.SUCCEEDED else 1
+    return ExitCode.OK if recorded_phase(status) is Phase.SUCCEEDED else ExitCode.UNSOLVED

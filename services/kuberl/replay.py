@@ -233,6 +233,7 @@ class SamplesPerInsertLimiter:
         self.tolerance = tolerance
         self._cond = threading.Condition()
         self._closed = False
+        self.held_back = 0  # inserts that had to wait (or gave up waiting): the learner was behind
 
     def _insert_allowed(self, buffer: ReplayBuffer) -> bool:
         inserted = buffer.total_inserted
@@ -242,6 +243,9 @@ class SamplesPerInsertLimiter:
     def wait_for_insert(self, buffer: ReplayBuffer, timeout: float) -> bool:
         """Blocks until an insert may proceed; False if `timeout` passed first."""
         with self._cond:
+            if self._insert_allowed(buffer):
+                return True
+            self.held_back += 1
             return self._cond.wait_for(lambda: self._insert_allowed(buffer), timeout=timeout)
 
     def notify(self) -> None:

@@ -22,6 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from kuberl.prometheus import ClientMetrics, ServerMetrics
 from kuberl.roles import ROLE_OF_SERVICE
 from kuberl.security import Authorizer, TlsFiles, receive_limit, server_name
 from kuberl.sizes import MAX_MESSAGE_BYTES
@@ -128,7 +129,7 @@ class Server:
         options = [(k, v) for k, v in CHANNEL_OPTIONS if k != "grpc.max_receive_message_length"]
         options.append(("grpc.max_receive_message_length", receive_limit(self.service_names)))
         self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options,
-                                       interceptors=[Authorizer()] if tls else [],
+                                       interceptors=[ServerMetrics(), Authorizer()] if tls else [ServerMetrics()],
                                        maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS)
         add_servicer(servicer, self.grpc_server)
         self.health = health.HealthServicer()
@@ -195,9 +196,11 @@ def channel(address: str, role: str, tls: TlsFiles | None, options: tuple[tuple[
     """A new channel to a `role` server: plaintext, or TLS with `tls`'s identity, checking that
     the server's certificate is that role's whatever address was dialled."""
     if tls is None:
-        return grpc.insecure_channel(address, options=[*CHANNEL_OPTIONS, *options])
-    return grpc.secure_channel(address, tls.channel_credentials(), options=[
-        *CHANNEL_OPTIONS, *options, ("grpc.ssl_target_name_override", server_name(role))])
+        raw = grpc.insecure_channel(address, options=[*CHANNEL_OPTIONS, *options])
+    else:
+        raw = grpc.secure_channel(address, tls.channel_credentials(), options=[
+            *CHANNEL_OPTIONS, *options, ("grpc.ssl_target_name_override", server_name(role))])
+    return grpc.intercept_channel(raw, ClientMetrics())
 
 
 # The files are looked at at most once a second: a stub is made per call, a rotation takes days.

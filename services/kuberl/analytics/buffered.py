@@ -34,6 +34,7 @@ class BufferedStore:
         # (node name, node type, points, batch id): the id makes a retried batch land once.
         self._queue: deque[tuple[str, str, list[Point], str]] = deque()
         self._queued_points = 0
+        self.points_received = 0
         self._head_failures = 0  # errors other than "unavailable" on the oldest queued batch
         # experiment id -> when it was deleted: points measured before that, still on their way
         # from a reporter's queue, are not stored after the delete.
@@ -56,6 +57,7 @@ class BufferedStore:
             points = [p for p in points if (p.timestamp or now) > self._deleted_at.get(p.experiment_id, -1.0)]
         batch_id = batch_id or uuid.uuid4().hex
         with self._lock:
+            self.points_received += len(points)
             if not self._queue:
                 try:
                     self.backend.write(node_name, node_type, points, batch_id)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import grpc
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from kuberl.analytics.buffered import BufferedStore
 from kuberl.analytics.core import MetricsStore, Point, Query, open_store, redact_url
@@ -51,6 +53,19 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
         deleted = self.store.delete_experiment(require_experiment_id(request.experiment_id))
         log.info("%s: released (%d metric points deleted)", request.experiment_id, deleted)
         return common_pb2.ReleaseExperimentResponse()
+
+
+class AnalyticsMetrics:
+    """The store's intake as Prometheus families."""
+
+    def __init__(self, store: BufferedStore):
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("kuberl_analytics_points_received", "Metric points reported by the roles",
+                                  value=self.store.points_received)
+        yield GaugeMetricFamily("kuberl_analytics_queued_points", "Points waiting for the database to come back",
+                                value=self.store.queued_points)
 
 
 def create_server(port: int, database_url: str, host: str = "127.0.0.1", max_queued_points: int = 100_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -12,6 +13,7 @@ import numpy as np
 from kuberl.buffer.core import Shard
 from kuberl.config import Manifest, from_proto
 from kuberl.metrics import MetricsReporter
+from kuberl.prometheus import Metric, counter, gauge
 from kuberl.replay import ReplayBuffer
 from kuberl.rpc import Server, require_experiment_id, rpc_errors
 from kuberl.sizes import MAX_SAMPLE_ROWS
@@ -79,6 +81,26 @@ class BufferServicer(pb_grpc.BufferServiceServicer):
         if self.shard.release(require_experiment_id(request.experiment_id)):
             log.info("%s: replay released", request.experiment_id)
         return common_pb2.ReleaseExperimentResponse()
+
+
+class BufferMetrics:
+    """The shard's tables as Prometheus families."""
+
+    def __init__(self, replica: BufferReplica):
+        self.shard = replica.shard
+
+    def collect(self) -> Iterator[Metric]:
+        tables = self.shard.tables.items()
+        yield counter("kuberl_replay_transitions_inserted", "Transitions written to this shard",
+                      ((e, t.buffer.total_inserted) for e, t in tables))
+        yield counter("kuberl_replay_transitions_sampled", "Transitions this shard drew for the learner",
+                      ((e, t.buffer.total_sampled) for e, t in tables))
+        yield counter("kuberl_replay_inserts_held_back", "Pushes the samples-per-insert limit made wait",
+                      ((e, t.limiter.held_back) for e, t in tables))
+        yield gauge("kuberl_replay_size_transitions", "Transitions this shard holds",
+                    ((e, t.buffer.size) for e, t in tables))
+        yield gauge("kuberl_replay_capacity_transitions", "Transitions this shard can hold",
+                    ((e, t.buffer.capacity) for e, t in tables))
 
 
 class BufferReplica:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 
 import numpy as np
 
@@ -10,6 +11,10 @@ from kuberl.config import ExperimentConfig
 from kuberl.envs import EnvShape, StepResult, VectorStepper, describe, make_vector_env
 from kuberl.nets import Params, QNetwork
 from kuberl.nstep import NStepWindows
+
+
+# The training return an actor reports is the mean over its last this many episodes.
+RECENT_EPISODES = 100
 
 
 class Actor:
@@ -34,6 +39,7 @@ class Actor:
         self.policy_version = -1
         self.episodes = 0
         self.env_steps = 0
+        self.recent_returns: deque[float] = deque(maxlen=RECENT_EPISODES)
 
     @property
     def epsilon(self) -> float:
@@ -54,8 +60,14 @@ class Actor:
         result = self.stepper.step(actions)
         self.env_steps += result.transitions.rows
         self.episodes += len(result.episode_returns)
+        self.recent_returns.extend(result.episode_returns)
         rows, envs = self.windows.add(result.transitions, result.row_envs)
         return dataclasses.replace(result, transitions=rows, row_envs=envs)
+
+    @property
+    def mean_recent_return(self) -> float:
+        """Mean return of the last RECENT_EPISODES episodes; NaN before the first ends."""
+        return float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
 
     def close(self) -> None:
         self.stepper.close()

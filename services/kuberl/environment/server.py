@@ -6,13 +6,15 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
 
 import grpc
 
 from kuberl.config import ExperimentConfig, Manifest, from_proto, to_proto
 from kuberl.discovery import Discovery
-from kuberl.environment.core import Actor
+from kuberl.environment.core import RECENT_EPISODES, Actor
 from kuberl.metrics import MetricsReporter
+from kuberl.prometheus import Metric, counter, gauge
 from kuberl.registry import Registry
 from kuberl.rpc import Server, require_experiment_id, rpc_errors, stub
 from kuberl.tensors import Transitions, pack_transitions, unpack_weights
@@ -193,6 +195,10 @@ class Rollout:
             if not self.writer.push(batch, self.stopping):
                 return
 
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
     def stop(self) -> None:
         self.stopping.set()
         for thread in self._threads:
@@ -200,6 +206,28 @@ class Rollout:
         self.actor.close()
         log.info("%s: rollout stopped after %d env steps, %d episodes", self.experiment_id,
                  self.actor.env_steps, self.actor.episodes)
+
+
+class EnvironmentMetrics:
+    """The replica's rollouts as Prometheus families."""
+
+    def __init__(self, replica: EnvironmentReplica):
+        self.replica = replica
+
+    def collect(self) -> Iterator[Metric]:
+        rollouts = self.replica.rollouts.items()
+        yield counter("kuberl_environment_steps", "Environment steps taken by this replica's actors",
+                      ((e, r.actor.env_steps) for e, r in rollouts))
+        yield counter("kuberl_environment_episodes", "Episodes this replica's actors finished",
+                      ((e, r.actor.episodes) for e, r in rollouts))
+        yield gauge("kuberl_environment_episode_return", f"Mean training return of the last {RECENT_EPISODES} "
+                    "episodes (exploring)", ((e, r.actor.mean_recent_return) for e, r in rollouts))
+        yield gauge("kuberl_environment_exploration_epsilon", "Probability of a random action",
+                    ((e, r.actor.epsilon) for e, r in rollouts))
+        yield gauge("kuberl_environment_policy_version", "Policy version the actors act on (-1: initial weights)",
+                    ((e, r.actor.policy_version) for e, r in rollouts))
+        yield gauge("kuberl_environment_push_queue_batches", "Batches waiting to be pushed to the shards",
+                    ((e, r.queue_depth) for e, r in rollouts))
 
 
 class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):

@@ -11,9 +11,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from prometheus_client.core import GaugeMetricFamily
 
 from kuberl.config import ExperimentConfig, from_proto, to_proto
 from kuberl.discovery import Discovery
@@ -22,6 +24,7 @@ from kuberl.experiment.core import ReplicaAssigner
 from kuberl.lifecycle import (Intent, LearnerView, Observation, Phase, compute_status, recorded_phase,
                               transitions)
 from kuberl.observe import ask_learner, episode_returns
+from kuberl.prometheus import Metric, gauge
 from kuberl.registry import Registry
 from kuberl.release import release_everywhere
 from kuberl.rpc import AlreadyExists, Exhausted, Server, Unavailable, require_experiment_id, rpc_errors, stub
@@ -44,6 +47,12 @@ OBSERVE_TIMEOUT = 5.0
 def phase_to_proto(phase: Phase) -> int:
     """The wire's ExperimentPhase for a lifecycle phase: the same names, prefixed."""
     return pb.ExperimentPhase.Value(f"EXPERIMENT_PHASE_{phase.name}")
+
+
+def phase_name(value: int) -> str:
+    """The lifecycle phase's value (Phase.RUNNING.value) for the wire's ExperimentPhase."""
+    name = pb.ExperimentPhase.Name(value).removeprefix("EXPERIMENT_PHASE_")
+    return Phase[name].value if name in Phase.__members__ else name.capitalize()
 
 
 def status_to_proto(experiment_id: str, env_id: str, status: dict[str, Any], elapsed_seconds: float,
@@ -269,6 +278,32 @@ class LocalExperiments:
         for record in self.records():
             if not record.phase.finished:
                 self.stop(record.experiment_id)
+
+
+class ExperimentMetrics:
+    """Every experiment this role knows, as Prometheus families: its phase the way
+    kube-state-metrics exports one (a 1 for the phase it is in), and its headline figures."""
+
+    def __init__(self, experiments: LocalExperiments | ClusterExperiments):
+        self.experiments = experiments
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            statuses = self.experiments.list_statuses()
+        except (Unavailable, grpc.RpcError) as err:  # a scrape reports what it can, the role goes on
+            log.warning("metrics: experiments not listed: %s", err)
+            statuses = []
+        phases = GaugeMetricFamily("kuberl_experiment_phase", "1 for the phase each experiment is in",
+                                   labels=["experiment", "phase"])
+        for s in statuses:
+            phases.add_metric([s.experiment_id, phase_name(s.phase)], 1)
+        yield phases
+        yield gauge("kuberl_experiment_env_steps", "Environment steps taken", ((s.experiment_id, s.env_steps)
+                                                                              for s in statuses))
+        yield gauge("kuberl_experiment_environment_replicas", "Environment replicas serving the experiment",
+                    ((s.experiment_id, len(s.environment_replicas)) for s in statuses))
+        yield gauge("kuberl_experiment_result_return", "Return of the experiment's result",
+                    ((s.experiment_id, s.result_return) for s in statuses))
 
 
 class ExperimentServicer(pb_grpc.ExperimentServiceServicer):

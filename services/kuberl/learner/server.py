@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import grpc
 
 from kuberl.config import ExperimentConfig, Manifest, from_proto
 from kuberl.learner.training import TrainingRun
 from kuberl.metrics import MetricsReporter
+from kuberl.prometheus import Metric, counter, gauge
 from kuberl.registry import Registry
 from kuberl.rpc import Server, require_experiment_id, rpc_errors
 from kuberl.v1 import common_pb2
@@ -59,6 +61,31 @@ class LearnerServicer(pb_grpc.LearnerServiceServicer):
                           ) -> common_pb2.ReleaseExperimentResponse:
         self.replica.release(require_experiment_id(request.experiment_id))
         return common_pb2.ReleaseExperimentResponse()
+
+
+class LearnerMetrics:
+    """The replica's training runs as Prometheus families."""
+
+    def __init__(self, replica: LearnerReplica):
+        self.replica = replica
+
+    def collect(self) -> Iterator[Metric]:
+        runs = [(e, run, run.stats()) for e, run in self.replica.runs.items()]
+        yield counter("kuberl_learner_updates", "Gradient updates made", ((e, s.updates) for e, _, s in runs))
+        yield counter("kuberl_learner_rate_limited_waits", "Times the samples-per-insert limit made the learner wait",
+                      ((e, run.sampler.rate_limited) for e, run, _ in runs))
+        yield gauge("kuberl_learner_loss", "Huber TD loss of the last update", ((e, s.last_loss) for e, _, s in runs))
+        yield gauge("kuberl_learner_mean_q", "Mean Q-value of the last batch", ((e, s.mean_q) for e, _, s in runs))
+        yield gauge("kuberl_learner_policy_version", "Newest published policy version",
+                    ((e, s.policy_version) for e, _, s in runs))
+        yield gauge("kuberl_learner_env_steps", "Environment steps the shards have received",
+                    ((e, s.env_steps) for e, _, s in runs))
+        yield gauge("kuberl_learner_evaluation_return", "Mean greedy return of the latest evaluation",
+                    ((e, s.eval_return) for e, _, s in runs))
+        yield gauge("kuberl_learner_result_return", "Return of the result (the best evaluated version)",
+                    ((e, s.result_return) for e, _, s in runs))
+        yield gauge("kuberl_learner_prefetch_queue_rounds", "Sampled rounds waiting for the update thread",
+                    ((e, run.prefetched_rounds) for e, run, _ in runs))
 
 
 class LearnerReplica:

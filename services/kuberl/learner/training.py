@@ -183,6 +183,7 @@ class RateLimitedSampler:
         # What other threads read (stats), published after each round: reading them never
         # waits behind a sampling call.
         self.env_steps = self.buffer_size = self.shard_count = 0
+        self.rate_limited = 0  # rounds the samples-per-insert limit made the learner wait
 
     def _publish(self) -> None:
         self.env_steps, self.buffer_size = self._shards.env_steps, self._shards.buffer_size
@@ -215,6 +216,7 @@ class RateLimitedSampler:
                 self._publish()
                 allowed = self._allowed(lc)
             if allowed < 1:
+                self.rate_limited += 1
                 return None
             return self._draw(config, min(allowed, lc.batches_per_sample))
 
@@ -683,6 +685,11 @@ class TrainingRun:
         self.evaluator.stop()
         self.publisher.close()
         self.sampler.close()
+
+    @property
+    def prefetched_rounds(self) -> int:
+        """Sampled rounds waiting for the update thread (at most PREFETCH_ROUNDS)."""
+        return self._batches.qsize()
 
     def stats(self) -> pb.LearnerStats:
         return pb.LearnerStats(state=self.state, updates=self.trainer.updates, policy_version=self.publisher.version,

@@ -135,6 +135,12 @@ class PolicyStore:
             self._results[experiment_id] = Result(version, [w.copy() for w in weights], evaluation)
             self._unsaved.add(experiment_id)
 
+    def versions(self) -> dict[str, tuple[int, int]]:
+        """Each experiment's (newest version, result version or -1)."""
+        with self._lock:
+            return {e: (latest[0], self._results[e].version if e in self._results else -1)
+                    for e, latest in self._latest.items()}
+
     def result(self, experiment_id: str) -> Result | None:
         with self._lock:
             return self._results.get(experiment_id)

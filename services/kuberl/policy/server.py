@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 
 from kuberl.policy.core import Evaluation, PolicyStore
+from kuberl.prometheus import Metric, gauge
 from kuberl.rpc import NotFound, Server, require_experiment_id, rpc_errors
 from kuberl.tensors import pack_weights, unpack_weights
 from kuberl.v1 import common_pb2
 from kuberl.v1 import policy_service_pb2 as pb
 from kuberl.v1 import policy_service_pb2_grpc as pb_grpc
+
+
+class PolicyMetrics:
+    """The stored versions as Prometheus families."""
+
+    def __init__(self, store: PolicyStore):
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        versions = self.store.versions().items()
+        yield gauge("kuberl_policy_version", "Newest version stored", ((e, v[0]) for e, v in versions))
+        yield gauge("kuberl_policy_result_version", "Version kept as the result (-1: none evaluated yet)",
+                    ((e, v[1]) for e, v in versions))
 
 
 class PolicyServicer(pb_grpc.PolicyServiceServicer):
