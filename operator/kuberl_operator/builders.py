@@ -65,6 +65,8 @@ class Settings:
         return self.ca_dir is not None
     # Restarts of a crash-looping container after which the run fails.
     crash_loop_restart_limit: int = 10
+    # Where every child serves Prometheus metrics (the chart's metrics.port); None: nowhere.
+    metrics_port: int | None = None
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -86,6 +88,7 @@ class Settings:
                    network_policies=env.get("KUBERL_NETWORK_POLICIES", "") == "1",
                    operator_namespace=env.get("KUBERL_OPERATOR_NAMESPACE", default.operator_namespace),
                    ca_dir=env.get("KUBERL_CA_DIR") or None,
+                   metrics_port=int(env["KUBERL_METRICS_PORT"]) if env.get("KUBERL_METRICS_PORT") else None,
                    crash_loop_restart_limit=int(env.get("KUBERL_CRASH_LOOP_RESTART_LIMIT",
                                                         default.crash_loop_restart_limit)))
 
@@ -197,6 +200,10 @@ def _container(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]
               {"name": "data", "mountPath": DATA_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}]
     if settings.child_tls:
         mounts.append({"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True})
+    metrics = ([] if settings.metrics_port is None else ["--metrics-port", str(settings.metrics_port)])
+    ports = [{"name": "grpc", "containerPort": port, "protocol": "TCP"}]
+    if settings.metrics_port is not None:
+        ports.append({"name": "metrics", "containerPort": settings.metrics_port, "protocol": "TCP"})
     return {
         "name": role,
         "image": exp.image or settings.image,
@@ -204,10 +211,10 @@ def _container(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]
         "args": ["serve", role, *identity, "--health-port", str(HEALTH_PORT), "--port", str(port),
                  "--experiment", f"{CONFIG_MOUNT}/{CONFIG_FILE}",
                  "--buffer", exp.address("buffer", settings), "--policy", settings.policy_address,
-                 "--analytics", settings.analytics_address, "--data-dir", DATA_MOUNT],
+                 "--analytics", settings.analytics_address, "--data-dir", DATA_MOUNT, *metrics],
         "env": [{"name": "KUBERL_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                 {"name": "OPENBLAS_NUM_THREADS", "value": "1"}],
-        "ports": [{"name": "grpc", "containerPort": port, "protocol": "TCP"}],
+        "ports": ports,
         "readinessProbe": {**probe, "periodSeconds": 3, "initialDelaySeconds": 1},
         "livenessProbe": {**probe, "initialDelaySeconds": 10, "failureThreshold": 6},
         "resources": exp.resources.get(role) or settings.resources.get(role, DEFAULT_RESOURCES),
@@ -275,6 +282,9 @@ def build_workload(exp: Experiment, role: str, settings: Settings, phase: Phase)
 
 
 def build_headless_service(exp: Experiment, role: str, settings: Settings) -> dict[str, Any]:
+    ports = [{"name": "grpc", "port": DEFAULT_PORTS[role], "targetPort": "grpc", "protocol": "TCP"}]
+    if settings.metrics_port is not None:  # what the chart's ServiceMonitor scrapes
+        ports.append({"name": "metrics", "port": settings.metrics_port, "targetPort": "metrics", "protocol": "TCP"})
     return {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": exp.child_name(role), "namespace": exp.namespace, "labels": labels(exp, role, settings)},
@@ -284,7 +294,7 @@ def build_headless_service(exp: Experiment, role: str, settings: Settings) -> di
             # a replica that does not answer as absent.
             "publishNotReadyAddresses": True,
             "selector": selector_labels(exp, role),
-            "ports": [{"name": "grpc", "port": DEFAULT_PORTS[role], "targetPort": "grpc", "protocol": "TCP"}],
+            "ports": ports,
         },
     }
 
@@ -304,13 +314,16 @@ def build_network_policy(exp: Experiment, settings: Settings) -> dict[str, Any]:
     own = {"podSelector": {"matchLabels": {EXPERIMENT_LABEL: exp.name, "app.kubernetes.io/part-of": settings.part_of},
                            "matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "In",
                                                  "values": ["environment", "learner"]}]}}
+    ingress = [{"from": [own, operator], "ports": _port(DEFAULT_PORTS["buffer"])},
+               {"from": [operator], "ports": _port(DEFAULT_PORTS["learner"])}]
+    if settings.metrics_port is not None:  # read-only figures, for whichever Prometheus the cluster runs
+        ingress.append({"ports": _port(settings.metrics_port)})
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": exp.child_name("network"), "namespace": exp.namespace,
                      "labels": labels(exp, "network", settings)},
         "spec": {"podSelector": {"matchLabels": {EXPERIMENT_LABEL: exp.name}}, "policyTypes": ["Ingress"],
-                 "ingress": [{"from": [own, operator], "ports": _port(DEFAULT_PORTS["buffer"])},
-                             {"from": [operator], "ports": _port(DEFAULT_PORTS["learner"])}]},
+                 "ingress": ingress},
     }
 
 

@@ -26,6 +26,7 @@ from kuberl.crd import PLURAL, VERSION
 from kuberl.kubeconfig import load_kube_config
 from kuberl.lifecycle import Phase, invalid_spec_status, is_finished, parse_time, recorded_phase, transitions
 from kuberl.pki import load_authority
+from kuberl.prometheus import serve_metrics
 from kuberl.release import release_everywhere
 from kuberl.rpc import use_tls
 from kuberl.security import PER_EXPERIMENT_ROLES, Identity, TlsFiles, identity_pem
@@ -34,6 +35,7 @@ from kuberl_operator.builders import (WORKLOAD_KINDS, Experiment, Settings, buil
                                       certificate_secret_name, desired_children, experiment_selector, owned_by,
                                       plan_children)
 from kuberl_operator.certificates import reissue_reason
+from kuberl_operator.metrics import RECONCILES, VISIT_SECONDS, VISITS, count_phases
 from kuberl_operator.observe import observe
 from kuberl_operator.status import StatusWrites, cluster_status
 
@@ -66,6 +68,8 @@ async def configure(settings: kopf.OperatorSettings, experiments: kopf.Index, me
     load_kube_config()
     if os.environ.get("KUBERL_TLS_DIR"):  # the operator's own identity, for status and releases
         use_tls(TlsFiles(Path(os.environ["KUBERL_TLS_DIR"])))
+    if os.environ.get("KUBERL_METRICS_PORT"):  # the same port its children serve theirs on
+        serve_metrics(int(os.environ["KUBERL_METRICS_PORT"]), "0.0.0.0")
     memo.stopping = asyncio.Event()
     memo.observer = asyncio.create_task(_observe_forever(experiments, memo.stopping))
 
@@ -155,10 +159,12 @@ def reconcile(name: str, namespace: str, spec: kopf.Spec, status: kopf.Status, b
     try:
         exp = Experiment.from_body(name, namespace, dict(spec), body.metadata.uid)
     except ConfigError as err:
+        RECONCILES.labels("invalid_spec").inc()
         kopf.warn(body, reason="InvalidSpec", message=str(err))
         raise kopf.PermanentError(f"invalid spec: {err}") from None
     # Before any observation, the phase is the one last recorded: a finished run stays scaled down.
     _apply_children(exp, recorded_phase(dict(status or {})), {"metadata": dict(body.metadata)}, _list_children(exp))
+    RECONCILES.labels("applied").inc()
 
 
 def visit(body: dict[str, Any], now: datetime) -> None:
@@ -194,8 +200,11 @@ def visit(body: dict[str, Any], now: datetime) -> None:
 async def _visit_logged(body: dict[str, Any], gate: asyncio.Semaphore) -> None:
     async with gate:
         try:
-            await asyncio.to_thread(visit, body, datetime.now(timezone.utc))
+            with VISIT_SECONDS.time():
+                await asyncio.to_thread(visit, body, datetime.now(timezone.utc))
+            VISITS.labels("ok").inc()
         except Exception:  # one experiment's trouble must not stop the others' observation
+            VISITS.labels("error").inc()
             log.exception("observing %s/%s failed; retrying in %.0fs", body["metadata"]["namespace"],
                           body["metadata"]["name"], TIMER_SECONDS)
 
@@ -229,6 +238,7 @@ async def _observe_forever(index: kopf.Index, stopping: asyncio.Event) -> None:
         bodies = [body for key in list(index) for body in index.get(key, [])]
         current = {(b["metadata"]["namespace"], b["metadata"]["name"]): b["metadata"] for b in bodies}
         deleted, seen = gone(seen, current), current
+        count_phases(bodies)
         await asyncio.gather(*(_visit_logged(body, gate) for body in bodies),
                              *(asyncio.to_thread(release_shared_state, meta) for meta in deleted))
         pause = max(0.0, TIMER_SECONDS - (asyncio.get_running_loop().time() - started))

@@ -30,6 +30,7 @@ HELMS = ("3", "4")
 RELEASE, NAMESPACE = "kuberl", "rl"
 FULLNAME = "kuberl"  # the release name contains the chart name: helm create's rule
 GRPC_PORTS = {"experiment": 50053, "policy": 50056, "analytics": 50052}
+METRICS_PORT = 9090  # values.yaml metrics.port
 CHILD_PORTS = {"environment": 50050, "buffer": 50051, "learner": 50054}
 STANDARD_LABELS = ("helm.sh/chart", "app.kubernetes.io/name", "app.kubernetes.io/instance",
                    "app.kubernetes.io/version", "app.kubernetes.io/managed-by",
@@ -240,7 +241,9 @@ def test_only_the_operator_and_the_experiment_api_get_a_token(rendered: list[dic
 def test_grpc_roles_are_probed_on_their_ports(rendered: list[dict]) -> None:
     for component, port in GRPC_PORTS.items():
         c = container(rendered, "Deployment", f"{FULLNAME}-{component}")
-        assert c["ports"] == [{"name": "grpc", "containerPort": port, "protocol": "TCP"}], component
+        assert c["ports"] == [{"name": "grpc", "containerPort": port, "protocol": "TCP"},
+                              {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}], component
+        assert env_of(c)["KUBERL_METRICS_PORT"] == str(METRICS_PORT)
         for probe in ("readinessProbe", "livenessProbe"):  # the plaintext health-only port
             assert c[probe]["grpc"] == {"port": 8081}, f"{component} {probe}"
         args = c["args"]
@@ -291,7 +294,7 @@ def test_services_select_their_pods_by_port_name(rendered: list[dict]) -> None:
     for component, port in GRPC_PORTS.items():
         service = one(rendered, "Service", f"{FULLNAME}-{component}")
         assert service["spec"]["type"] == "ClusterIP"
-        assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("grpc", port)]
+        assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("grpc", port), ("metrics", METRICS_PORT)]
 
 
 def test_helm_test_pod_asks_the_experiment_api(rendered: list[dict]) -> None:
@@ -615,7 +618,9 @@ def _allowed(policies: list[dict], target: tuple[str, dict], port: int, peer: tu
         for rule in policy["spec"].get("ingress", []):
             if port not in {p["port"] for p in rule.get("ports", [])}:
                 continue
-            for entry in rule.get("from", []):
+            if not rule.get("from"):  # no `from`: every source
+                return True
+            for entry in rule["from"]:
                 if "ipBlock" in entry:
                     continue
                 if "namespaceSelector" in entry:
@@ -636,7 +641,8 @@ def test_network_policies_select_kuberl_pods(rendered: list[dict]) -> None:
         assert spec["policyTypes"] == ["Ingress"]
         for rule in spec.get("ingress", []):
             assert rule.get("ports"), f"{policy['metadata']['name']}: every port open"
-            assert rule.get("from"), f"{policy['metadata']['name']}: from anywhere"
+            if rule["ports"] != [{"port": METRICS_PORT, "protocol": "TCP"}]:  # read-only figures: anyone
+                assert rule.get("from"), f"{policy['metadata']['name']}: from anywhere"
     for _what, labels, _spec in pod_specs(rendered):
         if labels["app.kubernetes.io/component"] == "test":
             continue
@@ -672,9 +678,13 @@ def test_network_policies_allow_exactly_the_kuberl_paths(helm: str) -> None:
     assert _allowed(policies, pods["mysql"], 3306, pods["analytics"])
     for other in ("policy", "experiment", "operator", "test"):
         assert not _allowed(policies, pods["mysql"], 3306, pods[other]), other
-    # the operator serves nobody (its liveness probe is node traffic)
+    # the operator serves nobody but scrapers (its liveness probe is node traffic)
     operator_policy = one(docs, "NetworkPolicy", f"{FULLNAME}-operator")
-    assert operator_policy["spec"]["ingress"] == []
+    assert operator_policy["spec"]["ingress"] == [{"ports": [{"port": METRICS_PORT, "protocol": "TCP"}]}]
+    # /metrics: read-only, so any scraper, on every kuberl pod (MariaDB serves none)
+    for component in (*GRPC_PORTS, "operator"):
+        assert _allowed(policies, pods[component], METRICS_PORT, stranger), component
+    assert not _allowed(policies, pods["mysql"], METRICS_PORT, stranger)
 
 
 def test_each_experiment_admits_its_own_pods_and_the_operator_only() -> None:
@@ -698,7 +708,11 @@ def test_each_experiment_admits_its_own_pods_and_the_operator_only() -> None:
                 assert c["image"] == env["KUBERL_IMAGE"]
                 role = child["metadata"]["labels"]["app.kubernetes.io/component"]
                 assert c["ports"][0]["containerPort"] == CHILD_PORTS[role]
+                assert c["ports"][1] == {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}
+                assert c["args"][c["args"].index("--metrics-port") + 1] == str(METRICS_PORT)
                 pods[(name, role)] = (namespace, child["spec"]["template"]["metadata"]["labels"])
+            if child["kind"] == "Service":  # what the ServiceMonitor scrapes
+                assert [p["name"] for p in child["spec"]["ports"]] == ["grpc", "metrics"]
     policies = by_kind(docs, "NetworkPolicy") + by_kind(children, "NetworkPolicy")
     operator = (NAMESPACE, one(docs, "Deployment", f"{FULLNAME}-operator")["spec"]["template"]["metadata"]["labels"])
     for name in (RELEASE, "other"):
@@ -713,6 +727,8 @@ def test_each_experiment_admits_its_own_pods_and_the_operator_only() -> None:
             for target, port in ((shard, 50051), (learner, 50054), (actor, 50050)):
                 assert not _allowed(policies, target, port, intruder), (name, target, intruder)
         assert not _allowed(policies, learner, 50054, actor), "an actor does not drive its learner"
+        for target in (shard, learner, actor):  # read-only figures, for any scraper
+            assert _allowed(policies, target, METRICS_PORT, (shard[0], {"app": "curl"}))
         # a child reaches policy and analytics
         for component in ("policy", "analytics"):
             target = (NAMESPACE, one(docs, "Deployment", f"{FULLNAME}-{component}")["spec"]["template"]["metadata"][
@@ -723,6 +739,32 @@ def test_each_experiment_admits_its_own_pods_and_the_operator_only() -> None:
             assert not _selects(workload["spec"]["selector"], learner[1]), workload["metadata"]["name"]
 
 
+def test_metrics_are_scraped_and_shown_where_the_cluster_can() -> None:
+    """A ServiceMonitor only where the Prometheus operator's CRD is served (and the value says
+    so); the Grafana dashboard as a labelled ConfigMap; all of it off with metrics.enabled=false."""
+    monitor_api = ("--api-versions", "monitoring.coreos.com/v1/ServiceMonitor")
+    assert not by_kind(render("4"), "ServiceMonitor")
+    assert not by_kind(render("4", *monitor_api, "--set", "metrics.serviceMonitor.enabled=false"), "ServiceMonitor")
+    docs = render("4", *monitor_api, "--set", "metrics.serviceMonitor.labels.release=prometheus")
+    (monitor,) = by_kind(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}  # experiments live in any namespace
+    assert monitor["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/part-of": "kuberl"}}
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+    scraped = [svc for svc in by_kind(docs, "Service") if any(p["name"] == "metrics" for p in svc["spec"]["ports"])]
+    assert {svc["metadata"]["name"] for svc in scraped} >= {f"{FULLNAME}-{c}" for c in (*GRPC_PORTS, "operator-metrics")}
+    dashboard = one(docs, "ConfigMap", f"{FULLNAME}-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads(dashboard["data"]["kuberl.json"])
+    assert shipped == json.loads((CHART / "dashboards" / "kuberl.json").read_text())
+    assert all(t["expr"] for panel in shipped["panels"] for t in panel["targets"])
+
+    off = render("4", *monitor_api, "--set", "metrics.enabled=false")
+    assert not by_kind(off, "ServiceMonitor") and not [d for d in off if d["metadata"]["name"].endswith("dashboard")]
+    assert "KUBERL_METRICS_PORT" not in env_of(container(off, "Deployment", f"{FULLNAME}-operator"))
+    assert all(p["name"] != "metrics" for svc in by_kind(off, "Service") for p in svc["spec"]["ports"])
+
+
 def test_network_policy_values() -> None:
     assert not by_kind(render("4", *VARIANTS["no-networkpolicy"]), "NetworkPolicy")
     operator_env = env_of(container(render("4", *VARIANTS["no-networkpolicy"]), "Deployment",
@@ -730,8 +772,14 @@ def test_network_policy_values() -> None:
     assert operator_env["KUBERL_NETWORK_POLICIES"] == "0"  # nor per experiment
     docs = render("4", "--set-json", 'networkPolicy.experimentApiFrom=[]')
     policy = one(docs, "NetworkPolicy", f"{FULLNAME}-experiment")
-    (rule,) = policy["spec"]["ingress"]
+    rule, _metrics = policy["spec"]["ingress"]
     assert len(rule["from"]) == 1  # the test pod only
+    scraper = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    docs = render("4", "--set-json", f"networkPolicy.metricsFrom=[{json.dumps(scraper)}]")
+    for policy in by_kind(docs, "NetworkPolicy"):
+        if policy["metadata"]["name"] != f"{FULLNAME}-mysql":
+            assert policy["spec"]["ingress"][-1] == {"ports": [{"port": METRICS_PORT, "protocol": "TCP"}],
+                                                     "from": [scraper]}, policy["metadata"]["name"]
     docs = render("4", *VARIANTS["scaled"])
     policy = one(docs, "NetworkPolicy", f"{FULLNAME}-policy")
     actors_and_learners, _operator_and_test = policy["spec"]["ingress"][0]["from"]

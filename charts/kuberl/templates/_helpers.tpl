@@ -211,3 +211,47 @@ none are given), in the peer namespaces (anyNamespace) or in the release namespa
         values: {{ toJson . }}
     {{- end }}
 {{- end }}
+
+{{/*
+Prometheus metrics (kuberl serve --metrics-port): the env var that turns them on, the
+container port and the Service port, each empty when metrics.enabled is false.
+*/}}
+{{- define "kuberl.metricsEnv" -}}
+{{- if .Values.metrics.enabled }}
+- name: KUBERL_METRICS_PORT
+  value: {{ .Values.metrics.port | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "kuberl.metricsContainerPort" -}}
+{{- if .Values.metrics.enabled }}
+- name: metrics
+  containerPort: {{ .Values.metrics.port }}
+  protocol: TCP
+{{- end }}
+{{- end }}
+
+{{- define "kuberl.metricsServicePort" -}}
+{{- if .Values.metrics.enabled }}
+- name: metrics
+  port: {{ .Values.metrics.port }}
+  targetPort: metrics
+  protocol: TCP
+{{- end }}
+{{- end }}
+
+{{/*
+The ingress rule that lets Prometheus scrape /metrics (read-only figures): from
+networkPolicy.metricsFrom, or from anywhere when that is empty. Empty when metrics are off.
+*/}}
+{{- define "kuberl.networkPolicy.metricsIngress" -}}
+{{- if .Values.metrics.enabled }}
+- ports:
+    - port: {{ .Values.metrics.port }}
+      protocol: TCP
+  {{- with .Values.networkPolicy.metricsFrom }}
+  from:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end }}
