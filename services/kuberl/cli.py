@@ -124,6 +124,84 @@ def _delete_parser(sub: argparse._SubParsersAction) -> None:
     _client_arguments(p, 60.0, "your identity (an admin's)")
 
 
+def _trained_parsers(sub: argparse._SubParsersAction) -> None:
+    for name, help_text in (("evaluate", "score a trained policy on fresh episodes: mean and spread"),
+                            ("play", "render a trained policy's episodes to a GIF and print their returns"),
+                            ("export", "write a trained policy's weights as a numpy .npz (README: loading it)")):
+        p = sub.add_parser(name, help=help_text, description=f"{help_text[0].upper()}{help_text[1:]}. The policy is "
+                           "the experiment's result (its best evaluated version), else its newest version.")
+        p.add_argument("run", help="a run directory (kuberl-runs/NAME-2), an experiment NAME (its newest run), or "
+                                   "with --policy the experiment's manifest")
+        p.add_argument("--policy", default=None, metavar="ADDRESS",
+                       help="fetch the weights from this policy role (a cluster's: port-forward it) instead")
+        p.add_argument("--experiment-id", default=None,
+                       help="with --policy: the id the roles know it by (a cluster's: NAMESPACE/NAME#UID8, the "
+                            "RLExperiment's status.experimentId); default: the manifest's")
+        p.add_argument("-o", "--output", type=Path, default=None,
+                       help={"evaluate": "also write the figures here as JSON",
+                             "play": "the GIF (default: RUN_DIR/play.gif, or NAME-play.gif)",
+                             "export": "the .npz (default: RUN_DIR/policy.npz, or NAME-policy.npz)"}[name])
+        if name != "export":
+            p.add_argument("--episodes", type=int, default=100 if name == "evaluate" else 3)
+            p.add_argument("--seed", type=int, default=None, help="first episode's seed (default: one no training or "
+                                                                  "evaluation used)")
+        _tls_argument(p, "with --policy: your identity (a reader's or an admin's)")
+
+
+def trained(args: argparse.Namespace) -> int:
+    import grpc
+    from gymnasium.error import DependencyNotInstalled
+
+    from kuberl import trained as t
+
+    try:
+        if args.policy:
+            from kuberl.config import load_manifest
+            manifest = load_manifest(Path(args.run))
+            policy = t.from_policy_role(args.policy, manifest, args.experiment_id)
+            stem = Path(f"{manifest.name}-{args.command if args.command == 'play' else 'policy'}")
+            default = stem.with_suffix(".gif" if args.command == "play" else ".npz")
+        else:
+            run_dir = t.run_directory(args.run)
+            policy = t.from_run(run_dir)
+            default = run_dir / ("play.gif" if args.command == "play" else "policy.npz")
+    except ConfigError as err:
+        print(f"kuberl {args.command}: {args.run}: invalid manifest: {err}", file=sys.stderr)
+        return ExitCode.USAGE
+    except (FileNotFoundError, ValueError) as err:
+        print(f"kuberl {args.command}: {err}", file=sys.stderr)
+        return ExitCode.USAGE
+    except grpc.RpcError as err:
+        return _call_failed(args.command, args.policy, args.tls_dir, err)
+    print(f"kuberl {args.command}: {policy.manifest.name} ({policy.manifest.config.env_id}): {policy.label}",
+          file=sys.stderr)
+    if args.command == "export":
+        print(t.export(policy, args.output or default))
+        return ExitCode.OK
+    if args.episodes < 1:
+        print(f"kuberl {args.command}: --episodes: must be >= 1, got {args.episodes}", file=sys.stderr)
+        return ExitCode.USAGE
+    seed = t.FRESH_SEED if args.seed is None else args.seed
+    if args.command == "play":
+        out = args.output or default
+        try:
+            returns = t.play(policy, out, args.episodes, seed)
+        except (ImportError, DependencyNotInstalled) as err:
+            print(f"kuberl play: {err}; drawing needs pip install 'kuberl[render]'", file=sys.stderr)
+            return ExitCode.USAGE
+        print(f"{out}: {len(returns)} episodes, returns {', '.join(f'{r:.1f}' for r in returns)}")
+        return ExitCode.OK
+    returns = t.fresh_returns(policy, args.episodes, seed)
+    figures = {"episodes": len(returns), "mean": float(returns.mean()), "std": float(returns.std()),
+               "min": float(returns.min()), "max": float(returns.max()), "first_seed": seed,
+               "policy_version": policy.version, "is_result": policy.is_result}
+    print(f"{len(returns)} fresh episodes: mean {figures['mean']:.1f} +- {figures['std']:.1f} "
+          f"(min {figures['min']:.1f}, max {figures['max']:.1f})")
+    if args.output:
+        args.output.write_text(json.dumps(figures, indent=1) + "\n")
+    return ExitCode.OK
+
+
 def _cert_parser(sub: argparse._SubParsersAction) -> None:
     from kuberl.security import IDENTITIES
 
@@ -148,11 +226,11 @@ def cert(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _call_failed(command: str, args: argparse.Namespace, err: Any) -> int:
+def _call_failed(command: str, address: str, tls_dir: Path | None, err: Any) -> int:
     hint = ""
-    if err.code().name == "UNAVAILABLE" and args.tls_dir is None:
+    if err.code().name == "UNAVAILABLE" and tls_dir is None:
         hint = " (a server with TLS refuses plaintext: pass --tls-dir, e.g. kuberl-runs/NAME/tls/admin)"
-    print(f"kuberl {command}: {args.address}: {err.code().name}: {err.details()}{hint}", file=sys.stderr)
+    print(f"kuberl {command}: {address}: {err.code().name}: {err.details()}{hint}", file=sys.stderr)
     return ExitCode.API_FAILED
 
 
@@ -167,7 +245,7 @@ def delete(args: argparse.Namespace) -> int:
         stub(pb_grpc.ExperimentServiceStub, args.address).DeleteExperiment(
             pb.DeleteExperimentRequest(experiment_id=args.experiment_id), timeout=args.timeout)
     except grpc.RpcError as err:
-        return _call_failed("delete", args, err)
+        return _call_failed("delete", args.address, args.tls_dir, err)
     print(f"{args.experiment_id} deleted")
     return ExitCode.OK
 
@@ -188,7 +266,7 @@ def status(args: argparse.Namespace) -> int:
         else:
             rows = list(api.ListExperiments(pb.ListExperimentsRequest(), timeout=args.timeout).experiments)
     except grpc.RpcError as err:
-        return _call_failed("status", args, err)
+        return _call_failed("status", args.address, args.tls_dir, err)
     if args.output != "table":
         from google.protobuf.json_format import MessageToDict
 
@@ -319,9 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     _status_parser(sub)
     _delete_parser(sub)
     _cert_parser(sub)
+    _trained_parsers(sub)
     args = parser.parse_args(argv)
     try:
-        if args.command in ("status", "delete"):
+        if args.command in ("status", "delete") or getattr(args, "policy", None):
             _use_tls(args)
     except ValueError as err:
         print(f"kuberl {args.command}: {err}", file=sys.stderr)
@@ -334,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         return delete(args)
     if args.command == "cert":
         return cert(args)
+    if args.command in ("evaluate", "play", "export"):
+        return trained(args)
     from kuberl.local import run_manifest
     return run_manifest(args.manifest, args.output, timeout=args.timeout, progress=not args.no_progress,
                         database_url=args.database, resume=args.resume)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -75,15 +76,31 @@ def make_vector_env(env_id: str, num_envs: int, max_episode_steps: int,
     `VectorStepper` relies on. Observations of more than one dimension come flattened."""
     kwargs = dict(env_kwargs or {})
     env_id = registered(env_id)
-    probe = gym.make(env_id, **kwargs)
-    try:
-        flatten = len(probe.observation_space.shape or ()) > 1
-    finally:
-        probe.close()
+    flatten = _needs_flattening(env_id, kwargs)
     wrappers = [gym.wrappers.FlattenObservation] if flatten else None
     native = gym.spec(env_id).vector_entry_point and not kwargs and not flatten
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point" if native else "sync",
                         max_episode_steps=max_episode_steps, wrappers=wrappers, **kwargs)
+
+
+def _needs_flattening(env_id: str, kwargs: Mapping[str, Any]) -> bool:
+    probe = gym.make(env_id, **kwargs)
+    try:
+        return len(probe.observation_space.shape or ()) > 1
+    finally:
+        probe.close()
+
+
+def make_rendering_env(env_id: str, max_episode_steps: int, env_kwargs: Mapping[str, Any] | None = None) -> gym.Env:
+    """One env drawing rgb_array frames, observing as the actors' envs do (flattened if needed)."""
+    # Off-screen drawing: pygame (classic control, Box2D) needs no display, and greets no one.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    kwargs = dict(env_kwargs or {})
+    env_id = registered(env_id)
+    flatten = _needs_flattening(env_id, kwargs)
+    env = gym.make(env_id, render_mode="rgb_array", max_episode_steps=max_episode_steps, **kwargs)
+    return gym.wrappers.FlattenObservation(env) if flatten else env
 
 
 @dataclass

@@ -108,6 +108,13 @@ def _read(path: Path, kind: SnapshotKind) -> Snapshot:
     return Snapshot(str(arrays.pop("experiment_id")), int(version), arrays, path)
 
 
+def read_snapshot(data_dir: Path, kind: SnapshotKind, experiment_id: str) -> Snapshot | None:
+    """One experiment's snapshot, read without touching anything (for tools, not roles);
+    None when there is none. Raises ValueError (Unsupported) for a file this kuberl cannot use."""
+    path = data_dir / snapshot_name(experiment_id)
+    return _read(path, kind) if path.is_file() else None
+
+
 def load_snapshots(data_dir: Path, kind: SnapshotKind, build: Callable[[Snapshot], T],
                    aside: SetAside | None = None) -> Iterator[tuple[str, T]]:
     """(experiment id, build(snapshot)) of every snapshot in `data_dir` that reads and builds;

@@ -65,6 +65,12 @@ def updates_allowed(env_steps: int, updates: int, *, samples_per_insert: float, 
 def evaluate(net: QNetwork, params: Params, env_id: str, episodes: int, max_episode_steps: int, seed: int,
              env_kwargs: Mapping[str, Any] | None = None) -> float:
     """Mean undiscounted return of the greedy policy over `episodes` episodes (one per env)."""
+    return float(greedy_returns(net, params, env_id, episodes, max_episode_steps, seed, env_kwargs).mean())
+
+
+def greedy_returns(net: QNetwork, params: Params, env_id: str, episodes: int, max_episode_steps: int, seed: int,
+                   env_kwargs: Mapping[str, Any] | None = None) -> np.ndarray:
+    """The undiscounted return of each of `episodes` greedy episodes (one per env, seeded from `seed`)."""
     stepper = VectorStepper(make_vector_env(env_id, episodes, max_episode_steps, env_kwargs), seed=seed)
     returns = np.full(episodes, np.nan)
     try:
@@ -75,4 +81,4 @@ def evaluate(net: QNetwork, params: Params, env_id: str, episodes: int, max_epis
                     returns[env] = ret
     finally:
         stepper.close()
-    return float(returns.mean())
+    return returns

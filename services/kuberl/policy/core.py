@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kuberl.snapshots import SetAside, Snapshot, SnapshotKind, load_snapshots
+from kuberl.snapshots import SetAside, Snapshot, SnapshotKind, load_snapshots, read_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,13 @@ def _arrays_of(latest: Versioned, result: Result | None) -> dict[str, np.ndarray
                        "result_return": np.array(e.mean_return, dtype=np.float64),
                        **{f"r{i}": w for i, w in enumerate(result.weights)}})
     return arrays
+
+
+def read_policy(data_dir: Path, experiment_id: str) -> tuple[Versioned, Result | None] | None:
+    """An experiment's newest weights and result from a policy role's data directory, read
+    only (the role may be gone or still running); None when it holds none."""
+    snapshot = read_snapshot(data_dir, POLICY_SNAPSHOTS, experiment_id)
+    return None if snapshot is None else _weights_of(snapshot)
 
 
 class PolicyStore:

@@ -1,0 +1,163 @@
+"""What to do with a trained agent: find its policy (a run directory, or a policy role), evaluate
+it on fresh episodes, watch it play (a GIF), and export its weights for use elsewhere.
+
+The policy is the experiment's result (the best evaluated version, as the learner chose it)
+where one exists, else the newest version."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from kuberl.config import Manifest, load_manifest
+from kuberl.envs import describe, make_rendering_env
+from kuberl.learner.core import greedy_returns
+from kuberl.nets import NEGATIVE_SLOPE, Params, QNetwork
+from kuberl.policy.core import Evaluation, read_policy
+from kuberl.rpc import stub
+from kuberl.tensors import unpack_weights
+from kuberl.v1 import policy_service_pb2 as policy_pb
+from kuberl.v1 import policy_service_pb2_grpc as policy_grpc
+
+# Fresh episodes start here unless told otherwise: far from the actors' seeds (seed * 1000 +
+# actor) and the learner's evaluation seeds, so the policy is scored on states it was not chosen on.
+FRESH_SEED = 3_000_017
+EXPORT_FORMAT = "kuberl.policy-export"
+EXPORT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainedPolicy:
+    manifest: Manifest
+    net: QNetwork
+    params: Params
+    version: int
+    is_result: bool  # the best evaluated version; False: the newest (nothing evaluated yet)
+    evaluation: Evaluation | None
+
+    @property
+    def label(self) -> str:
+        if self.is_result and self.evaluation is not None:
+            e = self.evaluation
+            return f"result (version {self.version}, evaluated {e.mean_return:.1f} over {e.episodes} episodes)"
+        return f"newest version {self.version} (no evaluated result yet)"
+
+
+def run_directory(run: str | Path, runs_root: Path = Path("kuberl-runs")) -> Path:
+    """A run directory as given, or the newest run of the experiment NAME under runs_root."""
+    from kuberl.local import newest_run_dir
+
+    path = Path(run)
+    if (path / "experiment.yaml").is_file():
+        return path
+    newest = newest_run_dir(runs_root / str(run)) if "/" not in str(run) else None
+    if newest is None:
+        raise FileNotFoundError(f"{run}: neither a run directory (with experiment.yaml) nor an experiment with a run "
+                                f"in {runs_root}/")
+    return newest
+
+
+def _policy(manifest: Manifest, weights: Params, version: int, is_result: bool,
+            evaluation: Evaluation | None) -> TrainedPolicy:
+    shape = describe(manifest.config.env_id, manifest.config.env_kwargs)
+    net = QNetwork.of(manifest.config.learner, shape.obs_size, shape.num_actions)
+    net.check(weights)
+    return TrainedPolicy(manifest, net, weights, version, is_result, evaluation)
+
+
+def from_run(run_dir: Path) -> TrainedPolicy:
+    """The policy a local run left, from its policy role's snapshot (the run need not be running)."""
+    manifest = load_manifest(run_dir / "experiment.yaml")
+    found = read_policy(run_dir / "policy-0", manifest.experiment_id)
+    if found is None:
+        raise FileNotFoundError(f"{run_dir}: no policy snapshot of {manifest.experiment_id} in policy-0/ "
+                                "(did the run publish any weights?)")
+    (version, weights), result = found
+    if result is not None:
+        return _policy(manifest, result.weights, result.version, True, result.evaluation)
+    return _policy(manifest, weights, version, False, None)
+
+
+def from_policy_role(address: str, manifest: Manifest, experiment_id: str | None = None,
+                     timeout: float = 30.0) -> TrainedPolicy:
+    """The experiment's policy fetched from a policy role (a cluster's, or a standing system's)."""
+    api = stub(policy_grpc.PolicyServiceStub, address)
+    experiment_id = experiment_id or manifest.experiment_id
+    try:
+        reply = api.GetPolicy(policy_pb.GetPolicyRequest(experiment_id=experiment_id, result=True), timeout=timeout)
+        e = reply.evaluation
+        return _policy(manifest, unpack_weights(reply.weights), reply.weights.version, True,
+                       Evaluation(e.mean_return, e.episodes, e.env_steps))
+    except grpc.RpcError as err:
+        if err.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+    reply = api.GetPolicy(policy_pb.GetPolicyRequest(experiment_id=experiment_id, newer_than_version=-1),
+                          timeout=timeout)
+    if not reply.updated:
+        raise FileNotFoundError(f"{address}: the policy role holds no weights of {experiment_id}")
+    return _policy(manifest, unpack_weights(reply.weights), reply.weights.version, False, None)
+
+
+def fresh_returns(policy: TrainedPolicy, episodes: int, seed: int = FRESH_SEED) -> np.ndarray:
+    """Returns of `episodes` greedy episodes on seeds seed, seed + 1, ..."""
+    cfg = policy.manifest.config
+    return greedy_returns(policy.net, policy.params, cfg.env_id, episodes, cfg.environment.max_episode_steps, seed,
+                          cfg.env_kwargs)
+
+
+def play(policy: TrainedPolicy, out: Path, episodes: int = 3, seed: int = FRESH_SEED, max_fps: int = 25
+         ) -> list[float]:
+    """Renders greedy episodes (seeds seed, seed + 1, ...) one after the other into a GIF at
+    `out`; returns each episode's return. Frames beyond max_fps of the env's own rate are dropped."""
+    from PIL import Image
+
+    cfg = policy.manifest.config
+    env = make_rendering_env(cfg.env_id, cfg.environment.max_episode_steps, cfg.env_kwargs)
+    env_fps = int(env.metadata.get("render_fps") or max_fps)
+    every = max(1, round(env_fps / max_fps))
+    frames: list[Image.Image] = []
+    returns = []
+    try:
+        for episode in range(episodes):
+            obs, _ = env.reset(seed=seed + episode)
+            total, step, done = 0.0, 0, False
+            while not done:
+                if step % every == 0:
+                    frames.append(Image.fromarray(env.render()).convert("P", palette=Image.Palette.ADAPTIVE))
+                action = int(policy.net.greedy_actions(policy.params, np.asarray(obs, np.float32)[None])[0])
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                step += 1
+                done = terminated or truncated
+            frames.append(Image.fromarray(env.render()).convert("P", palette=Image.Palette.ADAPTIVE))
+            returns.append(total)
+    finally:
+        env.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(out, save_all=True, append_images=frames[1:], duration=round(1000 * every / env_fps), loop=0)
+    return returns
+
+
+def export(policy: TrainedPolicy, out: Path) -> Path:
+    """Writes the weights as an .npz any numpy can read without pickle: w0, w1, ... (each layer's
+    weight matrix, then its bias) and `metadata`, a JSON string saying how to use them."""
+    cfg = policy.manifest.config
+    e = policy.evaluation
+    metadata = {
+        "format": EXPORT_FORMAT, "format_version": EXPORT_VERSION,
+        "experiment": policy.manifest.name, "env_id": cfg.env_id, "env_kwargs": dict(cfg.env_kwargs or {}),
+        "obs_size": policy.net.obs_size, "num_actions": policy.net.num_actions,
+        "hidden_sizes": list(policy.net.hidden_sizes), "dueling": policy.net.dueling,
+        "activation": "leaky_relu", "negative_slope": NEGATIVE_SLOPE,
+        "policy_version": policy.version, "is_result": policy.is_result,
+        "evaluation": None if e is None else {"mean_return": e.mean_return, "episodes": e.episodes,
+                                              "env_steps": e.env_steps},
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "wb") as f:  # a file object: np.savez would append .npz to another suffix
+        np.savez(f, metadata=np.array(json.dumps(metadata)), **{f"w{i}": w for i, w in enumerate(policy.params)})
+    return out
