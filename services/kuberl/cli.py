@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import socket
 import sys
@@ -268,10 +269,7 @@ def status(args: argparse.Namespace) -> int:
     except grpc.RpcError as err:
         return _call_failed("status", args.address, args.tls_dir, err)
     if args.output != "table":
-        from google.protobuf.json_format import MessageToDict
-
-        listing = [{**MessageToDict(s, always_print_fields_with_no_presence=True), "phase": phase_name(s.phase)}
-                   for s in rows]
+        listing = [_status_fields(s) for s in rows]
         if args.output == "json":
             print(json.dumps(listing, indent=2))
         else:
@@ -284,6 +282,24 @@ def status(args: argparse.Namespace) -> int:
         print(f"{s.experiment_id:<24} {phase_name(s.phase):<10} {s.env_id:<16} {s.env_steps:>9} {s.episodes:>8} "
               f"{s.mean_return:>8.1f} {s.eval_return:>8.1f} {s.result_return:>8.1f}")
     return ExitCode.OK
+
+
+def _status_fields(status: Any) -> dict[str, Any]:
+    """An ExperimentStatus as plain values under its JSON names: numbers as numbers (proto JSON
+    would quote 64-bit ones), not-yet-known figures as null, the phase as the CR spells it."""
+    from kuberl.experiment.server import phase_name
+
+    fields: dict[str, Any] = {}
+    for field in status.DESCRIPTOR.fields:
+        value = getattr(status, field.name)
+        if field.name == "phase":
+            value = phase_name(value)
+        elif isinstance(value, float) and math.isnan(value):
+            value = None
+        elif not isinstance(value, (str, int, float)):
+            value = list(value)
+        fields[field.json_name] = value
+    return fields
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -9,8 +10,10 @@ import time
 
 import grpc
 import pytest
+import yaml
 
 from kuberl.config import ExperimentConfig, to_proto
+from kuberl.lifecycle import Phase
 from kuberl.local import LocalCluster, experiment_stub
 from kuberl.rpc import stub
 from kuberl.tensors import unpack_weights
@@ -56,6 +59,21 @@ def test_experiments_spread_round_robin_and_stop_reaches_the_owner(tmp_path):
         listed = api.ListExperiments(exp_pb.ListExperimentsRequest(), timeout=30).experiments
         assert {s.experiment_id for s in listed} == {"e0", "e1", "e2"}
         assert all(s.phase == exp_pb.EXPERIMENT_PHASE_RUNNING for s in listed)
+        # The CLI's view of the same: a table, or every field as JSON or YAML.
+        def status(*args: str) -> str:
+            done = subprocess.run([sys.executable, "-m", "kuberl.cli", "status", *args, "--address",
+                                   cluster.address("experiment"), "--tls-dir", str(cluster.admin.directory)],
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+        as_json, as_yaml = json.loads(status("-o", "json")), yaml.safe_load(status("-o", "yaml"))
+        for rows in (as_json, as_yaml):  # the same fields either way (the figures move on between the calls)
+            assert {row["experimentId"]: row["phase"] for row in rows} == {f"e{i}": Phase.RUNNING.value
+                                                                          for i in range(3)}
+            assert all(row.keys() == as_json[0].keys() and row["envId"] == "CartPole-v1" for row in rows)
+            assert all(isinstance(row["envSteps"], int) and len(row["environmentReplicas"]) == 1 for row in rows)
+        table = status().splitlines()
+        assert table[0].split()[:2] == ["EXPERIMENT", "PHASE"] and len(table) == 4
 
         # Each experiment lives on its owner only.
         for experiment_id, owner in owners.items():

@@ -12,6 +12,7 @@ from google.protobuf import descriptor as descriptor_mod
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kuberl import rpc
+from kuberl.exitcodes import ExitCode
 from kuberl.local import LocalCluster
 from kuberl.pki import make_authority
 from kuberl.roles import SERVICES
@@ -159,10 +160,12 @@ def test_the_cli_reads_as_a_reader_is_refused_writes_and_says_what_plaintext_lac
 
     listed = kuberl("status", "--tls-dir", str(reader))
     assert listed.returncode == 0 and listed.stdout.startswith("EXPERIMENT"), listed.stderr
+    # Failed calls: exit code API_FAILED, the reason on stderr, nothing on stdout.
     refused = kuberl("delete", "anything", "--tls-dir", str(reader))
-    assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr
+    assert refused.returncode == ExitCode.API_FAILED and "PERMISSION_DENIED" in refused.stderr
     plaintext = kuberl("status")
-    assert plaintext.returncode == 1 and "pass --tls-dir" in plaintext.stderr
+    assert plaintext.returncode == ExitCode.API_FAILED and "pass --tls-dir" in plaintext.stderr
+    assert not plaintext.stdout and not refused.stdout
 
 
 def test_the_health_port_answers_probes_in_plaintext_and_serves_nothing_else(tmp_path):

@@ -1,0 +1,32 @@
+"""CLI conventions: the version, and the exit codes the help lists."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+import pytest
+
+from kuberl.cli import main
+from kuberl.exitcodes import ExitCode
+
+
+def test_version_is_the_installed_packages(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"kuberl {version('kuberl')}"
+
+
+def test_help_lists_every_exit_code(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for code in ExitCode:
+        assert f"{code.value} {code.name.lower().replace('_', ' ')}" in out
+
+
+def test_a_missing_run_is_a_usage_error_on_stderr(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "nothing-here"]) == ExitCode.USAGE
+    captured = capsys.readouterr()
+    assert not captured.out and "nothing-here" in captured.err
