@@ -116,6 +116,77 @@ def _client_arguments(p: argparse.ArgumentParser, timeout: float, whose: str) ->
     _tls_argument(p, whose)
 
 
+def _standing_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("up", help="run a standing local system until Ctrl-C; experiments come through the API",
+                       description="Every role on loopback, supervised: M environment and N buffer replicas and "
+                                   "one of each other role. Prints the experiment API's address and the admin "
+                                   "identity that kuberl start, status and stop use.")
+    p.add_argument("--environments", type=int, default=2, metavar="M", help="environment replicas (default 2)")
+    p.add_argument("--buffers", type=int, default=2, metavar="N", help="buffer replicas (default 2)")
+    p.add_argument("--experiment-port", type=int, default=DEFAULT_PORTS["experiment"],
+                   help=f"the experiment API's port (default {DEFAULT_PORTS['experiment']}, the seed's; 0 = any)")
+    p.add_argument("--dir", type=Path, default=Path("kuberl-system"),
+                   help="logs, snapshots, certificates, the metrics database (default kuberl-system/)")
+    p.add_argument("--database", default=os.environ.get("KUBERL_DATABASE_URL"),
+                   help="metrics store URL (default: SQLite in --dir)")
+    p = sub.add_parser("start", help="start an RLExperiment manifest on a standing system (kuberl up)",
+                       description="Start the manifest's experiment through the experiment API; its id is "
+                                   "NAMESPACE/NAME as kuberl status lists it.")
+    p.add_argument("manifest", type=Path)
+    _client_arguments(p, 60.0, "your identity (an admin's: kuberl up prints it)")
+    p = sub.add_parser("stop", help="stop an experiment (its replay, weights and metrics are kept until delete)",
+                       description="Stop the experiment; NAME is its id as kuberl status lists it, or a name in "
+                                   "the default namespace.")
+    p.add_argument("experiment_id", metavar="NAME")
+    _client_arguments(p, 60.0, "your identity (an admin's)")
+
+
+def start(args: argparse.Namespace) -> int:
+    import grpc
+
+    from kuberl.config import load_manifest, to_proto
+    from kuberl.rpc import stub
+    from kuberl.v1 import experiment_service_pb2 as pb
+    from kuberl.v1 import experiment_service_pb2_grpc as pb_grpc
+
+    try:
+        manifest = load_manifest(args.manifest)
+    except ConfigError as err:
+        print(f"kuberl start: {args.manifest}: invalid manifest: {err}", file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        reply = stub(pb_grpc.ExperimentServiceStub, args.address).StartExperiment(
+            pb.StartExperimentRequest(experiment_id=manifest.experiment_id, config=to_proto(manifest.config)),
+            timeout=args.timeout)
+    except grpc.RpcError as err:
+        return _call_failed("start", args.address, args.tls_dir, err)
+    print(f"{reply.experiment_id} started on {', '.join(reply.environment_replicas)}")
+    return ExitCode.OK
+
+
+def stop(args: argparse.Namespace) -> int:
+    import grpc
+
+    from kuberl.config import scoped_experiment_id
+    from kuberl.experiment.server import phase_name
+    from kuberl.rpc import stub
+    from kuberl.v1 import experiment_service_pb2 as pb
+    from kuberl.v1 import experiment_service_pb2_grpc as pb_grpc
+
+    api = stub(pb_grpc.ExperimentServiceStub, args.address)
+    try:
+        known = {s.experiment_id for s in api.ListExperiments(pb.ListExperimentsRequest(),
+                                                              timeout=args.timeout).experiments}
+        # A bare name is the default namespace's, as kuberl start names experiments.
+        in_default = scoped_experiment_id("default", args.experiment_id)
+        experiment_id = in_default if args.experiment_id not in known and in_default in known else args.experiment_id
+        status = api.StopExperiment(pb.StopExperimentRequest(experiment_id=experiment_id), timeout=args.timeout).status
+    except grpc.RpcError as err:
+        return _call_failed("stop", args.address, args.tls_dir, err)
+    print(f"{status.experiment_id}: {phase_name(status.phase)}")
+    return ExitCode.OK
+
+
 def _delete_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("delete", help="delete a finished or stopped experiment and everything it holds",
                        description="Stop the experiment if it runs, then have every role release its replay, "
@@ -414,9 +485,10 @@ def main(argv: list[str] | None = None) -> int:
     _delete_parser(sub)
     _cert_parser(sub)
     _trained_parsers(sub)
+    _standing_parsers(sub)
     args = parser.parse_args(argv)
     try:
-        if args.command in ("status", "delete") or getattr(args, "policy", None):
+        if args.command in ("status", "delete", "start", "stop") or getattr(args, "policy", None):
             _use_tls(args)
     except ValueError as err:
         print(f"kuberl {args.command}: {err}", file=sys.stderr)
@@ -431,6 +503,13 @@ def main(argv: list[str] | None = None) -> int:
         return cert(args)
     if args.command in ("evaluate", "play", "export"):
         return trained(args)
+    if args.command == "start":
+        return start(args)
+    if args.command == "stop":
+        return stop(args)
+    if args.command == "up":
+        from kuberl.local import run_standing_system
+        return run_standing_system(args.dir, args.environments, args.buffers, args.experiment_port, args.database)
     from kuberl.local import run_manifest
     return run_manifest(args.manifest, args.output, timeout=args.timeout, progress=not args.no_progress,
                         database_url=args.database, resume=args.resume)

@@ -103,6 +103,7 @@ class LocalCluster:
     on_event: Callable[[str], None] = lambda message: None  # noqa: E731
     tls: bool = True  # False: every replica plaintext (--insecure)
     experiment_id: str | None = None  # the per-experiment roles' certificates name it (file mode)
+    experiment_port: int | None = None  # the experiment API's port (default: any free one)
     replicas: dict[str, list[ReplicaProcess]] = field(default_factory=dict)
     admin: TlsFiles | None = None  # the launcher's identity (tls only)
 
@@ -115,6 +116,8 @@ class LocalCluster:
         counts = {role: {"buffer": self.buffer_replicas, "environment": self.environment_replicas}.get(role, 1)
                   for role in START_ORDER}
         ports = {role: [free_port() for _ in range(n)] for role, n in counts.items()}
+        if self.experiment_port:
+            ports["experiment"] = [self.experiment_port]
         peers = {role: ",".join(f"{LOOPBACK}:{p}" for p in ports[role]) for role in counts}
         for role in self.roles:
             self.replicas[role] = []
@@ -166,7 +169,7 @@ class LocalCluster:
         tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
         tmp.replace(self.workdir / "replicas.json")
 
-    def _wait_serving(self, replicas: list[ReplicaProcess], timeout: float = START_TIMEOUT) -> None:
+    def wait_serving(self, replicas: list[ReplicaProcess], timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
         for replica in replicas:
             while True:
@@ -192,7 +195,7 @@ class LocalCluster:
             self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
             self._supervisor.start()
         else:
-            self._wait_serving(self.everyone())
+            self.wait_serving(self.everyone())
 
     # --- supervision -------------------------------------------------------------------------
 
@@ -239,7 +242,7 @@ class LocalCluster:
         with self._lock:
             self.kill(role, index)
             self._spawn(replica)
-        self._wait_serving([replica])
+        self.wait_serving([replica])
 
     def log_tail(self, replica: ReplicaProcess, lines: int = 30) -> str:
         try:
@@ -283,6 +286,43 @@ class LocalCluster:
 
 def experiment_stub(cluster: LocalCluster) -> exp_grpc.ExperimentServiceStub:
     return stub(exp_grpc.ExperimentServiceStub, cluster.address("experiment"))
+
+
+# --- kuberl up: a standing system ------------------------------------------------------------
+
+def run_standing_system(workdir: Path, environments: int, buffers: int, experiment_port: int,
+                        database_url: str | None = None) -> int:
+    """Every role on loopback (M actors, N shards, one of the rest), supervised, until Ctrl-C or
+    SIGTERM; experiments come and go through the experiment API, as many as the replicas hold."""
+    if environments < 1 or buffers < 1:
+        print(f"kuberl up: --environments and --buffers must be >= 1 (got {environments}, {buffers})",
+              file=sys.stderr)
+        return ExitCode.USAGE
+    cluster = LocalCluster(workdir, environment_replicas=environments, buffer_replicas=buffers,
+                           database_url=database_url, supervise=True, experiment_port=experiment_port or None,
+                           on_event=lambda message: print(f"kuberl up: {message}", file=sys.stderr, flush=True))
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        cluster.start()
+        cluster.wait_serving(cluster.everyone())
+        admin = cluster.admin.directory if cluster.admin else None
+        print(f"kuberl up: {environments} environment and {buffers} buffer replicas serving; logs, snapshots "
+              f"and replicas.json in {workdir}\n"
+              f"export KUBERL_EXPERIMENT_ADDRESS={cluster.address('experiment')} KUBERL_TLS_DIR={admin}\n"
+              "then: kuberl start FILE.yaml, kuberl status, kuberl stop NAME; Ctrl-C stops everything", flush=True)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("kuberl up: stopping every role", file=sys.stderr, flush=True)
+    except (RuntimeError, TimeoutError) as err:
+        print(f"kuberl up: {err}", file=sys.stderr)
+        return ExitCode.RUN_FAILED
+    finally:
+        # A second Ctrl-C (or a supervisor's TERM after ours) must not cut the shutdown short
+        # and leave roles running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        cluster.stop()
+    return ExitCode.OK
 
 
 # --- kuberl run ------------------------------------------------------------------------------
