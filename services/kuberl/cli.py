@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import socket
 import sys
@@ -38,6 +37,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", "0")) or None,
                    help="also serve the health service alone, plaintext, on this port (for the kubelet's probes, "
                         "which present no certificate)")
+    p.add_argument("--dashboard-port", type=int, default=int(_env("DASHBOARD_PORT", "-1")),
+                   help="experiment role: serve the live dashboard on this port (0 = any; default: none)")
+    p.add_argument("--dashboard-host", default=_env("DASHBOARD_HOST", "127.0.0.1"),
+                   help="the dashboard's listen address (default loopback: it needs no identity to read)")
     p.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "-1")),
                    help="serve Prometheus metrics at /metrics on this port, plaintext and read-only (0 = any; "
                         "default: none)")
@@ -325,7 +328,7 @@ def delete(args: argparse.Namespace) -> int:
 def status(args: argparse.Namespace) -> int:
     import grpc
 
-    from kuberl.experiment.server import phase_name
+    from kuberl.experiment.server import phase_name, status_fields
     from kuberl.rpc import stub
     from kuberl.v1 import experiment_service_pb2 as pb
     from kuberl.v1 import experiment_service_pb2_grpc as pb_grpc
@@ -340,7 +343,7 @@ def status(args: argparse.Namespace) -> int:
     except grpc.RpcError as err:
         return _call_failed("status", args.address, args.tls_dir, err)
     if args.output != "table":
-        listing = [_status_fields(s) for s in rows]
+        listing = [status_fields(s) for s in rows]
         if args.output == "json":
             print(json.dumps(listing, indent=2))
         else:
@@ -353,24 +356,6 @@ def status(args: argparse.Namespace) -> int:
         print(f"{s.experiment_id:<24} {phase_name(s.phase):<10} {s.env_id:<16} {s.env_steps:>9} {s.episodes:>8} "
               f"{s.mean_return:>8.1f} {s.eval_return:>8.1f} {s.result_return:>8.1f}")
     return ExitCode.OK
-
-
-def _status_fields(status: Any) -> dict[str, Any]:
-    """An ExperimentStatus as plain values under its JSON names: numbers as numbers (proto JSON
-    would quote 64-bit ones), not-yet-known figures as null, the phase as the CR spells it."""
-    from kuberl.experiment.server import phase_name
-
-    fields: dict[str, Any] = {}
-    for field in status.DESCRIPTOR.fields:
-        value = getattr(status, field.name)
-        if field.name == "phase":
-            value = phase_name(value)
-        elif isinstance(value, float) and math.isnan(value):
-            value = None
-        elif not isinstance(value, (str, int, float)):
-            value = list(value)
-        fields[field.json_name] = value
-    return fields
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -425,6 +410,15 @@ def serve(args: argparse.Namespace) -> int:
         peers = Peers(args.environment, args.buffer, args.learner, args.policy, args.analytics)
         server, replica = create_server(port, peers, args.host, kubernetes_namespace=args.kubernetes_namespace)
         stop = replica.close
+    if args.dashboard_port >= 0:
+        if args.role != "experiment":
+            print(f"kuberl serve {args.role}: --dashboard-port is the experiment role's", file=sys.stderr)
+            return ExitCode.USAGE
+        from kuberl.dashboard import Dashboard
+        from kuberl.experiment.server import status_fields
+        dashboard = Dashboard(args.dashboard_port, args.dashboard_host,
+                              lambda: [status_fields(s) for s in replica.list_statuses()], args.analytics)
+        logging.getLogger("kuberl").info("dashboard at %s", dashboard.url)
     if args.metrics_port >= 0:
         from kuberl.prometheus import serve_metrics
         metrics_port = serve_metrics(args.metrics_port, args.host, Metrics(replica))

@@ -298,8 +298,10 @@ def run_standing_system(workdir: Path, environments: int, buffers: int, experime
         print(f"kuberl up: --environments and --buffers must be >= 1 (got {environments}, {buffers})",
               file=sys.stderr)
         return ExitCode.USAGE
+    dashboard_port = free_port()
     cluster = LocalCluster(workdir, environment_replicas=environments, buffer_replicas=buffers,
                            database_url=database_url, supervise=True, experiment_port=experiment_port or None,
+                           extra_args={"experiment": ["--dashboard-port", str(dashboard_port)]},
                            on_event=lambda message: print(f"kuberl up: {message}", file=sys.stderr, flush=True))
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -309,6 +311,7 @@ def run_standing_system(workdir: Path, environments: int, buffers: int, experime
         print(f"kuberl up: {environments} environment and {buffers} buffer replicas serving; logs, snapshots "
               f"and replicas.json in {workdir}\n"
               f"export KUBERL_EXPERIMENT_ADDRESS={cluster.address('experiment')} KUBERL_TLS_DIR={admin}\n"
+              f"dashboard: http://{LOOPBACK}:{dashboard_port}/\n"
               "then: kuberl start FILE.yaml, kuberl status, kuberl stop NAME; Ctrl-C stops everything", flush=True)
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ cluster's (kuberl.lifecycle). Cluster mode (`ClusterExperiments`) keeps RLExperi
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -53,6 +54,22 @@ def phase_name(value: int) -> str:
     """The lifecycle phase's value (Phase.RUNNING.value) for the wire's ExperimentPhase."""
     name = pb.ExperimentPhase.Name(value).removeprefix("EXPERIMENT_PHASE_")
     return Phase[name].value if name in Phase.__members__ else name.capitalize()
+
+
+def status_fields(status: pb.ExperimentStatus) -> dict[str, Any]:
+    """An ExperimentStatus as plain values under its JSON names: numbers as numbers (proto JSON
+    would quote 64-bit ones), not-yet-known figures as null, the phase as the CR spells it."""
+    fields: dict[str, Any] = {}
+    for field in status.DESCRIPTOR.fields:
+        value = getattr(status, field.name)
+        if field.name == "phase":
+            value = phase_name(value)
+        elif isinstance(value, float) and math.isnan(value):
+            value = None
+        elif not isinstance(value, (str, int, float)):
+            value = list(value)
+        fields[field.json_name] = value
+    return fields
 
 
 def status_to_proto(experiment_id: str, env_id: str, status: dict[str, Any], elapsed_seconds: float,
