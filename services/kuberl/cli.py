@@ -94,6 +94,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    help="directory for logs, snapshots, the metrics database and the curve (default: kuberl-runs/NAME)")
     p.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
     p.add_argument("--no-progress", action="store_true", help="print a status line every few seconds instead of a bar")
+    p.add_argument("--dashboard", action="store_true",
+                   help="serve the live dashboard on loopback while the run lasts (its address is printed)")
     p.add_argument("--database", default=os.environ.get("KUBERL_DATABASE_URL"),
                    help="metrics store URL (env KUBERL_DATABASE_URL; default: SQLite in the output directory); "
                         "a MySQL password comes from KUBERL_DATABASE_PASSWORD(_FILE)")
@@ -506,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_standing_system(args.dir, args.environments, args.buffers, args.experiment_port, args.database)
     from kuberl.local import run_manifest
     return run_manifest(args.manifest, args.output, timeout=args.timeout, progress=not args.no_progress,
-                        database_url=args.database, resume=args.resume)
+                        database_url=args.database, resume=args.resume, dashboard=args.dashboard)
 
 
 if __name__ == "__main__":

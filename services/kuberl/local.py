@@ -14,6 +14,7 @@ for people's `kuberl status --tls-dir`; WORKDIR/tls/reader can only read).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -405,8 +406,24 @@ def newest_run_dir(wanted: Path) -> Path | None:
     return max(runs, key=lambda p: (p / "experiment.yaml").stat().st_mtime, default=None)
 
 
+def _run_dashboard(manifest: Manifest, cluster: LocalCluster,
+                   latest: Callable[[], tuple[dict[str, Any], float]]) -> Any:
+    """The experiment role's dashboard over this run's own status (kuberl run has no experiment role)."""
+    from kuberl.dashboard import Dashboard
+    from kuberl.experiment.server import status_fields, status_to_proto
+
+    actors = [r.address for r in cluster.replicas["environment"]]
+
+    def experiments() -> list[dict[str, Any]]:
+        status, elapsed = latest()
+        return [status_fields(status_to_proto(manifest.experiment_id, manifest.config.env_id, status, elapsed, actors))]
+
+    return Dashboard(0, LOOPBACK, experiments, cluster.address("analytics"))
+
+
 def run_experiment(manifest: Manifest, output: Path, timeout: float, bar: Progress, database_url: str | None = None,
-                   crash_loop_restart_limit: int = LOCAL_CRASH_LOOP_RESTART_LIMIT) -> RunResult:
+                   crash_loop_restart_limit: int = LOCAL_CRASH_LOOP_RESTART_LIMIT, dashboard: bool = False
+                   ) -> RunResult:
     """Runs the manifest's roles under supervision until the lifecycle says the run has ended."""
     cfg = manifest.config
     output.mkdir(parents=True, exist_ok=True)
@@ -418,8 +435,12 @@ def run_experiment(manifest: Manifest, output: Path, timeout: float, bar: Progre
                            extra_args=dict.fromkeys(FILE_ROLES, flags), roles=RUN_ROLES, supervise=True,
                            on_event=bar.note, experiment_id=manifest.experiment_id)
     intent, status, steps_before = Intent(cfg), {}, None
-    with cluster:
+    with cluster, contextlib.ExitStack() as cleanup:
         learner_address, analytics_address = cluster.address("learner"), cluster.address("analytics")
+        if dashboard:
+            page = _run_dashboard(manifest, cluster, lambda: (status, time.monotonic() - started))
+            cleanup.callback(page.close)
+            bar.note(f"{manifest.name}: dashboard at {page.url}")
         while True:
             try:
                 learner = learner_view(learner_address, manifest.experiment_id, OBSERVE_TIMEOUT)
@@ -451,7 +472,7 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def run_manifest(path: Path, output: Path | None, timeout: float, progress: bool = True,
-                 database_url: str | None = None, resume: Path | bool | None = None) -> int:
+                 database_url: str | None = None, resume: Path | bool | None = None, dashboard: bool = False) -> int:
     try:
         manifest = load_manifest(path)
         from kuberl.envs import describe
@@ -483,7 +504,7 @@ def run_manifest(path: Path, output: Path | None, timeout: float, progress: bool
     signal.signal(signal.SIGTERM, _interrupt)
     bar = Progress(manifest.config.stop.max_env_steps, progress)
     try:
-        result = run_experiment(manifest, run_dir, timeout, bar, database_url)
+        result = run_experiment(manifest, run_dir, timeout, bar, database_url, dashboard=dashboard)
     except (RuntimeError, TimeoutError) as err:
         print(f"kuberl: the local cluster failed: {err}", file=sys.stderr)
         return ExitCode.RUN_FAILED
