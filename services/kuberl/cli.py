@@ -150,9 +150,7 @@ def start(args: argparse.Namespace) -> int:
     import grpc
 
     from kuberl.config import load_manifest, to_proto
-    from kuberl.rpc import stub
     from kuberl.v1 import experiment_service_pb2 as pb
-    from kuberl.v1 import experiment_service_pb2_grpc as pb_grpc
 
     try:
         manifest = load_manifest(args.manifest)
@@ -160,7 +158,7 @@ def start(args: argparse.Namespace) -> int:
         print(f"kuberl start: {args.manifest}: invalid manifest: {err}", file=sys.stderr)
         return ExitCode.USAGE
     try:
-        reply = stub(pb_grpc.ExperimentServiceStub, args.address).StartExperiment(
+        reply = _experiment_api(args).StartExperiment(
             pb.StartExperimentRequest(experiment_id=manifest.experiment_id, config=to_proto(manifest.config)),
             timeout=args.timeout)
     except grpc.RpcError as err:
@@ -174,11 +172,9 @@ def stop(args: argparse.Namespace) -> int:
 
     from kuberl.config import scoped_experiment_id
     from kuberl.experiment.server import phase_name
-    from kuberl.rpc import stub
     from kuberl.v1 import experiment_service_pb2 as pb
-    from kuberl.v1 import experiment_service_pb2_grpc as pb_grpc
 
-    api = stub(pb_grpc.ExperimentServiceStub, args.address)
+    api = _experiment_api(args)
     try:
         known = {s.experiment_id for s in api.ListExperiments(pb.ListExperimentsRequest(),
                                                               timeout=args.timeout).experiments}
@@ -303,6 +299,14 @@ def cert(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _experiment_api(args: argparse.Namespace) -> Any:
+    """The experiment API at --address, called as the identity _use_tls set."""
+    from kuberl.rpc import stub
+    from kuberl.v1 import experiment_service_pb2_grpc
+
+    return stub(experiment_service_pb2_grpc.ExperimentServiceStub, args.address)
+
+
 def _call_failed(command: str, address: str, tls_dir: Path | None, err: Any) -> int:
     hint = ""
     if err.code().name == "UNAVAILABLE" and tls_dir is None:
@@ -314,12 +318,10 @@ def _call_failed(command: str, address: str, tls_dir: Path | None, err: Any) -> 
 def delete(args: argparse.Namespace) -> int:
     import grpc
 
-    from kuberl.rpc import stub
     from kuberl.v1 import experiment_service_pb2 as pb
-    from kuberl.v1 import experiment_service_pb2_grpc as pb_grpc
 
     try:
-        stub(pb_grpc.ExperimentServiceStub, args.address).DeleteExperiment(
+        _experiment_api(args).DeleteExperiment(
             pb.DeleteExperimentRequest(experiment_id=args.experiment_id), timeout=args.timeout)
     except grpc.RpcError as err:
         return _call_failed("delete", args.address, args.tls_dir, err)
@@ -331,11 +333,9 @@ def status(args: argparse.Namespace) -> int:
     import grpc
 
     from kuberl.experiment.server import phase_name, status_fields
-    from kuberl.rpc import stub
     from kuberl.v1 import experiment_service_pb2 as pb
-    from kuberl.v1 import experiment_service_pb2_grpc as pb_grpc
 
-    api = stub(pb_grpc.ExperimentServiceStub, args.address)
+    api = _experiment_api(args)
     try:
         if args.experiment_id:
             rows = [api.GetExperimentStatus(pb.GetExperimentStatusRequest(experiment_id=args.experiment_id),

@@ -286,6 +286,41 @@ def test_every_role_over_a_port_forward_refuses_plaintext_and_answers_hostile_in
     assert marathon.status(MARATHON)["phase"] == "Running"
 
 
+def test_every_kuberl_pod_serves_prometheus_metrics(marathon: Release):
+    """What a cluster's Prometheus scrapes, through the `metrics` ports the chart and the operator
+    name: the experiment's actor, shard and learner pods, the shared roles and the operator."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape(target: str) -> dict[str, list]:
+        with marathon.cluster.port_forward(target, 9090, marathon.namespace) as local:
+            text = wait_for(lambda: _get(f"http://127.0.0.1:{local}/metrics"), 30, f"{target}/metrics")
+        return {family.name: family.samples for family in text_string_to_metric_families(text)}
+
+    def _get(url: str) -> str | None:
+        try:
+            return urllib.request.urlopen(url, timeout=10).read().decode()
+        except OSError:
+            return None
+
+    mine = f"{marathon.namespace}/{MARATHON}#"
+    pods = {role: marathon.ready_pods(MARATHON, role)[0]["metadata"]["name"]
+            for role in ("environment", "buffer", "learner")}
+    expected = {f"pod/{pods['environment']}": "kuberl_environment_steps",
+                f"pod/{pods['buffer']}": "kuberl_replay_transitions_inserted",
+                f"pod/{pods['learner']}": "kuberl_learner_updates"}
+    for target, family in expected.items():
+        samples = scrape(target)[family]
+        assert any(s.labels["experiment"].startswith(mine) and s.value > 0 for s in samples), (target, samples)
+    policy = scrape(f"svc/{RELEASE}-policy")
+    assert any(s.labels["experiment"].startswith(mine) for s in policy["kuberl_policy_version"])
+    assert scrape(f"svc/{RELEASE}-experiment")["grpc_server_handled"]
+    operator = scrape(f"svc/{RELEASE}-operator-metrics")
+    assert any(s.labels["outcome"] == "ok" and s.value > 0 for s in operator["kuberl_operator_visits"])
+    assert any(s.labels["phase"] == "Running" and s.value >= 1 for s in operator["kuberl_operator_experiments"])
+
+
 def test_a_deleted_policy_pod_comes_back_with_the_weights_on_its_claim(marathon: Release):
     (policy,) = marathon.get("pods", "-l", "app.kubernetes.io/component=policy")["items"]
     experiment_id = marathon.experiment_id(MARATHON)

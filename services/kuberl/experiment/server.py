@@ -60,15 +60,15 @@ def status_fields(status: pb.ExperimentStatus) -> dict[str, Any]:
     """An ExperimentStatus as plain values under its JSON names: numbers as numbers (proto JSON
     would quote 64-bit ones), not-yet-known figures as null, the phase as the CR spells it."""
     fields: dict[str, Any] = {}
-    for field in status.DESCRIPTOR.fields:
-        value = getattr(status, field.name)
-        if field.name == "phase":
+    for descriptor in status.DESCRIPTOR.fields:
+        value = getattr(status, descriptor.name)
+        if descriptor.name == "phase":
             value = phase_name(value)
         elif isinstance(value, float) and math.isnan(value):
             value = None
         elif not isinstance(value, (str, int, float)):
             value = list(value)
-        fields[field.json_name] = value
+        fields[descriptor.json_name] = value
     return fields
 
 
