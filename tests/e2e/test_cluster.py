@@ -316,6 +316,12 @@ def test_every_kuberl_pod_serves_prometheus_metrics(marathon: Release):
     policy = scrape(f"svc/{RELEASE}-policy")
     assert any(s.labels["experiment"].startswith(mine) for s in policy["kuberl_policy_version"])
     assert scrape(f"svc/{RELEASE}-experiment")["grpc_server_handled"]
+    # The dashboard, on the experiment pod's loopback: what `kubectl port-forward` reaches.
+    with marathon.cluster.port_forward(f"deploy/{RELEASE}-experiment", 8090, marathon.namespace) as local:
+        listed = json.loads(wait_for(lambda: _get(f"http://127.0.0.1:{local}/api/experiments"), 30, "the dashboard"))
+        assert MARATHON in {row["experimentId"].split("/")[-1].split("#")[0] for row in listed}, listed
+        page = _get(f"http://127.0.0.1:{local}/")
+        assert page and "uPlot.iife.min.js" in page
     operator = scrape(f"svc/{RELEASE}-operator-metrics")
     assert any(s.labels["outcome"] == "ok" and s.value > 0 for s in operator["kuberl_operator_visits"])
     assert any(s.labels["phase"] == "Running" and s.value >= 1 for s in operator["kuberl_operator_experiments"])

@@ -274,7 +274,11 @@ def test_operator_runs_kopf_standalone_with_liveness(rendered: list[dict]) -> No
 
 def test_experiment_api_is_in_cluster_mode(rendered: list[dict]) -> None:
     c = container(rendered, "Deployment", f"{FULLNAME}-experiment")
-    assert c["args"][-2:] == ["--kubernetes-namespace", NAMESPACE]
+    args = c["args"]
+    assert args[args.index("--kubernetes-namespace") + 1] == NAMESPACE
+    # The dashboard on the pod's loopback (no --dashboard-host): port-forward only; its curves from analytics.
+    assert args[args.index("--dashboard-port") + 1] == "8090" and "--dashboard-host" not in args
+    assert args[args.index("--analytics") + 1] == f"{FULLNAME}-analytics.{NAMESPACE}.svc.cluster.local:50052"
     spec = one(rendered, "Deployment", f"{FULLNAME}-experiment")["spec"]["template"]["spec"]
     assert spec["serviceAccountName"] == f"{FULLNAME}-experiment"
 
