@@ -119,5 +119,6 @@ def serve_metrics(port: int, host: str, role: RoleMetrics | None = None) -> int:
     It carries figures and method names, no experiment data, and accepts no writes."""
     if role is not None:
         REGISTRY.register(role)
-    server, _thread = start_http_server(port, host, registry=REGISTRY)
+    # gRPC's "[::]" (the image's KUBERL_HOST) is "::" to the socket library.
+    server, _thread = start_http_server(port, host.strip("[]"), registry=REGISTRY)
     return server.server_port

@@ -30,3 +30,13 @@ def test_a_missing_run_is_a_usage_error_on_stderr(tmp_path, monkeypatch, capsys)
     assert main(["evaluate", "nothing-here"]) == ExitCode.USAGE
     captured = capsys.readouterr()
     assert not captured.out and "nothing-here" in captured.err
+
+
+def test_metrics_bind_the_images_listen_address_as_grpc_spells_it():
+    """The image sets KUBERL_HOST=[::] (gRPC's spelling); /metrics must bind it too."""
+    import urllib.request
+
+    from kuberl.prometheus import serve_metrics
+
+    port = serve_metrics(0, "[::]")
+    assert b"grpc_server_handled_total" in urllib.request.urlopen(f"http://[::1]:{port}/metrics", timeout=5).read()

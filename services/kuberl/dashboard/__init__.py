@@ -63,7 +63,7 @@ class Dashboard:
 
         self.experiments = experiments
         self.analytics_address = analytics_address
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server = ThreadingHTTPServer((host.strip("[]"), port), Handler)  # "[::]" is gRPC's spelling
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.url = f"http://{host}:{self.port}/"
