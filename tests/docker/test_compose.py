@@ -99,6 +99,11 @@ def test_compose_up_scaled_solves_cartpole_on_every_replica(base_image, tmp_path
         shards = json.loads(run("exec", "-T", "experiment", "python", "-c", SHARD_STATS).stdout)
         assert len(shards) == 3, shards
         assert all(s["total_inserted"] > 0 and s["total_sampled"] > 0 for s in shards), shards
+    except BaseException:  # the roles' own account of what went wrong, beside the assertion
+        logs = subprocess.run([*compose, "logs", "--no-color", "--tail", "40"], capture_output=True, text=True,
+                              env=env, cwd=REPO, timeout=120)
+        print(f"\n[compose] logs:\n{logs.stdout[-8000:]}{logs.stderr[-2000:]}")
+        raise
     finally:
         use_tls(before)
         subprocess.run([*compose, "down", "--volumes", "--remove-orphans", "--timeout", "5"], capture_output=True,
