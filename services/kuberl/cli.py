@@ -227,17 +227,17 @@ def trained(args: argparse.Namespace) -> int:
 
     from kuberl import trained as t
 
+    written = "play.gif" if args.command == "play" else "policy.npz"
     try:
         if args.policy:
             from kuberl.config import load_manifest
             manifest = load_manifest(Path(args.run))
             policy = t.from_policy_role(args.policy, manifest, args.experiment_id)
-            stem = Path(f"{manifest.name}-{args.command if args.command == 'play' else 'policy'}")
-            default = stem.with_suffix(".gif" if args.command == "play" else ".npz")
+            default = Path(f"{manifest.name}-{written}")
         else:
             run_dir = t.run_directory(args.run)
             policy = t.from_run(run_dir)
-            default = run_dir / ("play.gif" if args.command == "play" else "policy.npz")
+            default = run_dir / written
     except ConfigError as err:
         print(f"kuberl {args.command}: {args.run}: invalid manifest: {err}", file=sys.stderr)
         return ExitCode.USAGE

@@ -301,7 +301,7 @@ def run_standing_system(workdir: Path, environments: int, buffers: int, experime
         return ExitCode.USAGE
     dashboard_port = free_port()
     cluster = LocalCluster(workdir, environment_replicas=environments, buffer_replicas=buffers,
-                           database_url=database_url, supervise=True, experiment_port=experiment_port or None,
+                           database_url=database_url, supervise=True, experiment_port=experiment_port,
                            extra_args={"experiment": ["--dashboard-port", str(dashboard_port)]},
                            on_event=lambda message: print(f"kuberl up: {message}", file=sys.stderr, flush=True))
     signal.signal(signal.SIGTERM, _interrupt)
