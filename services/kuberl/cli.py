@@ -13,7 +13,7 @@ from typing import Any
 
 from kuberl.config import ConfigError
 from kuberl.exitcodes import ExitCode
-from kuberl.roles import DEFAULT_PORTS, ROLES
+from kuberl.roles import DEFAULT_PORTS, DEFAULT_RESULT_RETENTION_SECONDS, ROLES
 
 
 
@@ -49,6 +49,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                        help=f"{role} replicas (env KUBERL_{role.upper()}_ADDRESS)")
     p.add_argument("--data-dir", type=Path, default=Path(_env("DATA_DIR", "kuberl-data")),
                    help="buffer and policy snapshots go here")
+    p.add_argument("--result-retention-seconds", type=float,
+                   default=float(_env("RESULT_RETENTION_SECONDS", str(DEFAULT_RESULT_RETENTION_SECONDS))),
+                   help="policy and analytics roles: how long a released (deleted) experiment's result and metrics "
+                        "stay, in seconds (default: 7 days; 0: forgotten at release)")
     p.add_argument("--max-replay-tables", type=int, default=int(_env("MAX_REPLAY_TABLES", "64")),
                    help="buffer role: experiments one shard holds at most (RESOURCE_EXHAUSTED beyond)")
     p.add_argument("--max-replay-bytes", type=int, default=int(_env("MAX_REPLAY_BYTES", "0")) or None,
@@ -204,9 +208,10 @@ def _trained_parsers(sub: argparse._SubParsersAction) -> None:
         p = sub.add_parser(name, help=help_text, description=f"{help_text[0].upper()}{help_text[1:]}. The policy is "
                            "the experiment's result (its best evaluated version), else its newest version.")
         p.add_argument("run", help="a run directory (kuberl-runs/NAME-2), an experiment NAME (its newest run), or "
-                                   "with --policy the experiment's manifest")
+                                   "with --policy the experiment's id, NAMESPACE/NAME or manifest")
         p.add_argument("--policy", default=None, metavar="ADDRESS",
-                       help="fetch the weights from this policy role (a cluster's: port-forward it) instead")
+                       help="fetch the weights from this policy role (a cluster's: port-forward it) instead; a "
+                            "deleted experiment's result stays there for the role's retention (kuberl results)")
         p.add_argument("--experiment-id", default=None,
                        help="with --policy: the id the roles know it by (a cluster's: NAMESPACE/NAME#UID8, the "
                             "RLExperiment's status.experimentId); default: the manifest's")
@@ -221,6 +226,57 @@ def _trained_parsers(sub: argparse._SubParsersAction) -> None:
         _tls_argument(p, "with --policy: your identity (a reader's or an admin's)")
 
 
+def _results_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("results", help="list the results a policy role holds, or delete a deleted experiment's",
+                       description="List the results (best evaluated weights) a policy role holds: of running "
+                                   "experiments, and of deleted ones, kept for the role's retention "
+                                   "(--result-retention-seconds; the chart's policy.resultRetentionSeconds). "
+                                   "kuberl evaluate|play|export --policy uses them.")
+    p.add_argument("--policy", default=_env("POLICY_ADDRESS", f"localhost:{DEFAULT_PORTS['policy']}"),
+                   metavar="ADDRESS", help="the policy role (a cluster's: port-forward it; env KUBERL_POLICY_ADDRESS)")
+    p.add_argument("--delete", metavar="EXPERIMENT_ID", default=None,
+                   help="forget this deleted experiment's result now (an admin's identity)")
+    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    p.add_argument("--timeout", type=float, default=30.0)
+    _tls_argument(p, "your identity (a reader's; an admin's to delete)")
+
+
+def results(args: argparse.Namespace) -> int:
+    import time
+
+    import grpc
+
+    from kuberl import trained as t
+    from kuberl.rpc import stub
+    from kuberl.v1 import policy_service_pb2 as pb
+    from kuberl.v1 import policy_service_pb2_grpc as pb_grpc
+
+    try:
+        if args.delete:
+            stub(pb_grpc.PolicyServiceStub, args.policy).DeleteResult(
+                pb.DeleteResultRequest(experiment_id=args.delete), timeout=args.timeout)
+            print(f"result of {args.delete} deleted")
+            return ExitCode.OK
+        held = t.held_results(args.policy, args.timeout)
+    except grpc.RpcError as err:
+        return _call_failed("results", args.policy, args.tls_dir, err)
+    if args.output == "json":  # numbers stay numbers (proto JSON quotes int64s); times not known are null
+        print(json.dumps([{"experimentId": r.experiment_id, "envId": r.env_id, "version": r.version,
+                           "evaluation": {"meanReturn": r.evaluation.mean_return, "episodes": r.evaluation.episodes,
+                                          "envSteps": r.evaluation.env_steps},
+                           "releasedAtSeconds": r.released_at_seconds or None,
+                           "expiresAtSeconds": r.expires_at_seconds or None} for r in held], indent=2))
+        return ExitCode.OK
+    print(f"{'EXPERIMENT':<36} {'ENV':<16} {'VERSION':>7} {'RETURN':>8} {'EPISODES':>8} {'STEPS':>9} {'KEPT UNTIL':<20}")
+    for r in held:
+        until = "(running)" if not r.released_at_seconds else \
+            time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(r.expires_at_seconds))
+        e = r.evaluation
+        print(f"{r.experiment_id:<36} {r.env_id:<16} {r.version:>7} {e.mean_return:>8.1f} {e.episodes:>8} "
+              f"{e.env_steps:>9} {until:<20}")
+    return ExitCode.OK
+
+
 def trained(args: argparse.Namespace) -> int:
     import grpc
     from gymnasium.error import DependencyNotInstalled
@@ -231,9 +287,9 @@ def trained(args: argparse.Namespace) -> int:
     try:
         if args.policy:
             from kuberl.config import load_manifest
-            manifest = load_manifest(Path(args.run))
-            policy = t.from_policy_role(args.policy, manifest, args.experiment_id)
-            default = Path(f"{manifest.name}-{written}")
+            manifest = load_manifest(Path(args.run)) if Path(args.run).is_file() else None
+            policy = t.from_policy_role(args.policy, manifest, args.experiment_id or (None if manifest else args.run))
+            default = Path(f"{policy.manifest.name}-{written}")
         else:
             run_dir = t.run_directory(args.run)
             policy = t.from_run(run_dir)
@@ -383,12 +439,14 @@ def serve(args: argparse.Namespace) -> int:
     if args.role == "policy":
         from kuberl.policy.server import PolicyMetrics as Metrics
         from kuberl.policy.server import create_server
-        server, replica = create_server(port, args.host, data_dir=args.data_dir)
+        server, replica = create_server(port, args.host, data_dir=args.data_dir,
+                                        result_retention_seconds=args.result_retention_seconds)
         stop = replica.close
     elif args.role == "analytics":
         from kuberl.analytics.server import AnalyticsMetrics as Metrics
         from kuberl.analytics.server import create_server
-        server, replica = create_server(port, args.database, args.host)
+        server, replica = create_server(port, args.database, args.host,
+                                        result_retention_seconds=args.result_retention_seconds)
         stop = replica.close
     elif args.role == "buffer":
         from kuberl.buffer.server import BufferMetrics as Metrics
@@ -481,10 +539,11 @@ def main(argv: list[str] | None = None) -> int:
     _delete_parser(sub)
     _cert_parser(sub)
     _trained_parsers(sub)
+    _results_parser(sub)
     _standing_parsers(sub)
     args = parser.parse_args(argv)
     try:
-        if args.command in ("status", "delete", "start", "stop") or getattr(args, "policy", None):
+        if args.command in ("status", "delete", "start", "stop", "results") or getattr(args, "policy", None):
             _use_tls(args)
     except ValueError as err:
         print(f"kuberl {args.command}: {err}", file=sys.stderr)
@@ -499,6 +558,8 @@ def main(argv: list[str] | None = None) -> int:
         return cert(args)
     if args.command in ("evaluate", "play", "export"):
         return trained(args)
+    if args.command == "results":
+        return results(args)
     if args.command == "start":
         return start(args)
     if args.command == "stop":

@@ -377,6 +377,13 @@ def scoped_experiment_id(namespace: str, name: str, uid: str = "") -> str:
     return f"{scoped}#{uid.replace('-', '')[:UID_DIGITS]}" if uid else scoped
 
 
+def names_of_experiment_id(experiment_id: str) -> tuple[str, str]:
+    """(namespace, name) of an id scoped_experiment_id made; one given in pool mode has no
+    namespace: ("", the id)."""
+    namespace, _, name = experiment_id.rpartition("/")
+    return namespace, name.partition("#")[0]
+
+
 def parse_manifest(doc: Any) -> Manifest:
     """Validates an RLExperiment object (as loaded from YAML) and returns its name and config."""
     if not isinstance(doc, dict):

@@ -311,9 +311,11 @@ def run_standing_system(workdir: Path, environments: int, buffers: int, experime
         admin = cluster.admin.directory if cluster.admin else None
         print(f"kuberl up: {environments} environment and {buffers} buffer replicas serving; logs, snapshots "
               f"and replicas.json in {workdir}\n"
-              f"export KUBERL_EXPERIMENT_ADDRESS={cluster.address('experiment')} KUBERL_TLS_DIR={admin}\n"
+              f"export KUBERL_EXPERIMENT_ADDRESS={cluster.address('experiment')} "
+              f"KUBERL_POLICY_ADDRESS={cluster.address('policy')} KUBERL_TLS_DIR={admin}\n"
               f"dashboard: http://{LOOPBACK}:{dashboard_port}/\n"
-              "then: kuberl start FILE.yaml, kuberl status, kuberl stop NAME; Ctrl-C stops everything", flush=True)
+              "then: kuberl start FILE.yaml, kuberl status, kuberl stop NAME, kuberl delete NAME, kuberl results, "
+              "kuberl export NAME --policy $KUBERL_POLICY_ADDRESS; Ctrl-C stops everything", flush=True)
         threading.Event().wait()
     except KeyboardInterrupt:
         print("kuberl up: stopping every role", file=sys.stderr, flush=True)

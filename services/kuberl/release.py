@@ -16,13 +16,14 @@ from kuberl.v1 import policy_service_pb2_grpc as policy_grpc
 
 
 def release_everywhere(experiment_id: str, timeout: float, *, learner: str | None = None, shards: list[str] = (),
-                       policy: str | None = None, analytics: str | None = None) -> list[str]:
-    """Asks each named role to release the experiment; returns the ones that could not be
-    reached ("address: CODE"). Analytics goes last: the others' final metrics are on their way."""
+                       policy: str | None = None, analytics: str | None = None, purge: bool = False) -> list[str]:
+    """Asks each named role to release the experiment (with `purge`, also what a release keeps:
+    the result and the metrics); returns the ones that could not be reached ("address: CODE").
+    Analytics goes last: the others' final metrics are on their way."""
     holders = [(learner_grpc.LearnerServiceStub, learner), (policy_grpc.PolicyServiceStub, policy),
                *((buffer_grpc.BufferServiceStub, shard) for shard in shards),
                (analytics_grpc.AnalyticsServiceStub, analytics)]
-    request = common_pb2.ReleaseExperimentRequest(experiment_id=experiment_id)
+    request = common_pb2.ReleaseExperimentRequest(experiment_id=experiment_id, purge=purge)
     unreachable = []
     for stub_class, address in holders:
         if not address:

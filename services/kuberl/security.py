@@ -120,6 +120,9 @@ AUTHORIZATION: dict[str, Rule] = {
     "/kuberl.v1.PolicyService/GetPolicy": _rule("environment", "learner", "policy", READERS),
     "/kuberl.v1.PolicyService/UpdatePolicy": _rule("learner", data=True),
     "/kuberl.v1.PolicyService/ReleaseExperiment": _rule("experiment", "operator"),
+    # What a released experiment left: anyone who may read may list it; only an admin forgets it early.
+    "/kuberl.v1.PolicyService/ListResults": _rule(READERS),
+    "/kuberl.v1.PolicyService/DeleteResult": _rule(),
     "/kuberl.v1.AnalyticsService/ReportMetrics": _rule(EVERYONE, data=True),
     "/kuberl.v1.AnalyticsService/QueryMetrics": _rule("experiment", READERS),
     "/kuberl.v1.AnalyticsService/ReleaseExperiment": _rule("experiment", "operator"),

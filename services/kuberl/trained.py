@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from kuberl.config import Manifest, load_manifest
+from kuberl.config import Manifest, from_proto, load_manifest, names_of_experiment_id
 from kuberl.envs import describe, make_rendering_env
 from kuberl.learner.core import greedy_returns
 from kuberl.nets import NEGATIVE_SLOPE, Params, QNetwork
@@ -76,24 +76,60 @@ def from_run(run_dir: Path) -> TrainedPolicy:
     if found is None:
         raise FileNotFoundError(f"{run_dir}: no policy snapshot of {manifest.experiment_id} in policy-0/ "
                                 "(did the run publish any weights?)")
-    (version, weights), result = found
+    latest, result = found
     if result is not None:
         return _policy(manifest, result.weights, result.version, True, result.evaluation)
+    version, weights = latest
     return _policy(manifest, weights, version, False, None)
 
 
-def from_policy_role(address: str, manifest: Manifest, experiment_id: str | None = None,
+def held_results(address: str, timeout: float = 30.0) -> list[policy_pb.HeldResult]:
+    """Every result a policy role holds: of running experiments, and those kept after release."""
+    return list(stub(policy_grpc.PolicyServiceStub, address).ListResults(policy_pb.ListResultsRequest(),
+                                                                         timeout=timeout).results)
+
+
+def resolve_experiment_id(address: str, given: str, timeout: float = 30.0) -> str:
+    """The id of a result the policy role holds, from the id itself or from NAMESPACE/NAME or
+    NAME (namespace default) as the user knows it: a cluster adds '#UID8', which a deleted
+    experiment's user no longer sees. Of several (a name re-created), the live one, else the one
+    released last."""
+    held = held_results(address, timeout)
+    if any(r.experiment_id == given for r in held):
+        return given
+    scoped = given if "/" in given else f"default/{given}"
+    matches = [r for r in held if r.experiment_id == scoped or r.experiment_id.startswith(f"{scoped}#")]
+    if not matches:
+        raise FileNotFoundError(f"{address}: the policy role holds no result of {given} (kuberl results lists "
+                                "what it holds)")
+    return max(matches, key=lambda r: (r.released_at_seconds == 0, r.released_at_seconds)).experiment_id
+
+
+def from_policy_role(address: str, manifest: Manifest | None, experiment_id: str | None = None,
                      timeout: float = 30.0) -> TrainedPolicy:
-    """The experiment's policy fetched from a policy role (a cluster's, or a standing system's)."""
+    """The experiment's policy fetched from a policy role (a cluster's, or a standing system's),
+    its result also after the experiment was deleted. Without a manifest, the config is the one
+    kept with the result, and `experiment_id` may be a name resolve_experiment_id knows."""
     api = stub(policy_grpc.PolicyServiceStub, address)
+    if manifest is None:
+        if not experiment_id:
+            raise ValueError("an experiment id or a manifest is needed")
+        experiment_id = resolve_experiment_id(address, experiment_id, timeout)
     experiment_id = experiment_id or manifest.experiment_id
     try:
-        reply = api.GetPolicy(policy_pb.GetPolicyRequest(experiment_id=experiment_id, result=True), timeout=timeout)
+        reply = api.GetPolicy(policy_pb.GetPolicyRequest(experiment_id=experiment_id, result=True,
+                                                         include_released=True), timeout=timeout)
+        if manifest is None:
+            if not reply.HasField("config"):
+                raise FileNotFoundError(f"{address}: the result of {experiment_id} was kept without its config; "
+                                        "give the experiment's manifest")
+            namespace, name = names_of_experiment_id(experiment_id)
+            manifest = Manifest(name, namespace, from_proto(reply.config))
         e = reply.evaluation
         return _policy(manifest, unpack_weights(reply.weights), reply.weights.version, True,
                        Evaluation(e.mean_return, e.episodes, e.env_steps))
     except grpc.RpcError as err:
-        if err.code() != grpc.StatusCode.NOT_FOUND:
+        if err.code() != grpc.StatusCode.NOT_FOUND or manifest is None:
             raise
     reply = api.GetPolicy(policy_pb.GetPolicyRequest(experiment_id=experiment_id, newer_than_version=-1),
                           timeout=timeout)

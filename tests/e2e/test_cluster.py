@@ -10,8 +10,11 @@ reach) that carries scaling, suspend and resume, a killed shard, a killed operat
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
+import numpy as np
 import pytest
 import yaml
 
@@ -69,7 +72,7 @@ def test_helm_install_and_helm_test(release: Release):
             assert all(c["ready"] and c["restartCount"] == 0 for c in pod["status"]["containerStatuses"]), pod["metadata"]["name"]
 
 
-def test_the_cartpole_example_succeeds_then_scales_down_and_goes_after_its_ttl(release: Release):
+def test_the_cartpole_example_succeeds_then_scales_down_and_goes_after_its_ttl(release: Release, tmp_path):
     started = time.monotonic()
     release.kubectl("apply", "-f", str(CARTPOLE))
     first_transition = None
@@ -119,6 +122,24 @@ def test_the_cartpole_example_succeeds_then_scales_down_and_goes_after_its_ttl(r
     # The operator saw it go and the shared policy role let go of its weights.
     wait_for(lambda: release.probe(policy, "policy", experiment_id)["latest_version"] == -1, 30,
              "the policy role to release cartpole's weights")
+    # Its result outlives it (the chart's policy.resultRetentionSeconds): listed, and exported by
+    # the name its user knows, as the release's reader over a port-forward.
+    reader = release.cluster.tls_directory(f"{RELEASE}-reader-tls", release.namespace, tmp_path / "reader")
+    with release.cluster.port_forward(f"svc/{RELEASE}-policy", 50056, release.namespace) as local:
+        def kuberl(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "kuberl.cli", *args, "--policy", f"127.0.0.1:{local}",
+                                   "--tls-dir", str(reader)], capture_output=True, text=True, timeout=120,
+                                  cwd=tmp_path)
+
+        listed = kuberl("results", "-o", "json")
+        assert listed.returncode == 0, listed.stderr
+        (kept,) = [r for r in json.loads(listed.stdout) if r["experimentId"] == experiment_id]
+        assert kept["envId"] == "CartPole-v1" and kept["releasedAtSeconds"] > 0
+        assert kept["version"] == status["result"]["policyVersion"] and kept["evaluation"]["meanReturn"] >= 475
+        exported = kuberl("export", f"{release.namespace}/cartpole", "-o", "cartpole.npz")
+        assert exported.returncode == 0, exported.stderr
+        with np.load(tmp_path / "cartpole.npz", allow_pickle=False) as f:
+            assert json.loads(str(f["metadata"]))["policy_version"] == kept["version"]
     wait_for(lambda: not release.get("deployments,statefulsets,services,configmaps,persistentvolumeclaims,"
                                      "networkpolicies", "-l", "kuberl.dev/experiment=cartpole")["items"]
              and not release.pods("cartpole", "buffer"), 120, "its children and the shards' claims to be collected")

@@ -221,3 +221,20 @@ def test_mysql_over_tls_as_the_url_says(mariadb, mysql_password, tls):
         cipher = cur.fetchone()[1]
     store.close()
     assert bool(cipher) == (tls != "off"), cipher
+
+
+def test_a_released_experiments_metrics_stay_until_the_retention_has_passed(store):
+    store.write("n1", "learner", points(exp="gone", steps=range(3)) + points(exp="live", steps=range(2)))
+    store.mark_released("gone", 5000.0)
+    store.mark_released("gone", 9000.0)  # a repeated release keeps the first one's time
+    store.write("n1", "learner", points(exp="gone", steps=[3]))  # its last points, still on their way
+    assert store.query(Query("gone", "loss"))[1] == 4
+    assert store.expire_released(5000.0) == {}, "released at 5000: kept until after it"
+    assert store.expire_released(5000.5) == {"gone": 4}
+    assert store.query(Query("gone", "loss"))[1] == 0 and store.query(Query("live", "loss"))[1] == 2
+    assert store.expire_released(1e12) == {}, "released once, forgotten once"
+
+    # Deleting outright (a purge) forgets the release too.
+    store.write("n1", "learner", points(exp="again", steps=[1]))
+    store.mark_released("again", 100.0)
+    assert store.delete_experiment("again") == 1 and store.expire_released(1e12) == {}

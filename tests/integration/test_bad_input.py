@@ -154,6 +154,18 @@ def test_policy_refuses_malformed_and_stale_weights():
             assert reply.updated and reply.weights.version == 3
             assert not api.GetPolicy(policy_pb.GetPolicyRequest(experiment_id="p", newer_than_version=3),
                                      timeout=5).updated
+            # A result must come with a config that can be used again; results need an experiment id.
+            config = to_proto(ExperimentConfig())
+            config.learner.learning_rate = -1.0
+            with pytest.raises(grpc.RpcError) as err:
+                api.UpdatePolicy(policy_pb.UpdatePolicyRequest(
+                    experiment_id="p", weights=weights, config=config,
+                    result=policy_pb.Evaluation(mean_return=1.0, episodes=1)), timeout=5)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "learning" in err.value.details()
+            with pytest.raises(grpc.RpcError) as err:
+                api.DeleteResult(policy_pb.DeleteResultRequest(experiment_id=""), timeout=5)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert not api.ListResults(policy_pb.ListResultsRequest(), timeout=5).results
             assert_still_serving(channel)
     finally:
         server.stop(0)

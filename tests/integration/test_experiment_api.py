@@ -148,7 +148,7 @@ def code_of(call) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
-def test_a_deleted_experiment_leaves_nothing_behind_and_its_id_starts_afresh_with_another_config(tmp_path):
+def test_a_deleted_experiment_leaves_only_what_the_retention_keeps_and_its_id_starts_afresh(tmp_path):
     first = ExperimentConfig().replace(environment={"replicas": 1, "envs_per_replica": 4},
                                        buffer={"snapshot_interval_seconds": 0.5},
                                        learner={"learning_starts": 500, "batch_size": 32, "hidden_sizes": [64, 64]},
@@ -166,7 +166,8 @@ def test_a_deleted_experiment_leaves_nothing_behind_and_its_id_starts_afresh_wit
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
 
-        # Nothing is left in any role, on disk or in the metrics store.
+        # Nothing is left in any role or on disk but what the retention keeps: the metrics, and
+        # the result where one was evaluated (in the policy role's file).
         assert code_of(lambda: status_of(api, "reused")) == grpc.StatusCode.NOT_FOUND
         learner = stub(learner_grpc.LearnerServiceStub, cluster.address("learner"))
         assert code_of(lambda: learner.GetLearnerStats(learner_pb.GetLearnerStatsRequest(experiment_id="reused"),
@@ -177,16 +178,23 @@ def test_a_deleted_experiment_leaves_nothing_behind_and_its_id_starts_afresh_wit
         policy = stub(policy_grpc.PolicyServiceStub, cluster.address("policy")).GetPolicy(
             policy_pb.GetPolicyRequest(experiment_id="reused", newer_than_version=-1), timeout=10)
         assert policy.latest_version == -1
-        time.sleep(2)  # the reporters' last batches arrive: measured before the delete, they are not stored
-        metrics = stub(analytics_grpc.AnalyticsServiceStub, cluster.address("analytics")).QueryMetrics(
-            analytics_pb.QueryMetricsRequest(experiment_id="reused", metric="charts/episodic_return"), timeout=10)
-        assert metrics.total == 0
-        assert not list(tmp_path.glob("buffer-*/*.npz")) and not list(tmp_path.glob("policy-0/*.npz"))
+        analytics = stub(analytics_grpc.AnalyticsServiceStub, cluster.address("analytics"))
+
+        def returns(**query) -> analytics_pb.QueryMetricsResponse:
+            return analytics.QueryMetrics(analytics_pb.QueryMetricsRequest(
+                experiment_id="reused", metric="charts/episodic_return", **query), timeout=10)
+
+        assert returns().total > 0
+        kept = [r.experiment_id for r in stub(policy_grpc.PolicyServiceStub, cluster.address("policy")).ListResults(
+            policy_pb.ListResultsRequest(), timeout=10).results]
+        assert not list(tmp_path.glob("buffer-*/*.npz"))
+        assert len(list(tmp_path.glob("policy-0/*.npz"))) == len(kept) and kept in ([], ["reused"])
         assert code_of(lambda: api.DeleteExperiment(exp_pb.DeleteExperimentRequest(experiment_id="reused"),
                                                     timeout=10)) == grpc.StatusCode.NOT_FOUND
 
         # The same id, another environment and other network sizes: a new experiment from zero.
         second = first.replace(env_id="Acrobot-v1", learner={"hidden_sizes": [32, 32]})
+        restarted = time.time()
         api.StartExperiment(exp_pb.StartExperimentRequest(experiment_id="reused", config=to_proto(second)),
                             timeout=60)
         fresh = wait_for(lambda: (s := status_of(api, "reused")).policy_version >= 1 and s, 90,
@@ -196,3 +204,9 @@ def test_a_deleted_experiment_leaves_nothing_behind_and_its_id_starts_afresh_wit
         acrobot = wait_for(lambda: stub(policy_grpc.PolicyServiceStub, cluster.address("policy")).GetPolicy(
             policy_pb.GetPolicyRequest(experiment_id="reused", newer_than_version=-1), timeout=10), 30, "weights")
         assert unpack_weights(acrobot.weights)[0].shape == (6, 32)  # Acrobot's 6 observations, 32 hidden units
+        # The old experiment's kept metrics and result went when the new one took the id.
+        wait_for(lambda: returns().total > 0, 60, "the new experiment's first returns")
+        assert returns(limit=1).points[0].timestamp >= restarted - 1.0
+        held = [r for r in stub(policy_grpc.PolicyServiceStub, cluster.address("policy")).ListResults(
+            policy_pb.ListResultsRequest(), timeout=10).results if r.experiment_id == "reused"]
+        assert all(r.released_at_seconds == 0 for r in held), held  # none, or the new experiment's own

@@ -1,5 +1,6 @@
 """`kuberl up` as a user runs it: a standing system, two experiments started, watched, stopped
-and finished through `kuberl start`, `status` and `stop`, then Ctrl-C stops every role."""
+and finished through `kuberl start`, `status` and `stop`; the solved one deleted and its result
+still exported from the policy role; then Ctrl-C stops every role."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
+import numpy as np
 import pytest
 import yaml
 
@@ -57,6 +60,38 @@ def test_two_experiments_run_side_by_side_on_a_standing_system(tmp_path):
         assert phases() == {"default/alpha": Phase.SUCCEEDED.value, "default/beta": Phase.STOPPED.value}
         refused = kuberl("stop", "gamma")
         assert refused.returncode == 3 and "NOT_FOUND" in refused.stderr
+
+        # Deleted, alpha's workloads and newest weights are gone, but its result stays for the
+        # policy role's retention (7 days by default), with the config to use it by.
+        assert kuberl("delete", "default/alpha").returncode == 0
+        held = {r["experimentId"]: r for r in json.loads(kuberl("results", "-o", "json").stdout)}
+        kept = held["default/alpha"]
+        assert kept["envId"] == "CartPole-v1" and kept["evaluation"]["meanReturn"] >= 475
+        assert kept["expiresAtSeconds"] - kept["releasedAtSeconds"] == 7 * 24 * 3600
+        assert kuberl("results").stdout.count("default/alpha") == 1, "the table lists it too"
+        dashboard = next(line.split()[-1] for line in lines + [up.stdout.readline().strip()]
+                         if line.startswith("dashboard: "))
+        curves = json.loads(urllib.request.urlopen(f"{dashboard}api/curves?experiment=default/alpha",
+                                                   timeout=10).read())
+        assert all(curves.values()), "its metrics stay too"
+        exported = kuberl("export", "alpha", "--policy", env["KUBERL_POLICY_ADDRESS"], "-o", "alpha.npz")
+        assert exported.returncode == 0, exported.stderr
+        with np.load(tmp_path / "alpha.npz", allow_pickle=False) as f:
+            metadata = json.loads(str(f["metadata"]))
+        assert (metadata["experiment"], metadata["policy_version"], metadata["is_result"]) == (
+            "alpha", kept["version"], True)
+        unknown = kuberl("results", "--delete", "default/beta")  # stopped before any evaluation: no result
+        assert unknown.returncode == 3 and "NOT_FOUND" in unknown.stderr
+        assert kuberl("results", "--delete", "default/alpha").returncode == 0
+        assert "default/alpha" not in kuberl("results").stdout
+        gone = kuberl("export", "alpha", "--policy", env["KUBERL_POLICY_ADDRESS"], "-o", "again.npz")
+        assert gone.returncode == 2 and "holds no result of alpha" in gone.stderr
+        # A new experiment under the deleted one's id starts with none of its metrics.
+        assert kuberl("start", "alpha.yaml").returncode == 0
+        fresh = json.loads(urllib.request.urlopen(f"{dashboard}api/curves?experiment=default/alpha",
+                                                  timeout=10).read())
+        assert sum(map(len, fresh.values())) < sum(map(len, curves.values())), (fresh, curves)
+        assert kuberl("stop", "alpha").returncode == 0
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=60)

@@ -461,6 +461,20 @@ def test_mysql_persistence_values() -> None:
     assert claim["spec"]["storageClassName"] == "fast-ssd"
 
 
+@pytest.mark.parametrize("helm", HELMS, ids=lambda h: f"helm{h}")
+def test_the_result_retention_reaches_the_policy_role_and_analytics(helm: str) -> None:
+    """One value, both roles that keep what a deleted experiment leaves (its result, its metrics)."""
+    def retention(docs: list[dict], role: str) -> str:
+        args = container(docs, "Deployment", f"{FULLNAME}-{role}")["args"]
+        return args[args.index("--result-retention-seconds") + 1]
+
+    defaults = render(helm)
+    assert retention(defaults, "policy") == retention(defaults, "analytics") == str(7 * 24 * 3600)
+    changed = render(helm, "--set", "resultRetentionSeconds=0")
+    assert retention(changed, "policy") == retention(changed, "analytics") == "0"
+    assert "resultRetentionSeconds" in render_error(helm, "--set", "resultRetentionSeconds=-5")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -51,3 +51,22 @@ def test_a_batch_refused_for_good_is_dropped_and_the_rest_go_through():
     wait_for(lambda: store.queued_points == 0, 10, "the queue to drain")
     assert (stored(backend, "poison"), stored(backend, "fine")) == (0, 2)
     store.close()
+
+
+def test_a_release_keeps_the_metrics_for_the_retention_and_a_purge_does_not():
+    backend = SQLiteStore(":memory:")
+    store = BufferedStore(backend, result_retention_seconds=2.0)
+    store.write("n", "test", points("kept", 3) + points("purged", 2))
+    assert store.release("kept") == 0 and store.release("purged", purge=True) == 2
+    store.write("n", "test", points("kept", 1))  # a late point of the released experiment is stored
+    assert (stored(backend, "kept"), stored(backend, "purged")) == (4, 0)
+    assert store.expire() == {}
+    # The flusher sweeps about once a minute; called here once the retention has passed.
+    wait_for(lambda: store.expire() == {"kept": 4}, 10, "the retention to pass")
+    assert stored(backend, "kept") == 0
+    store.close()
+
+    unkept = BufferedStore(SQLiteStore(":memory:"), result_retention_seconds=0)
+    unkept.write("n", "test", points("gone", 2))
+    assert unkept.release("gone") == 2, "no retention: released is deleted"
+    unkept.close()

@@ -107,3 +107,77 @@ def test_a_format_1_file_is_read_as_the_newest_without_a_result(tmp_path):
     assert store.newer_than("old", -1)[0] == 7 and store.result("old") is None
     assert not store.set_aside.paths
     store.close()
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def released_store(tmp_path, clock: Clock, retention: float = 3600.0) -> PolicyStore:
+    store = PolicyStore(tmp_path, flush_seconds=3600, result_retention_seconds=retention, clock=clock)
+    store.update("e", 1, weights(1.0))
+    store.update("e", 2, weights(2.0))
+    store.set_result("e", 1, weights(1.0), Evaluation(490.0, 10, 8_000), config=b"\x0a\x0bCartPole-v1")
+    assert store.release("e")
+    return store
+
+
+def test_a_released_experiment_keeps_its_result_with_its_config_for_the_retention(tmp_path):
+    clock = Clock()
+    store = released_store(tmp_path, clock)
+    assert store.newer_than("e", -1) == (-1, None), "the newest weights go at release"
+    assert store.result("e") is None, "a resuming learner must not take it for its own"
+    kept = store.result("e", include_released=True)
+    assert (kept.version, kept.evaluation.mean_return, kept.config) == (1, 490.0, b"\x0a\x0bCartPole-v1")
+    assert kept.released_at == clock.now and store.expires_at(kept) == clock.now + 3600
+    assert np.array_equal(kept.weights[0], weights(1.0)[0])
+    assert store.versions() == {}, "a released experiment is not served as live"
+    store.release("e")  # again (the operator retries): the first release's time stays
+    assert store.result("e", include_released=True).released_at == clock.now
+
+    # A restarted role still has it, until the retention is over: then memory and file go.
+    store.close()
+    clock.now += 1800
+    restored = PolicyStore(tmp_path, flush_seconds=3600, result_retention_seconds=3600, clock=clock)
+    assert restored.result("e", include_released=True).config == b"\x0a\x0bCartPole-v1"
+    assert not restored.set_aside.paths
+    clock.now += 1800
+    assert restored.expire() == ["e"]
+    assert restored.results() == {} and not list(tmp_path.iterdir())
+    restored.close()
+
+
+def test_a_kept_result_is_deleted_on_request_but_a_live_one_is_not(tmp_path):
+    from kuberl.rpc import FailedPrecondition, NotFound
+
+    store = released_store(tmp_path, Clock())
+    store.update("live", 1, weights(3.0))
+    store.set_result("live", 1, weights(3.0), Evaluation(10.0, 10, 100))
+    with pytest.raises(FailedPrecondition, match="not released"):
+        store.delete_result("live")
+    store.delete_result("e")
+    with pytest.raises(NotFound):
+        store.delete_result("e")
+    assert set(store.results()) == {"live"}
+    store.close()
+    assert set(PolicyStore(tmp_path, flush_seconds=3600).results()) == {"live"}
+
+
+def test_no_retention_forgets_the_result_at_release_and_a_reused_id_purges_it_first(tmp_path):
+    from kuberl.rpc import FailedPrecondition
+
+    store = released_store(tmp_path, Clock(), retention=0)
+    assert store.results() == {} and not list(tmp_path.iterdir())
+
+    store = released_store(tmp_path / "reused", Clock())
+    with pytest.raises(FailedPrecondition, match="released"):  # its learner, pushing late
+        store.update("e", 3, weights(3.0))
+    assert store.release("e", purge=True)  # what the experiment API sends before reusing the id
+    store.update("e", 1, weights(5.0))
+    assert store.results() == {} and store.newer_than("e", -1)[0] == 1
+    with pytest.raises(ValueError, match="result retention"):
+        PolicyStore(result_retention_seconds=-1)

@@ -5,7 +5,8 @@ a background thread reconnects with exponential backoff and flushes the queue in
 acknowledged is lost while the queue has room, and a full queue refuses (RESOURCE_EXHAUSTED)
 instead of dropping silently. Queries need the database and answer UNAVAILABLE without it.
 The flusher survives any error; a batch refused MAX_BATCH_FAILURES times for another reason than
-the database being away is dropped with an error line.
+the database being away is dropped with an error line. It also forgets, about once a minute, the
+metrics of experiments released longer ago than the result retention.
 """
 
 from __future__ import annotations
@@ -17,18 +18,23 @@ import uuid
 from collections import deque
 
 from kuberl.analytics.core import MetricsStore, Point, Query, StoreUnavailable, validate_batch
+from kuberl.roles import DEFAULT_RESULT_RETENTION_SECONDS
 from kuberl.rpc import Exhausted
 
 log = logging.getLogger(__name__)
 # A queued batch the database keeps refusing for another reason than being away is dropped
 # after this many tries (logged), so that it cannot hold up every batch behind it.
 MAX_BATCH_FAILURES = 5
+EXPIRY_INTERVAL_SECONDS = 60.0
 
 
 class BufferedStore:
     def __init__(self, backend: MetricsStore, max_queued_points: int = 100_000, min_backoff: float = 0.1,
-                 max_backoff: float = 5.0):
+                 max_backoff: float = 5.0, result_retention_seconds: float = DEFAULT_RESULT_RETENTION_SECONDS):
+        if result_retention_seconds < 0:
+            raise ValueError(f"result retention: must be >= 0 seconds, got {result_retention_seconds}")
         self.backend = backend
+        self.result_retention_seconds = result_retention_seconds
         self.max_queued_points = max_queued_points
         self.min_backoff, self.max_backoff = min_backoff, max_backoff
         # (node name, node type, points, batch id): the id makes a retried batch land once.
@@ -89,6 +95,22 @@ class BufferedStore:
             self._queued_points = sum(len(batch[2]) for batch in self._queue)
         return self.backend.delete_experiment(experiment_id)
 
+    def release(self, experiment_id: str, purge: bool = False) -> int:
+        """The experiment is gone: its metrics stay for the result retention (points still on
+        their way are stored too), unless `purge` or no retention; returns the points deleted now."""
+        if purge or self.result_retention_seconds == 0:
+            return self.delete_experiment(experiment_id)
+        self.backend.mark_released(experiment_id, time.time())
+        return 0
+
+    def expire(self) -> dict[str, int]:
+        """Forgets the metrics of experiments released longer ago than the retention."""
+        expired = self.backend.expire_released(time.time() - self.result_retention_seconds)
+        for experiment_id, points in expired.items():
+            log.info("%s: released %.0fs ago or more; its %d metric points deleted", experiment_id,
+                     self.result_retention_seconds, points)
+        return expired
+
     def _flush_once(self) -> bool:
         """Writes queued batches oldest first; False when the database is still away."""
         while True:
@@ -117,9 +139,18 @@ class BufferedStore:
 
     def _flush_loop(self) -> None:
         backoff = self.min_backoff
+        expire_due = time.monotonic()
         while not self._closing.is_set():
-            self._wake.wait(timeout=backoff if self._queue else None)
+            self._wake.wait(timeout=backoff if self._queue else max(0.0, expire_due - time.monotonic()))
             self._wake.clear()
+            if time.monotonic() >= expire_due and not self._queue:
+                expire_due = time.monotonic() + EXPIRY_INTERVAL_SECONDS
+                try:
+                    self.expire()
+                except StoreUnavailable:
+                    pass  # the next round, once it is back
+                except Exception:  # noqa: BLE001 - as for writes: the flusher outlives the database
+                    log.exception("forgetting expired metrics failed")
             if self._flush_once():
                 if backoff > self.min_backoff:
                     log.info("database back; queued metrics flushed")

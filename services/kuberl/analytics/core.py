@@ -62,6 +62,12 @@ class MetricsStore(Protocol):
     def delete_experiment(self, experiment_id: str) -> int:
         """Deletes every point of the experiment; returns how many."""
 
+    def mark_released(self, experiment_id: str, released_at: float) -> None:
+        """Keeps the experiment's points until expire_released passes its release time."""
+
+    def expire_released(self, released_before: float) -> dict[str, int]:
+        """Deletes the points of experiments released before then; points deleted per experiment."""
+
     def close(self) -> None: ...
 
 
@@ -151,8 +157,26 @@ class SQLStore:
     def delete_experiment(self, experiment_id: str) -> int:
         """Deletes every metric point of the experiment; returns how many."""
         with self._lock, self._cursor() as cur:
-            cur.execute(self._sql("DELETE FROM metrics WHERE experiment_id = ?"), (experiment_id,))
-            return cur.rowcount
+            return self._delete(cur, experiment_id)
+
+    def _delete(self, cur: Any, experiment_id: str) -> int:
+        cur.execute(self._sql("DELETE FROM released_experiments WHERE experiment_id = ?"), (experiment_id,))
+        cur.execute(self._sql("DELETE FROM metrics WHERE experiment_id = ?"), (experiment_id,))
+        return cur.rowcount
+
+    def mark_released(self, experiment_id: str, released_at: float) -> None:
+        """Records the experiment's release: its points stay until expire_released passes that
+        time (a second release keeps the first one's time)."""
+        with self._lock, self._cursor() as cur:
+            cur.execute(self._sql(f"{self.insert_ignore} INTO released_experiments (experiment_id, released_at) "
+                                  "VALUES (?, ?)"), (experiment_id, released_at))
+
+    def expire_released(self, released_before: float) -> dict[str, int]:
+        """Deletes the points of experiments released before that time; returns how many each."""
+        with self._lock, self._cursor() as cur:
+            cur.execute(self._sql("SELECT experiment_id FROM released_experiments WHERE released_at < ?"),
+                        (released_before,))
+            return {experiment_id: self._delete(cur, experiment_id) for (experiment_id,) in cur.fetchall()}
 
     def query(self, query: Query) -> tuple[list[Point], int]:
         where = ["m.experiment_id = ?", "t.name = ?"]
@@ -204,6 +228,10 @@ SQLITE_SCHEMA = (
         batch_row INTEGER NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS metrics_by_experiment ON metrics (experiment_id, metric_type_id, step)",
     "CREATE UNIQUE INDEX IF NOT EXISTS metrics_by_batch ON metrics (batch_id, batch_row)",
+    # Beside the seed's schema: experiments deleted whose metrics are kept for the result retention.
+    """CREATE TABLE IF NOT EXISTS released_experiments (
+        experiment_id TEXT PRIMARY KEY,
+        released_at REAL NOT NULL)""",
 )
 
 

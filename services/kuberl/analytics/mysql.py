@@ -57,6 +57,11 @@ SCHEMA = (
         FOREIGN KEY (node_id) REFERENCES nodes (node_id),
         FOREIGN KEY (metric_type_id) REFERENCES metric_types (metric_type_id)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+    # Beside the seed's schema: experiments deleted whose metrics are kept for the result retention.
+    """CREATE TABLE IF NOT EXISTS released_experiments (
+        experiment_id VARCHAR(128) NOT NULL PRIMARY KEY,
+        released_at DOUBLE NOT NULL
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
 )
 
 

@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from kuberl.analytics.buffered import BufferedStore
 from kuberl.analytics.core import MetricsStore, Point, Query, open_store, redact_url
+from kuberl.roles import DEFAULT_RESULT_RETENTION_SECONDS
 from kuberl.rpc import Server, require_experiment_id, rpc_errors
 from kuberl.v1 import analytics_service_pb2 as pb
 from kuberl.v1 import common_pb2
@@ -50,7 +51,7 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
     @rpc_errors
     def ReleaseExperiment(self, request: common_pb2.ReleaseExperimentRequest, context: grpc.ServicerContext
                           ) -> common_pb2.ReleaseExperimentResponse:
-        deleted = self.store.delete_experiment(require_experiment_id(request.experiment_id))
+        deleted = self.store.release(require_experiment_id(request.experiment_id), request.purge)
         log.info("%s: released (%d metric points deleted)", request.experiment_id, deleted)
         return common_pb2.ReleaseExperimentResponse()
 
@@ -68,9 +69,10 @@ class AnalyticsMetrics:
                                 value=self.store.queued_points)
 
 
-def create_server(port: int, database_url: str, host: str = "127.0.0.1", max_queued_points: int = 100_000
-                  ) -> tuple[Server, BufferedStore]:
-    store = BufferedStore(open_store(database_url), max_queued_points)
+def create_server(port: int, database_url: str, host: str = "127.0.0.1", max_queued_points: int = 100_000,
+                  result_retention_seconds: float = DEFAULT_RESULT_RETENTION_SECONDS) -> tuple[Server, BufferedStore]:
+    store = BufferedStore(open_store(database_url), max_queued_points,
+                          result_retention_seconds=result_retention_seconds)
     log.info("metrics go to %s", redact_url(database_url))
     server = Server(AnalyticsServicer(store), pb_grpc.add_AnalyticsServiceServicer_to_server, pb.DESCRIPTOR, port,
                     host)

@@ -156,6 +156,12 @@ class LocalExperiments:
             record.lock.acquire()
             self._records.put(experiment_id, record)
         try:
+            # A deleted experiment under this id left its result and metrics (kept for the
+            # retention): a new experiment inherits neither.
+            unreachable = release_everywhere(experiment_id, RPC_TIMEOUT, policy=self.peers.policy,
+                                             analytics=self.peers.analytics, purge=True)
+            if unreachable:
+                raise Unavailable(f"experiment {experiment_id!r} not started: {'; '.join(unreachable)}")
             config_msg = to_proto(config)
             for index, address in enumerate(replicas):
                 stub(env_grpc.EnvironmentServiceStub, address).Initialize(
@@ -166,7 +172,7 @@ class LocalExperiments:
             for address in replicas:
                 stub(env_grpc.EnvironmentServiceStub, address).StartRollout(
                     env_pb.StartRolloutRequest(experiment_id=experiment_id), timeout=RPC_TIMEOUT)
-        except grpc.RpcError:
+        except (grpc.RpcError, Unavailable):
             # As a refused create in a cluster: the caller gets the error and no experiment exists.
             self._release(record)
             self._records.pop(experiment_id)

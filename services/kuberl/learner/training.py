@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from kuberl.config import ExperimentConfig, LearnerSpec
+from kuberl.config import ExperimentConfig, LearnerSpec, to_proto
 from kuberl.discovery import Discovery
 from kuberl.envs import describe
 from kuberl.learner.core import evaluate, importance_weights, merge_batches, merge_rows, split_counts, updates_allowed
@@ -334,13 +334,14 @@ class Publisher:
             future.result()
         return version, params
 
-    def keep_result(self, version: int, params: Params, evaluation: Evaluation) -> None:
-        """Marks a published version as the experiment's result. On the push thread, so that it
+    def keep_result(self, version: int, params: Params, evaluation: Evaluation, config: ExperimentConfig) -> None:
+        """Marks a published version as the experiment's result, with the config that trained it
+        (so that it can be used once the experiment is gone). On the push thread, so that it
         follows that version's own push."""
         request = policy_pb.UpdatePolicyRequest(
             experiment_id=self.experiment_id, weights=pack_weights(params, version),
             result=policy_pb.Evaluation(mean_return=evaluation.mean_return, episodes=evaluation.episodes,
-                                        env_steps=evaluation.env_steps))
+                                        env_steps=evaluation.env_steps), config=to_proto(config))
         self._pusher.submit(self._call, request).result()
 
     def resume_result(self) -> tuple[int, Params, Evaluation] | None:
@@ -478,7 +479,7 @@ class Evaluator:
     def _keep(self, candidate: Candidate, evaluation: Evaluation) -> None:
         with self._lock:
             self._best, self.result = candidate, (candidate.version, evaluation)
-        self._run.publisher.keep_result(candidate.version, candidate.params, evaluation)
+        self._run.publisher.keep_result(candidate.version, candidate.params, evaluation, self._run.config)
 
 
 class TrainingRun:

@@ -165,10 +165,12 @@ class ExperimentConfig(_message.Message):
     def __init__(self, env_id: _Optional[str] = ..., seed: _Optional[int] = ..., environment: _Optional[_Union[EnvironmentSpec, _Mapping]] = ..., exploration: _Optional[_Union[ExplorationSpec, _Mapping]] = ..., buffer: _Optional[_Union[BufferSpec, _Mapping]] = ..., learner: _Optional[_Union[LearnerSpec, _Mapping]] = ..., stop: _Optional[_Union[StopSpec, _Mapping]] = ..., env_kwargs: _Optional[str] = ...) -> None: ...
 
 class ReleaseExperimentRequest(_message.Message):
-    __slots__ = ("experiment_id",)
+    __slots__ = ("experiment_id", "purge")
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PURGE_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
-    def __init__(self, experiment_id: _Optional[str] = ...) -> None: ...
+    purge: bool
+    def __init__(self, experiment_id: _Optional[str] = ..., purge: _Optional[bool] = ...) -> None: ...
 
 class ReleaseExperimentResponse(_message.Message):
     __slots__ = ()

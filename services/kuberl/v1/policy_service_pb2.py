@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kuberl.v1 import common_pb2 as kuberl_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ekuberl/v1/policy_service.proto\x12\tkuberl.v1\x1a\x16kuberl/v1/common.proto\"U\n\x10GetPolicyRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x1a\n\x12newer_than_version\x18\x02 \x01(\x03\x12\x0e\n\x06result\x18\x03 \x01(\x08\"F\n\nEvaluation\x12\x13\n\x0bmean_return\x18\x01 \x01(\x01\x12\x10\n\x08\x65pisodes\x18\x02 \x01(\x05\x12\x11\n\tenv_steps\x18\x03 \x01(\x03\"\x92\x01\n\x11GetPolicyResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x08\x12)\n\x07weights\x18\x02 \x01(\x0b\x32\x18.kuberl.v1.PolicyWeights\x12\x16\n\x0elatest_version\x18\x03 \x01(\x03\x12)\n\nevaluation\x18\x04 \x01(\x0b\x32\x15.kuberl.v1.Evaluation\"~\n\x13UpdatePolicyRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12)\n\x07weights\x18\x02 \x01(\x0b\x32\x18.kuberl.v1.PolicyWeights\x12%\n\x06result\x18\x03 \x01(\x0b\x32\x15.kuberl.v1.Evaluation\"\'\n\x14UpdatePolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x32\x88\x02\n\rPolicyService\x12\x46\n\tGetPolicy\x12\x1b.kuberl.v1.GetPolicyRequest\x1a\x1c.kuberl.v1.GetPolicyResponse\x12O\n\x0cUpdatePolicy\x12\x1e.kuberl.v1.UpdatePolicyRequest\x1a\x1f.kuberl.v1.UpdatePolicyResponse\x12^\n\x11ReleaseExperiment\x12#.kuberl.v1.ReleaseExperimentRequest\x1a$.kuberl.v1.ReleaseExperimentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ekuberl/v1/policy_service.proto\x12\tkuberl.v1\x1a\x16kuberl/v1/common.proto\"o\n\x10GetPolicyRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x1a\n\x12newer_than_version\x18\x02 \x01(\x03\x12\x0e\n\x06result\x18\x03 \x01(\x08\x12\x18\n\x10include_released\x18\x04 \x01(\x08\"F\n\nEvaluation\x12\x13\n\x0bmean_return\x18\x01 \x01(\x01\x12\x10\n\x08\x65pisodes\x18\x02 \x01(\x05\x12\x11\n\tenv_steps\x18\x03 \x01(\x03\"\xf8\x01\n\x11GetPolicyResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x08\x12)\n\x07weights\x18\x02 \x01(\x0b\x32\x18.kuberl.v1.PolicyWeights\x12\x16\n\x0elatest_version\x18\x03 \x01(\x03\x12)\n\nevaluation\x18\x04 \x01(\x0b\x32\x15.kuberl.v1.Evaluation\x12+\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x1b.kuberl.v1.ExperimentConfig\x12\x1b\n\x13released_at_seconds\x18\x06 \x01(\x01\x12\x1a\n\x12\x65xpires_at_seconds\x18\x07 \x01(\x01\"\xab\x01\n\x13UpdatePolicyRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12)\n\x07weights\x18\x02 \x01(\x0b\x32\x18.kuberl.v1.PolicyWeights\x12%\n\x06result\x18\x03 \x01(\x0b\x32\x15.kuberl.v1.Evaluation\x12+\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x1b.kuberl.v1.ExperimentConfig\"\'\n\x14UpdatePolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\"\x14\n\x12ListResultsRequest\"\xa8\x01\n\nHeldResult\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12)\n\nevaluation\x18\x03 \x01(\x0b\x32\x15.kuberl.v1.Evaluation\x12\x0e\n\x06\x65nv_id\x18\x04 \x01(\t\x12\x1b\n\x13released_at_seconds\x18\x05 \x01(\x01\x12\x1a\n\x12\x65xpires_at_seconds\x18\x06 \x01(\x01\"=\n\x13ListResultsResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.kuberl.v1.HeldResult\",\n\x13\x44\x65leteResultRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteResultResponse2\xa7\x03\n\rPolicyService\x12\x46\n\tGetPolicy\x12\x1b.kuberl.v1.GetPolicyRequest\x1a\x1c.kuberl.v1.GetPolicyResponse\x12O\n\x0cUpdatePolicy\x12\x1e.kuberl.v1.UpdatePolicyRequest\x1a\x1f.kuberl.v1.UpdatePolicyResponse\x12^\n\x11ReleaseExperiment\x12#.kuberl.v1.ReleaseExperimentRequest\x1a$.kuberl.v1.ReleaseExperimentResponse\x12L\n\x0bListResults\x12\x1d.kuberl.v1.ListResultsRequest\x1a\x1e.kuberl.v1.ListResultsResponse\x12O\n\x0c\x44\x65leteResult\x12\x1e.kuberl.v1.DeleteResultRequest\x1a\x1f.kuberl.v1.DeleteResultResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kuberl.v1.policy_service_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETPOLICYREQUEST']._serialized_start=69
-  _globals['_GETPOLICYREQUEST']._serialized_end=154
-  _globals['_EVALUATION']._serialized_start=156
-  _globals['_EVALUATION']._serialized_end=226
-  _globals['_GETPOLICYRESPONSE']._serialized_start=229
-  _globals['_GETPOLICYRESPONSE']._serialized_end=375
-  _globals['_UPDATEPOLICYREQUEST']._serialized_start=377
-  _globals['_UPDATEPOLICYREQUEST']._serialized_end=503
-  _globals['_UPDATEPOLICYRESPONSE']._serialized_start=505
-  _globals['_UPDATEPOLICYRESPONSE']._serialized_end=544
-  _globals['_POLICYSERVICE']._serialized_start=547
-  _globals['_POLICYSERVICE']._serialized_end=811
+  _globals['_GETPOLICYREQUEST']._serialized_end=180
+  _globals['_EVALUATION']._serialized_start=182
+  _globals['_EVALUATION']._serialized_end=252
+  _globals['_GETPOLICYRESPONSE']._serialized_start=255
+  _globals['_GETPOLICYRESPONSE']._serialized_end=503
+  _globals['_UPDATEPOLICYREQUEST']._serialized_start=506
+  _globals['_UPDATEPOLICYREQUEST']._serialized_end=677
+  _globals['_UPDATEPOLICYRESPONSE']._serialized_start=679
+  _globals['_UPDATEPOLICYRESPONSE']._serialized_end=718
+  _globals['_LISTRESULTSREQUEST']._serialized_start=720
+  _globals['_LISTRESULTSREQUEST']._serialized_end=740
+  _globals['_HELDRESULT']._serialized_start=743
+  _globals['_HELDRESULT']._serialized_end=911
+  _globals['_LISTRESULTSRESPONSE']._serialized_start=913
+  _globals['_LISTRESULTSRESPONSE']._serialized_end=974
+  _globals['_DELETERESULTREQUEST']._serialized_start=976
+  _globals['_DELETERESULTREQUEST']._serialized_end=1020
+  _globals['_DELETERESULTRESPONSE']._serialized_start=1022
+  _globals['_DELETERESULTRESPONSE']._serialized_end=1044
+  _globals['_POLICYSERVICE']._serialized_start=1047
+  _globals['_POLICYSERVICE']._serialized_end=1470
 # @@protoc_insertion_point(module_scope)

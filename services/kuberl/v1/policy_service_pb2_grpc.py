@@ -51,6 +51,16 @@ class PolicyServiceStub:
                 request_serializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentRequest.SerializeToString,
                 response_deserializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentResponse.FromString,
                 _registered_method=True)
+        self.ListResults = channel.unary_unary(
+                '/kuberl.v1.PolicyService/ListResults',
+                request_serializer=kuberl_dot_v1_dot_policy__service__pb2.ListResultsRequest.SerializeToString,
+                response_deserializer=kuberl_dot_v1_dot_policy__service__pb2.ListResultsResponse.FromString,
+                _registered_method=True)
+        self.DeleteResult = channel.unary_unary(
+                '/kuberl.v1.PolicyService/DeleteResult',
+                request_serializer=kuberl_dot_v1_dot_policy__service__pb2.DeleteResultRequest.SerializeToString,
+                response_deserializer=kuberl_dot_v1_dot_policy__service__pb2.DeleteResultResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
@@ -70,6 +80,20 @@ class PolicyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReleaseExperiment(self, request, context):
+        """Releasing keeps the experiment's result (weights, evaluation, config) for the role's
+        result retention; these list and remove what is kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListResults(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteResult(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -92,6 +116,16 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.ReleaseExperiment,
                     request_deserializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentRequest.FromString,
                     response_serializer=kuberl_dot_v1_dot_common__pb2.ReleaseExperimentResponse.SerializeToString,
+            ),
+            'ListResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListResults,
+                    request_deserializer=kuberl_dot_v1_dot_policy__service__pb2.ListResultsRequest.FromString,
+                    response_serializer=kuberl_dot_v1_dot_policy__service__pb2.ListResultsResponse.SerializeToString,
+            ),
+            'DeleteResult': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteResult,
+                    request_deserializer=kuberl_dot_v1_dot_policy__service__pb2.DeleteResultRequest.FromString,
+                    response_serializer=kuberl_dot_v1_dot_policy__service__pb2.DeleteResultResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +210,60 @@ class PolicyService:
             '/kuberl.v1.PolicyService/ReleaseExperiment',
             kuberl_dot_v1_dot_common__pb2.ReleaseExperimentRequest.SerializeToString,
             kuberl_dot_v1_dot_common__pb2.ReleaseExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kuberl.v1.PolicyService/ListResults',
+            kuberl_dot_v1_dot_policy__service__pb2.ListResultsRequest.SerializeToString,
+            kuberl_dot_v1_dot_policy__service__pb2.ListResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kuberl.v1.PolicyService/DeleteResult',
+            kuberl_dot_v1_dot_policy__service__pb2.DeleteResultRequest.SerializeToString,
+            kuberl_dot_v1_dot_policy__service__pb2.DeleteResultResponse.FromString,
             options,
             channel_credentials,
             insecure,
