@@ -218,8 +218,13 @@ def _trained_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("-o", "--output", type=Path, default=None,
                        help={"evaluate": "also write the figures here as JSON",
                              "play": "the GIF (default: RUN_DIR/play.gif, or NAME-play.gif)",
-                             "export": "the .npz (default: RUN_DIR/policy.npz, or NAME-policy.npz)"}[name])
-        if name != "export":
+                             "export": "the file (default: RUN_DIR/policy.npz or .onnx, or NAME-policy.npz or "
+                                       ".onnx)"}[name])
+        if name == "export":
+            p.add_argument("--format", choices=("npz", "onnx"), default="npz",
+                           help="npz: numpy arrays and JSON metadata (default); onnx: an ONNX model with inputs obs, "
+                                "outputs q_values and action (pip install 'kuberl[onnx]')")
+        else:
             p.add_argument("--episodes", type=int, default=100 if name == "evaluate" else 3)
             p.add_argument("--seed", type=int, default=None, help="first episode's seed (default: one no training or "
                                                                   "evaluation used)")
@@ -283,7 +288,7 @@ def trained(args: argparse.Namespace) -> int:
 
     from kuberl import trained as t
 
-    written = "play.gif" if args.command == "play" else "policy.npz"
+    written = "play.gif" if args.command == "play" else f"policy.{args.format}"
     try:
         if args.policy:
             from kuberl.config import load_manifest
@@ -304,6 +309,13 @@ def trained(args: argparse.Namespace) -> int:
         return _call_failed(args.command, args.policy, args.tls_dir, err)
     print(f"kuberl {args.command}: {policy.manifest.name} ({policy.manifest.config.env_id}): {policy.label}",
           file=sys.stderr)
+    if args.command == "export" and args.format == "onnx":
+        try:
+            print(t.export_onnx(policy, args.output or default))
+        except ImportError as err:
+            print(f"kuberl export: {err}; ONNX needs pip install 'kuberl[onnx]'", file=sys.stderr)
+            return ExitCode.USAGE
+        return ExitCode.OK
     if args.command == "export":
         print(t.export(policy, args.output or default))
         return ExitCode.OK

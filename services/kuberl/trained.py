@@ -178,12 +178,12 @@ def play(policy: TrainedPolicy, out: Path, episodes: int = 3, seed: int = FRESH_
     return returns
 
 
-def export(policy: TrainedPolicy, out: Path) -> Path:
-    """Writes the weights as an .npz any numpy can read without pickle: w0, w1, ... (each layer's
-    weight matrix, then its bias) and `metadata`, a JSON string saying how to use them."""
+def export_metadata(policy: TrainedPolicy) -> dict:
+    """What an export says about its weights: the environment, the network's shape and
+    activation, which version they are and how it was evaluated."""
     cfg = policy.manifest.config
     e = policy.evaluation
-    metadata = {
+    return {
         "format": EXPORT_FORMAT, "format_version": EXPORT_VERSION,
         "experiment": policy.manifest.name, "env_id": cfg.env_id, "env_kwargs": dict(cfg.env_kwargs or {}),
         "obs_size": policy.net.obs_size, "num_actions": policy.net.num_actions,
@@ -193,7 +193,57 @@ def export(policy: TrainedPolicy, out: Path) -> Path:
         "evaluation": None if e is None else {"mean_return": e.mean_return, "episodes": e.episodes,
                                               "env_steps": e.env_steps},
     }
+
+
+def export(policy: TrainedPolicy, out: Path) -> Path:
+    """Writes the weights as an .npz any numpy can read without pickle: w0, w1, ... (each layer's
+    weight matrix, then its bias) and `metadata`, a JSON string saying how to use them."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as f:  # a file object: np.savez would append .npz to another suffix
-        np.savez(f, metadata=np.array(json.dumps(metadata)), **{f"w{i}": w for i, w in enumerate(policy.params)})
+        np.savez(f, metadata=np.array(json.dumps(export_metadata(policy))),
+                 **{f"w{i}": w for i, w in enumerate(policy.params)})
+    return out
+
+
+ONNX_OPSET = 17  # ReduceMean still takes its axes as an attribute; every current runtime runs it
+
+
+def export_onnx(policy: TrainedPolicy, out: Path) -> Path:
+    """Writes the network as an ONNX model: input `obs` [batch, obs_size] float32, outputs
+    `q_values` [batch, num_actions] and `action` [batch] int64 (the greedy one); the .npz's
+    metadata JSON is its `kuberl` metadata property. Needs the `onnx` extra."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    params = [np.asarray(w, np.float32) for w in policy.params]
+    layers = len(params) // 2
+    weights = [numpy_helper.from_array(w, f"w{i}") for i, w in enumerate(params)]
+    nodes, h = [], "obs"
+    for layer in range(layers):
+        z = f"layer{layer}"
+        nodes.append(helper.make_node("Gemm", [h, f"w{2 * layer}", f"w{2 * layer + 1}"], [z]))
+        if layer < layers - 1:
+            h = f"hidden{layer}"
+            nodes.append(helper.make_node("LeakyRelu", [z], [h], alpha=NEGATIVE_SLOPE))
+    if policy.net.dueling:  # the net's head: Q = V + A - mean(A), V the first output
+        weights += [numpy_helper.from_array(np.array(values, np.int64), name) for name, values in
+                    (("zero", [0]), ("one", [1]), ("end", [np.iinfo(np.int64).max]))]
+        nodes += [helper.make_node("Slice", [z, "zero", "one", "one"], ["value"]),
+                  helper.make_node("Slice", [z, "one", "end", "one"], ["advantages"]),
+                  helper.make_node("ReduceMean", ["advantages"], ["mean_advantage"], axes=[1], keepdims=1),
+                  helper.make_node("Sub", ["advantages", "mean_advantage"], ["centered"]),
+                  helper.make_node("Add", ["value", "centered"], ["q_values"])]
+    else:
+        nodes.append(helper.make_node("Identity", [z], ["q_values"]))
+    nodes.append(helper.make_node("ArgMax", ["q_values"], ["action"], axis=1, keepdims=0))
+    graph = helper.make_graph(
+        nodes, f"kuberl-{policy.manifest.name}",
+        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", policy.net.obs_size])],
+        [helper.make_tensor_value_info("q_values", TensorProto.FLOAT, ["batch", policy.net.num_actions]),
+         helper.make_tensor_value_info("action", TensorProto.INT64, ["batch"])], weights)
+    model = helper.make_model(graph, producer_name="kuberl", opset_imports=[helper.make_opsetid("", ONNX_OPSET)])
+    helper.set_model_props(model, {"kuberl": json.dumps(export_metadata(policy))})
+    onnx.checker.check_model(model, full_check=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out))
     return out

@@ -76,6 +76,21 @@ def test_export_loads_with_numpy_alone_and_acts_as_the_network_does(solved_run, 
     assert act(obs[0]) == net.greedy_actions(policy.params, obs[:1])[0]
 
 
+def test_the_onnx_export_runs_in_onnx_runtime_as_the_network_does(solved_run, tmp_path):
+    import onnxruntime
+
+    out = tmp_path / "cartpole.onnx"
+    done = kuberl("export", str(solved_run), "--format", "onnx", "-o", str(out), cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == str(out), done.stderr
+    policy = from_run(solved_run)
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    obs = np.random.default_rng(1).normal(size=(1000, 4)).astype(np.float32)
+    q_values, actions = session.run(["q_values", "action"], {"obs": obs})
+    assert np.allclose(q_values, policy.net.q_values(policy.params, obs), rtol=1e-5, atol=1e-5)
+    assert np.array_equal(actions, policy.net.greedy_actions(policy.params, obs))
+    assert json.loads(session.get_modelmeta().custom_metadata_map["kuberl"])["policy_version"] == policy.version
+
+
 def test_an_unknown_run_is_refused_with_the_reason(tmp_path):
     done = kuberl("play", "no-such-experiment", cwd=tmp_path)
     assert done.returncode == 2 and "no-such-experiment" in done.stderr and not list(tmp_path.iterdir())
