@@ -309,9 +309,10 @@ def prepare() -> int:
         from tests.localcluster import build, lifecycle
 
         started = time.monotonic()
-        for component in (*build.CLUSTER_COMPONENTS, build.SKAFFOLD):
+        for component in (*build.CLUSTER_COMPONENTS, build.SKAFFOLD, build.COMPOSE):
             build.build(component)
-        print(f"[cluster] stage build: {time.monotonic() - started:.0f}s (local cluster binaries and skaffold)")
+        print(f"[cluster] stage build: {time.monotonic() - started:.0f}s (local cluster binaries, skaffold and "
+              "Compose v2)")
         started = time.monotonic()
         layout, started_now = lifecycle.ensure_up()
         if started_now:

@@ -23,8 +23,6 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/
 have mariadbd || missing+=(mariadb-server)
 have dockerd || missing+=(docker.io)
 have debootstrap || missing+=(debootstrap)
-# compose.yaml's test: Debian 12 packages Compose 1.29 (the v2 plugin, when present, is used instead).
-have docker-compose || docker compose version >/dev/null 2>&1 || missing+=(docker-compose)
 # The dashboard's test loads the page in headless Chromium.
 have chromium || missing+=(chromium)
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)

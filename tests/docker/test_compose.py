@@ -1,6 +1,6 @@
 """compose.yaml as the seed used it: `up --build --scale environment=2 --scale buffer=3`, an
-experiment solved through the experiment API, both actors and every shard used. Run with
-Debian's docker-compose 1.29 (the Compose v2 plugin when it is installed instead)."""
+experiment solved through the experiment API, both actors and every shard used. Run with Docker
+Compose v2, built here from its Go module (Debian 12 packages only 1.29)."""
 
 from __future__ import annotations
 
@@ -56,11 +56,15 @@ print(json.dumps([{"total_inserted": s.total_inserted, "total_sampled": s.total_
 
 
 def compose_command() -> list[str]:
+    """Compose v2: the build of its Go module (cached per machine, as the cluster's binaries are),
+    else the `docker compose` plugin of a machine that cannot build it."""
+    from tests.localcluster import build
+
+    if build.COMPOSE.built or not build.why_not_buildable():
+        return [str(build.build(build.COMPOSE) / "docker-compose")]
     if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
         return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    skip_or_fail("neither `docker compose` nor docker-compose is installed")
+    skip_or_fail(f"no Compose v2: no `docker compose` plugin, and it cannot be built ({build.why_not_buildable()})")
 
 
 def test_compose_up_scaled_solves_cartpole_on_every_replica(base_image, tmp_path):
@@ -74,6 +78,10 @@ def test_compose_up_scaled_solves_cartpole_on_every_replica(base_image, tmp_path
         done = subprocess.run([*compose, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
         assert done.returncode == 0, f"{' '.join(args)}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         return done
+
+    version = run("version", "--short").stdout.strip()
+    print(f"\n[compose] {' '.join(compose[:1])} {version}")
+    assert version.lstrip("v").startswith("2."), f"Compose v2, not {version}"
 
     before = use_tls(TlsFiles(tmp_path / "pki" / "admin"))
     try:

@@ -121,6 +121,10 @@ LOCAL_PATH_PROVISIONER = Component("local-path-provisioner", "github.com/rancher
 SKAFFOLD = Component("skaffold", "github.com/GoogleContainerTools/skaffold/v2", "v2.16.1",
                      ("github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold",),
                      version_variables=("github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version",))
+# compose.yaml's test: Compose v2 (Debian 12 packages only 1.29), run as a standalone docker-compose.
+COMPOSE = Component("compose", "github.com/docker/compose/v2", "v2.40.3", ("github.com/docker/compose/v2/cmd",),
+                    version_variables=("github.com/docker/compose/v2/internal.Version",),
+                    renames=(("cmd", "docker-compose"),))
 # The pod sandbox's process: ours (tests/localcluster/pause), as no image can be pulled.
 PAUSE = Component("pause", "", "v1", (".",), source_dir=HERE / "pause")
 
