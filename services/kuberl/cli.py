@@ -225,6 +225,7 @@ def _trained_parsers(sub: argparse._SubParsersAction) -> None:
                            help="npz: numpy arrays and JSON metadata (default); onnx: an ONNX model with inputs obs, "
                                 "outputs q_values and action (pip install 'kuberl[onnx]')")
         else:
+            p.set_defaults(format=None)
             p.add_argument("--episodes", type=int, default=100 if name == "evaluate" else 3)
             p.add_argument("--seed", type=int, default=None, help="first episode's seed (default: one no training or "
                                                                   "evaluation used)")
@@ -288,7 +289,7 @@ def trained(args: argparse.Namespace) -> int:
 
     from kuberl import trained as t
 
-    written = "play.gif" if args.command == "play" else f"policy.{args.format}"
+    written = {"play": "play.gif", "export": f"policy.{args.format}"}.get(args.command, "")
     try:
         if args.policy:
             from kuberl.config import load_manifest

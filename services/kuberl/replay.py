@@ -23,8 +23,9 @@ from kuberl.tensors import Transitions, one_step_rows
 
 # 1: rows oldest first, counters [1, capacity, inserted, sampled]; 2: the ring as stored,
 # counters [capacity, inserted, sampled, next slot]; 3: and the `steps` column (before it,
-# every row spanned one env step).
-REPLAY_SNAPSHOTS = SnapshotKind("kuberl.replay", 3)
+# every row spanned one env step); 4: prioritized, and `priorities` (each stored row's p^alpha,
+# in the rows' order) with `priority_state` [alpha, the largest priority seen].
+REPLAY_SNAPSHOTS = SnapshotKind("kuberl.replay", 4)
 
 
 PRIORITY_EPSILON = 1e-6  # a row whose TD error is 0 keeps a chance of being drawn again
@@ -193,9 +194,15 @@ class ReplayBuffer:
             if self._columns is None:
                 return False
             counters = np.array([self.capacity, self.total_inserted, self.total_sampled, self._next], np.int64)
+            priorities = {}
+            if self._priorities is not None and self.priority_exponent is not None:
+                # What the learner learned about each row: without it a restored shard would draw
+                # every row at the largest priority, and learning would wander off.
+                priorities = {"priorities": self._priorities.get(np.arange(self._size)),
+                              "priority_state": np.array([self.priority_exponent, self._max_priority], np.float64)}
             REPLAY_SNAPSHOTS.save(data_dir, experiment_id, {
-                "counters": counters, **{name: col[:self._size] for name, col in zip(Transitions._fields,
-                                                                                      self._columns)}})
+                "counters": counters, **priorities,
+                **{name: col[:self._size] for name, col in zip(Transitions._fields, self._columns)}})
         return True
 
     @classmethod
@@ -206,6 +213,9 @@ class ReplayBuffer:
         if snapshot.version < 3:
             arrays = {**arrays, "steps": one_step_rows(arrays["rewards"].shape[0])}
         rows = Transitions(*(arrays[name] for name in Transitions._fields))
+        priorities = arrays.get("priorities")
+        if priorities is not None and priorities.shape != (rows.rows,):
+            raise ValueError(f"priorities: {priorities.shape[0]} for {rows.rows} rows")
         if snapshot.version == 1:
             if counters[0] != 1:
                 raise ValueError(f"counters[0]: snapshot format {counters[0]}, expected 1")
@@ -214,8 +224,18 @@ class ReplayBuffer:
             stored_capacity, inserted, sampled, next_slot = counters
             if rows.rows == stored_capacity and next_slot:  # a full ring: its oldest row is at next_slot
                 rows = Transitions(*(np.concatenate([col[next_slot:], col[:next_slot]]) for col in rows))
+                if priorities is not None:
+                    priorities = np.concatenate([priorities[next_slot:], priorities[:next_slot]])
         buffer = cls(stored_capacity if capacity is None else capacity, seed)
+        if priorities is not None:
+            exponent, buffer._max_priority = (float(x) for x in arrays["priority_state"])
+            if not (np.isfinite(priorities).all() and (priorities > 0).all() and exponent >= 0):
+                raise ValueError("priorities: must be finite and > 0")
+            buffer.prioritize(exponent)
         buffer.add(rows)
+        if priorities is not None:
+            kept = min(rows.rows, buffer.capacity)  # the newest rows, as add kept them
+            buffer._priorities.set(np.arange(kept), priorities[rows.rows - kept:])
         buffer.total_inserted, buffer.total_sampled = inserted, sampled
         return buffer
 

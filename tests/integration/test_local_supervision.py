@@ -35,9 +35,11 @@ def write_manifest(tmp_path: Path) -> Path:
     # Most runs solve in 20-60k steps; room for the odd one that wanders (seen: a run after a
     # shard restart still at greedy 150 after 217k steps).
     manifest["spec"]["stop"]["maxEnvSteps"] = 600_000
-    # No evaluation (and so no solve) before 20 000 updates: the kill and the restart land mid-run
-    # however quickly the seed would solve.
-    manifest["spec"]["stop"]["evalIntervalUpdates"] = 20_000
+    # No evaluation (and so no solve) before 5 000 updates (one per transition: 5 000 env steps,
+    # a fifth of the fastest solve seen): the kill, at 100 to ~2 000 updates, lands mid-run.
+    # Evaluations every 5 000 updates after that catch a good policy before it wanders off again
+    # (seen with 20 000: 487 and 500 that 100 fresh episodes did not confirm, then 100 for a minute).
+    manifest["spec"]["stop"]["evalIntervalUpdates"] = 5_000
     path = tmp_path / "cartpole.yaml"
     path.write_text(yaml.safe_dump(manifest))
     return path

@@ -158,7 +158,7 @@ def test_snapshot_is_a_plain_npz_that_names_its_format_and_experiment(tmp_path):
     buf.save(tmp_path, "x")
     with np.load(tmp_path / snapshot_name("x"), allow_pickle=False) as data:
         assert set(data.files) == {"format", "experiment_id", "counters", *Transitions._fields}
-        assert str(data["format"]) == "kuberl.replay/3" and str(data["experiment_id"]) == "x"
+        assert str(data["format"]) == "kuberl.replay/4" and str(data["experiment_id"]) == "x"
         np.testing.assert_array_equal(data["actions"], [4, 5, 2, 3])  # the ring as stored
         assert data["obs"].dtype == np.float32 and data["terminated"].dtype == bool
         assert data["counters"].tolist() == [4, 6, 0, 2]
@@ -320,3 +320,32 @@ def test_uniform_replay_refuses_priorities_and_bad_priorities_are_refused():
     for bad in (np.array([np.nan, 1.0]), np.array([-1.0, 1.0]), np.ones(3)):
         with pytest.raises(ValueError, match="priorities"):
             buf.update_priorities(np.arange(2), bad)
+
+
+def row_probabilities(buf: ReplayBuffer) -> dict[int, float]:
+    drawn = buf.draw(5000)
+    return {int(a): float(p) for a, p in zip(drawn.rows.actions, drawn.probabilities)}
+
+
+@pytest.mark.parametrize("inserted, capacity", [(6, None), (13, None), (13, 4)],
+                         ids=["partly-full", "wrapped-ring", "smaller-capacity"])
+def test_a_restored_shard_draws_by_the_priorities_the_learner_had_sent(tmp_path, inserted, capacity):
+    buf = ReplayBuffer(8, seed=2)
+    buf.prioritize(0.6)
+    buf.add(rows(0, inserted))
+    first = inserted - buf.size
+    buf.update_priorities(np.arange(first, inserted), np.arange(buf.size, dtype=np.float64) + 1.0)
+    want = row_probabilities(buf)
+    buf.save(tmp_path, "per")
+    _, loaded = restore(tmp_path, capacity)
+    assert loaded.prioritized and loaded.priority_exponent == 0.6
+    got = row_probabilities(loaded)
+    kept = sorted(want)[-loaded.size:]  # with a smaller capacity, the newest rows
+    assert sorted(got) == kept
+    scale = sum(want[r] for r in kept)  # fewer rows: the same ratios between them
+    for row in kept:
+        assert got[row] == pytest.approx(want[row] / scale, rel=1e-5)
+    # New rows still come in at the largest priority the learner had sent.
+    loaded.add(rows(100, 101))
+    newest = row_probabilities(loaded)
+    assert newest[100] == pytest.approx(max(newest.values()), rel=1e-5)
