@@ -959,7 +959,8 @@ def test_notes_give_the_quick_start(values: Path) -> None:
     for command in (f"kubectl apply --namespace {NAMESPACE} -f examples/cartpole.yaml",
                     f"kubectl get rlx --namespace {NAMESPACE}",
                     f"kubectl scale rlx cartpole --namespace {NAMESPACE} --replicas=3",
-                    f"helm test {RELEASE}", f"svc/{FULLNAME}-experiment 50053:50053"):  # fmt: skip
+                    f"helm test {RELEASE}", f"svc/{FULLNAME}-experiment 50053:50053",
+                    f"kuberl export {NAMESPACE}/cartpole --policy localhost:50056"):  # fmt: skip
         assert command in notes, command
     assert "hunter2" not in notes and ":3306/rl_analytics" in notes
 
