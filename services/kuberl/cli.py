@@ -13,12 +13,20 @@ from typing import Any
 
 from kuberl.config import ConfigError
 from kuberl.exitcodes import ExitCode
-from kuberl.roles import DEFAULT_PORTS, DEFAULT_RESULT_RETENTION_SECONDS, ROLES
+from kuberl.roles import DEFAULT_PORTS, DEFAULT_RESULT_RETENTION_SECONDS, ROLES, checked_retention
 
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"KUBERL_{name}", default)
+
+
+def _retention(text: str) -> float:
+    """--result-retention-seconds (and its env variable, a string default argparse converts too)."""
+    try:
+        return checked_retention(float(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -49,8 +57,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                        help=f"{role} replicas (env KUBERL_{role.upper()}_ADDRESS)")
     p.add_argument("--data-dir", type=Path, default=Path(_env("DATA_DIR", "kuberl-data")),
                    help="buffer and policy snapshots go here")
-    p.add_argument("--result-retention-seconds", type=float,
-                   default=float(_env("RESULT_RETENTION_SECONDS", str(DEFAULT_RESULT_RETENTION_SECONDS))),
+    p.add_argument("--result-retention-seconds", type=_retention,
+                   default=_env("RESULT_RETENTION_SECONDS", str(DEFAULT_RESULT_RETENTION_SECONDS)),
                    help="policy and analytics roles: how long a released (deleted) experiment's result and metrics "
                         "stay, in seconds (default: 7 days; 0: forgotten at release)")
     p.add_argument("--max-replay-tables", type=int, default=int(_env("MAX_REPLAY_TABLES", "64")),
@@ -236,7 +244,7 @@ def _results_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("results", help="list the results a policy role holds, or delete a deleted experiment's",
                        description="List the results (best evaluated weights) a policy role holds: of running "
                                    "experiments, and of deleted ones, kept for the role's retention "
-                                   "(--result-retention-seconds; the chart's policy.resultRetentionSeconds). "
+                                   "(--result-retention-seconds; the chart's resultRetentionSeconds). "
                                    "kuberl evaluate|play|export --policy uses them.")
     p.add_argument("--policy", default=_env("POLICY_ADDRESS", f"localhost:{DEFAULT_PORTS['policy']}"),
                    metavar="ADDRESS", help="the policy role (a cluster's: port-forward it; env KUBERL_POLICY_ADDRESS)")

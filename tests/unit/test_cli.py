@@ -32,6 +32,16 @@ def test_a_missing_run_is_a_usage_error_on_stderr(tmp_path, monkeypatch, capsys)
     assert not captured.out and "nothing-here" in captured.err
 
 
+@pytest.mark.parametrize("flag, env", [(["--result-retention-seconds", "-5"], None), ([], "-1")])
+def test_a_negative_result_retention_is_a_usage_error_naming_the_flag(monkeypatch, capsys, flag, env):
+    if env is not None:
+        monkeypatch.setenv("KUBERL_RESULT_RETENTION_SECONDS", env)
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "policy", "--insecure", "--port", "0", *flag])
+    assert exited.value.code == ExitCode.USAGE
+    assert "--result-retention-seconds: result retention: must be >= 0 seconds" in capsys.readouterr().err
+
+
 def test_metrics_bind_the_images_listen_address_as_grpc_spells_it():
     """The image sets KUBERL_HOST=[::] (gRPC's spelling); /metrics must bind it too."""
     import urllib.request

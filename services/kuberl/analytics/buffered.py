@@ -18,7 +18,7 @@ import uuid
 from collections import deque
 
 from kuberl.analytics.core import MetricsStore, Point, Query, StoreUnavailable, validate_batch
-from kuberl.roles import DEFAULT_RESULT_RETENTION_SECONDS
+from kuberl.roles import DEFAULT_RESULT_RETENTION_SECONDS, checked_retention
 from kuberl.rpc import Exhausted
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,8 @@ EXPIRY_INTERVAL_SECONDS = 60.0
 class BufferedStore:
     def __init__(self, backend: MetricsStore, max_queued_points: int = 100_000, min_backoff: float = 0.1,
                  max_backoff: float = 5.0, result_retention_seconds: float = DEFAULT_RESULT_RETENTION_SECONDS):
-        if result_retention_seconds < 0:
-            raise ValueError(f"result retention: must be >= 0 seconds, got {result_retention_seconds}")
         self.backend = backend
-        self.result_retention_seconds = result_retention_seconds
+        self.result_retention_seconds = checked_retention(result_retention_seconds)
         self.max_queued_points = max_queued_points
         self.min_backoff, self.max_backoff = min_backoff, max_backoff
         # (node name, node type, points, batch id): the id makes a retried batch land once.

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kuberl.roles import DEFAULT_RESULT_RETENTION_SECONDS
+from kuberl.roles import DEFAULT_RESULT_RETENTION_SECONDS, checked_retention
 from kuberl.rpc import FailedPrecondition, NotFound
 from kuberl.snapshots import SetAside, Snapshot, SnapshotKind, load_snapshots, read_snapshot
 
@@ -124,10 +124,8 @@ class PolicyStore:
     def __init__(self, data_dir: Path | None = None, flush_seconds: float = 1.0,
                  result_retention_seconds: float = DEFAULT_RESULT_RETENTION_SECONDS,
                  clock: Callable[[], float] = time.time):
-        if result_retention_seconds < 0:
-            raise ValueError(f"result retention: must be >= 0 seconds, got {result_retention_seconds}")
         self.data_dir = data_dir
-        self.result_retention_seconds = result_retention_seconds
+        self.result_retention_seconds = checked_retention(result_retention_seconds)
         self._clock = clock
         self._latest: dict[str, Versioned] = {}
         self._results: dict[str, Result] = {}
@@ -235,7 +233,7 @@ class PolicyStore:
                     self._results.pop(experiment_id, None)
                     kept = None
                 self._unsaved.discard(experiment_id)
-            self._write_or_remove(experiment_id, None, kept)
+            self._write_or_remove(experiment_id, kept)
         return held
 
     def delete_result(self, experiment_id: str) -> None:
@@ -249,7 +247,7 @@ class PolicyStore:
                 if result.released_at is None:
                     raise FailedPrecondition(f"{experiment_id!r} is not released; delete the experiment first")
                 del self._results[experiment_id]
-            self._write_or_remove(experiment_id, None, None)
+            self._write_or_remove(experiment_id, None)
 
     def expire(self) -> list[str]:
         """Forgets the released results older than the retention; returns their ids."""
@@ -263,17 +261,17 @@ class PolicyStore:
             for experiment_id in expired:
                 log.info("%s: released result forgotten (retention %.0fs)", experiment_id,
                          self.result_retention_seconds)
-                self._write_or_remove(experiment_id, None, None)
+                self._write_or_remove(experiment_id, None)
         return expired
 
-    def _write_or_remove(self, experiment_id: str, latest: Versioned | None, result: Result | None) -> None:
-        """The experiment's file as it now is, under the flush lock: written, or gone when nothing is held."""
+    def _write_or_remove(self, experiment_id: str, kept: Result | None) -> None:
+        """A released experiment's file, under the flush lock: its kept result only, or gone."""
         if self.data_dir is None:
             return
-        if latest is None and result is None:
+        if kept is None:
             POLICY_SNAPSHOTS.remove(self.data_dir, experiment_id)
         else:
-            POLICY_SNAPSHOTS.save(self.data_dir, experiment_id, _arrays_of(latest, result))
+            POLICY_SNAPSHOTS.save(self.data_dir, experiment_id, _arrays_of(None, kept))
 
     def flush(self) -> int:
         """Writes every experiment changed since the last flush; returns how many. One that
