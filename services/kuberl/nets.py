@@ -3,11 +3,14 @@ Huber loss, Adam, clipping.
 
 float32 throughout and hand-written backprop: at CartPole sizes the cost is Python call
 overhead, not FLOPs, so the update keeps the number of numpy calls small (one forward over
-obs and next_obs stacked together, in-place Adam).
+obs and next_obs stacked together; the weights, gradients and Adam moments each one flat
+buffer that the per-layer tensors are views of, so the optimiser is a dozen calls whatever
+the depth).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +19,16 @@ from kuberl.config import LearnerSpec
 from kuberl.tensors import Transitions
 
 Params = list[np.ndarray]  # [W1, b1, W2, b2, ..., WL, bL]
+
+
+def flat_views(flat: np.ndarray, shapes: list[tuple[int, ...]]) -> Params:
+    """Tensors of the given shapes laid end to end in `flat` (views: writing one writes flat)."""
+    views, start = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        views.append(flat[start:start + size].reshape(shape))
+        start += size
+    return views
 
 
 def init_params(sizes: list[int], rng: np.random.Generator) -> Params:
@@ -36,6 +49,11 @@ NEGATIVE_SLOPE = 0.01
 
 def _leaky_relu(z: np.ndarray) -> np.ndarray:
     return np.maximum(z, NEGATIVE_SLOPE * z)
+
+
+def _row_means(x: np.ndarray) -> np.ndarray:
+    # ndarray.mean goes through a Python wrapper that costs more than the sum at these sizes.
+    return np.add.reduce(x, axis=1, keepdims=True) * (1.0 / x.shape[1])
 
 
 @dataclass(frozen=True)
@@ -79,12 +97,12 @@ class QNetwork:
         if not self.dueling:
             return out
         advantages = out[:, 1:]
-        return out[:, :1] + advantages - advantages.mean(axis=1, keepdims=True)
+        return out[:, :1] + advantages - _row_means(advantages)
 
     def _head_grad(self, dq: np.ndarray) -> np.ndarray:
         if not self.dueling:
             return dq
-        return np.concatenate([dq.sum(axis=1, keepdims=True), dq - dq.mean(axis=1, keepdims=True)], axis=1)
+        return np.concatenate([np.add.reduce(dq, axis=1, keepdims=True), dq - _row_means(dq)], axis=1)
 
     def q_values(self, params: Params, obs: np.ndarray) -> np.ndarray:
         """Q(s, .) for a batch of observations."""
@@ -97,11 +115,13 @@ class QNetwork:
         return np.argmax(self.q_values(params, np.asarray(obs, dtype=np.float32)), axis=1)
 
     def huber_loss_and_grads(self, params: Params, target_params: Params, batch: Transitions, gamma: float,
-                             weights: np.ndarray | None = None) -> tuple[float, Params, float, np.ndarray]:
+                             weights: np.ndarray | None = None,
+                             out: Params | None = None) -> tuple[float, Params, float, np.ndarray]:
         """Double DQN: mean w * Huber(Q(s,a) - y), y = r + gamma**steps * (1 - terminated) * Q_target(s', argmax Q(s', .)),
         with importance weights w (prioritized replay; 1 without).
 
-        Returns the loss, its gradient with respect to `params`, the mean Q(s, a) and the TD errors.
+        Returns the loss, its gradient with respect to `params` (written into `out` when given,
+        tensors of params' shapes), the mean Q(s, a) and the TD errors.
         """
         n = batch.rows
         x = np.concatenate([batch.obs, batch.next_obs]).astype(np.float32, copy=False)
@@ -126,19 +146,21 @@ class QNetwork:
         slope = np.clip(td, -1.0, 1.0) / n
         if weights is not None:
             huber, slope = huber * weights, slope * weights
-        loss = float(np.mean(huber))
+        loss = float(np.add.reduce(huber)) / n
 
         dq = np.zeros_like(q)
         dq[rows, batch.actions] = slope
         grad = self._head_grad(dq)
-        grads: Params = [np.empty(0)] * len(params)
+        grads = out if out is not None else [np.empty_like(p) for p in params]
         for layer in range(len(params) // 2 - 1, -1, -1):
             h = inputs[layer][:n]
-            grads[2 * layer], grads[2 * layer + 1] = h.T @ grad, grad.sum(axis=0)
+            np.matmul(h.T, grad, out=grads[2 * layer])
+            np.add.reduce(grad, axis=0, out=grads[2 * layer + 1])
             if layer:
                 z = pre[layer - 1][:n]
-                grad = (grad @ params[2 * layer].T) * np.where(z > 0, 1.0, NEGATIVE_SLOPE).astype(z.dtype)
-        return loss, grads, float(q_taken.mean()), td
+                grad = grad @ params[2 * layer].T
+                grad = np.where(z > 0, grad, grad * NEGATIVE_SLOPE)
+        return loss, grads, float(np.add.reduce(q_taken)) / n, td
 
 
 @dataclass
@@ -155,43 +177,54 @@ class DoubleDQN:
     def __init__(self, net: QNetwork, *, learning_rate: float, gamma: float, max_grad_norm: float,
                  target_update_interval: int, seed: int):
         self.net = net
-        self.params = net.init(np.random.default_rng(seed))
-        self.target_params = [p.copy() for p in self.params]
+        initial = net.init(np.random.default_rng(seed))
+        shapes = [p.shape for p in initial]
+        self._flat = np.concatenate([p.ravel() for p in initial])
+        self._target_flat = self._flat.copy()
+        self._grad_flat = np.zeros_like(self._flat)
+        self.params = flat_views(self._flat, shapes)
+        self.target_params = flat_views(self._target_flat, shapes)
+        self._grads = flat_views(self._grad_flat, shapes)
         self.learning_rate = learning_rate
         self.gamma = gamma
         self.max_grad_norm = max_grad_norm
         self.target_update_interval = target_update_interval
         self.updates = 0
-        self._m = [np.zeros_like(p) for p in self.params]
-        self._v = [np.zeros_like(p) for p in self.params]
+        self._m = np.zeros_like(self._flat)
+        self._v = np.zeros_like(self._flat)
+        self._scratch = np.zeros_like(self._flat)
 
     def update(self, batch: Transitions, weights: np.ndarray | None = None) -> UpdateResult:
-        loss, grads, mean_q, td = self.net.huber_loss_and_grads(self.params, self.target_params, batch, self.gamma,
-                                                                weights)
-        grad_norm = float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads)))
-        scale = min(1.0, self.max_grad_norm / (grad_norm + 1e-6))
-        self._adam_step(grads, scale)
+        loss, _, mean_q, td = self.net.huber_loss_and_grads(self.params, self.target_params, batch, self.gamma,
+                                                            weights, out=self._grads)
+        grad_norm = float(np.sqrt(np.dot(self._grad_flat, self._grad_flat)))
+        self._adam_step(min(1.0, self.max_grad_norm / (grad_norm + 1e-6)))
         self.updates += 1
         if self.updates % self.target_update_interval == 0:
             self.sync_target()
         return UpdateResult(loss, mean_q, grad_norm, td)
 
-    def _adam_step(self, grads: Params, grad_scale: float, beta1: float = 0.9, beta2: float = 0.999,
-                   eps: float = 1e-8) -> None:
+    def _adam_step(self, grad_scale: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
         t = self.updates + 1
         step = self.learning_rate * np.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
-        for p, g, m, v in zip(self.params, grads, self._m, self._v):
-            if grad_scale != 1.0:
-                g *= grad_scale
-            m *= beta1
-            m += (1.0 - beta1) * g
-            v *= beta2
-            v += (1.0 - beta2) * g * g
-            p -= step * m / (np.sqrt(v) + eps)
+        g, m, v, scratch = self._grad_flat, self._m, self._v, self._scratch
+        if grad_scale != 1.0:
+            g *= grad_scale
+        m *= beta1
+        np.multiply(g, 1.0 - beta1, out=scratch)
+        m += scratch
+        v *= beta2
+        np.multiply(g, g, out=scratch)
+        scratch *= 1.0 - beta2
+        v += scratch
+        np.sqrt(v, out=scratch)
+        scratch += eps
+        np.divide(m, scratch, out=scratch)
+        scratch *= step
+        self._flat -= scratch
 
     def sync_target(self) -> None:
-        for target, online in zip(self.target_params, self.params):
-            np.copyto(target, online)
+        np.copyto(self._target_flat, self._flat)
 
     def load(self, params: Params) -> None:
         """Restarts from given weights (online and target), e.g. the policy role's latest version."""
