@@ -47,6 +47,15 @@ def unpack(tensor: common_pb2.Tensor, name: str = "tensor") -> np.ndarray:
     return np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
 
 
+def unpack_vector(tensor: common_pb2.Tensor, name: str, dtype: type[np.generic]) -> np.ndarray:
+    """A one-dimensional array of exactly `dtype`; ValueError naming `name` otherwise."""
+    array = unpack(tensor, name)
+    if array.dtype != dtype or array.ndim != 1:
+        raise ValueError(f"{name}: must be a one-dimensional {np.dtype(dtype).name} tensor, "
+                         f"got {array.dtype.name} of shape {array.shape}")
+    return array
+
+
 class Transitions(NamedTuple):
     """A batch of transitions as arrays with one leading row dimension.
 

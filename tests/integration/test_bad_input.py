@@ -13,7 +13,7 @@ from kuberl.analytics.server import create_server as create_analytics
 from kuberl.buffer.server import create_server as create_buffer
 from kuberl.config import ExperimentConfig, to_proto
 from kuberl.policy.server import create_server as create_policy
-from kuberl.tensors import Transitions, pack, pack_transitions
+from kuberl.tensors import Transitions, pack, pack_transitions, unpack_vector
 from kuberl.v1 import analytics_service_pb2 as analytics_pb
 from kuberl.v1 import analytics_service_pb2_grpc as analytics_grpc
 from kuberl.v1 import buffer_service_pb2 as buffer_pb
@@ -113,6 +113,37 @@ def test_bad_sample_and_config_requests(buffer_channel):
                                                    obs_size=-1), timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert_still_serving(buffer_channel)
+
+
+def test_malformed_priority_updates_are_refused_and_the_priorities_stay(buffer_channel):
+    api = buffer_grpc.BufferServiceStub(buffer_channel)
+    config = ExperimentConfig().replace(buffer={"prioritized": True})
+    api.OpenReplay(buffer_pb.OpenReplayRequest(experiment_id="ranked", config=to_proto(config)), timeout=5)
+    api.PushTransitions(buffer_pb.PushTransitionsRequest(experiment_id="ranked", batch=pack_transitions(transitions(8))),
+                        timeout=5)
+    drawn = api.SampleBatch(buffer_pb.SampleBatchRequest(experiment_id="ranked", count=4), timeout=5)
+    keys = unpack_vector(drawn.keys, "keys", np.int64)
+    mass = api.GetStats(buffer_pb.GetStatsRequest(experiment_id="ranked"), timeout=5).stats.priority_mass
+    good = pack(np.ones(len(keys), np.float32))
+    cases = [
+        (pack(keys.astype(np.float64)), good, "keys"),  # keys that are not integers
+        (pack(keys.reshape(2, 2)), good, "keys"),
+        (drawn.keys, pack(np.ones(len(keys), np.float64)), "priorities"),
+        (drawn.keys, pack(np.ones(len(keys) + 1, np.float32)), "priorities"),  # not one each
+        (drawn.keys, pack(np.full(len(keys), np.nan, np.float32)), "priorities"),
+        (drawn.keys, pack(np.full(len(keys), -1, np.float32)), "priorities"),
+    ]
+    for bad_keys, bad_priorities, mentioned in cases:
+        with pytest.raises(grpc.RpcError) as err:
+            api.UpdatePriorities(buffer_pb.UpdatePrioritiesRequest(experiment_id="ranked", keys=bad_keys,
+                                                                   priorities=bad_priorities), timeout=5)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (mentioned, err.value.details())
+        assert mentioned in err.value.details()
+    assert_still_serving(buffer_channel)
+    assert api.GetStats(buffer_pb.GetStatsRequest(experiment_id="ranked"), timeout=5).stats.priority_mass == mass
+    updated = api.UpdatePriorities(buffer_pb.UpdatePrioritiesRequest(experiment_id="ranked", keys=drawn.keys,
+                                                                     priorities=good), timeout=5).updated
+    assert updated == len(keys)
 
 
 def test_a_replay_that_would_not_fit_the_shard_is_refused_resource_exhausted(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from kuberl.config import ExperimentConfig, to_proto
 from kuberl.local import LocalCluster, experiment_stub
 from kuberl.rpc import stub
+from kuberl.tensors import unpack_vector
 from kuberl.v1 import buffer_service_pb2 as buffer_pb
 from kuberl.v1 import buffer_service_pb2_grpc as buffer_grpc
 from kuberl.v1 import experiment_service_pb2 as exp_pb
@@ -45,7 +46,7 @@ def test_the_learner_sends_every_shard_the_priorities_of_its_rows(tmp_path):
         # The shards now draw unevenly: the rows' probabilities are not all alike.
         reply = stub(buffer_grpc.BufferServiceStub, shards[0]).SampleBatch(
             buffer_pb.SampleBatchRequest(experiment_id="ranked", count=256), timeout=10)
-        probabilities = np.array(reply.probabilities)
-        assert len(reply.keys) == len(probabilities) == 256
+        probabilities = unpack_vector(reply.probabilities, "probabilities", np.float32)
+        assert len(unpack_vector(reply.keys, "keys", np.int64)) == len(probabilities) == 256
         assert probabilities.max() > 1.5 * probabilities.min()
         api.StopExperiment(exp_pb.StopExperimentRequest(experiment_id="ranked"), timeout=60)

@@ -17,7 +17,7 @@ from kuberl.prometheus import Metric, counter, gauge
 from kuberl.replay import ReplayBuffer
 from kuberl.rpc import Server, require_experiment_id, rpc_errors
 from kuberl.sizes import MAX_SAMPLE_ROWS
-from kuberl.tensors import pack_transitions, unpack_transitions
+from kuberl.tensors import pack, pack_transitions, unpack_transitions, unpack_vector
 from kuberl.v1 import buffer_service_pb2 as pb
 from kuberl.v1 import common_pb2
 from kuberl.v1 import buffer_service_pb2_grpc as pb_grpc
@@ -56,18 +56,21 @@ class BufferServicer(pb_grpc.BufferServiceServicer):
         if request.count > MAX_SAMPLE_ROWS:
             raise ValueError(f"count: at most {MAX_SAMPLE_ROWS}, got {request.count}")
         drawn, buffer = self.shard.sample(experiment_id, request.count)
-        return pb.SampleBatchResponse(batch=pack_transitions(drawn.rows), stats=_stats(buffer),
-                                      keys=drawn.keys if drawn.keys is not None else (),
-                                      probabilities=drawn.probabilities if drawn.probabilities is not None else ())
+        reply = pb.SampleBatchResponse(batch=pack_transitions(drawn.rows), stats=_stats(buffer))
+        if drawn.keys is not None and drawn.probabilities is not None:
+            reply.keys.CopyFrom(pack(drawn.keys.astype(np.int64, copy=False)))
+            reply.probabilities.CopyFrom(pack(drawn.probabilities.astype(np.float32)))
+        return reply
 
     @rpc_errors
     def UpdatePriorities(self, request: pb.UpdatePrioritiesRequest, context: grpc.ServicerContext
                          ) -> pb.UpdatePrioritiesResponse:
         experiment_id = require_experiment_id(request.experiment_id)
-        if len(request.keys) > MAX_SAMPLE_ROWS:
-            raise ValueError(f"keys: at most {MAX_SAMPLE_ROWS}, got {len(request.keys)}")
-        updated = self.shard.update_priorities(experiment_id, np.array(request.keys, np.int64),
-                                               np.array(request.priorities, np.float64))
+        keys = unpack_vector(request.keys, "keys", np.int64)
+        if len(keys) > MAX_SAMPLE_ROWS:
+            raise ValueError(f"keys: at most {MAX_SAMPLE_ROWS}, got {len(keys)}")
+        updated = self.shard.update_priorities(experiment_id, keys,
+                                               unpack_vector(request.priorities, "priorities", np.float32))
         return pb.UpdatePrioritiesResponse(updated=updated)
 
     @rpc_errors

@@ -27,7 +27,7 @@ from kuberl.policy.core import Evaluation
 from kuberl.nets import DoubleDQN, Params, QNetwork
 from kuberl.rpc import FailedPrecondition, NotFound, stub
 from kuberl.sizes import describe_problems, environment_problems
-from kuberl.tensors import Transitions, pack_weights, unpack_transitions, unpack_weights
+from kuberl.tensors import Transitions, pack, pack_weights, unpack_transitions, unpack_vector, unpack_weights
 from kuberl.v1 import buffer_service_pb2 as buffer_pb
 from kuberl.v1 import common_pb2
 from kuberl.v1 import buffer_service_pb2_grpc as buffer_grpc
@@ -98,8 +98,8 @@ class ShardSampler:
     def send_priorities(self, updates: dict[str, tuple[list[np.ndarray], list[np.ndarray]]]) -> None:
         """New priorities to each shard, without waiting: a lost update only leaves a row's old one."""
         calls = self._call_each("UpdatePriorities", {
-            address: buffer_pb.UpdatePrioritiesRequest(experiment_id=self.experiment_id, keys=np.concatenate(keys),
-                                                       priorities=np.concatenate(priorities))
+            address: buffer_pb.UpdatePrioritiesRequest(experiment_id=self.experiment_id, keys=pack(np.concatenate(keys)),
+                                                       priorities=pack(np.concatenate(priorities).astype(np.float32, copy=False)))
             for address, (keys, priorities) in updates.items()})
         for address, call in calls.items():
             call.add_done_callback(lambda done, a=address: self._log_failure(a, done))
@@ -145,9 +145,12 @@ class ShardSampler:
         keys, probabilities = [], []
         for (address, reply), count in zip(replies.items(), counts):
             rows = count * len(batches)
-            if len(reply.keys) == rows == len(reply.probabilities):
-                keys.append(np.array(reply.keys, np.int64))
-                within = np.array(reply.probabilities, np.float64)
+            if reply.HasField("keys") and reply.HasField("probabilities"):
+                keys.append(unpack_vector(reply.keys, "keys", np.int64))
+                within = unpack_vector(reply.probabilities, "probabilities", np.float32).astype(np.float64)
+                if len(keys[-1]) != rows or len(within) != rows:
+                    raise ValueError(f"{address}: {len(keys[-1])} keys and {len(within)} probabilities "
+                                     f"for {rows} rows")
             else:  # a shard not (yet) told to prioritize samples uniformly; its rows' keys are none
                 keys.append(np.full(rows, -1, np.int64))
                 within = np.full(rows, 1.0 / max(self.sizes[address], 1))

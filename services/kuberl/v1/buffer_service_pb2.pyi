@@ -1,8 +1,7 @@
 from kuberl.v1 import common_pb2 as _common_pb2
-from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from collections.abc import Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -69,9 +68,9 @@ class SampleBatchResponse(_message.Message):
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     batch: _common_pb2.TransitionBatch
     stats: ReplayStats
-    keys: _containers.RepeatedScalarFieldContainer[int]
-    probabilities: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, batch: _Optional[_Union[_common_pb2.TransitionBatch, _Mapping]] = ..., stats: _Optional[_Union[ReplayStats, _Mapping]] = ..., keys: _Optional[_Iterable[int]] = ..., probabilities: _Optional[_Iterable[float]] = ...) -> None: ...
+    keys: _common_pb2.Tensor
+    probabilities: _common_pb2.Tensor
+    def __init__(self, batch: _Optional[_Union[_common_pb2.TransitionBatch, _Mapping]] = ..., stats: _Optional[_Union[ReplayStats, _Mapping]] = ..., keys: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., probabilities: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class UpdatePrioritiesRequest(_message.Message):
     __slots__ = ("experiment_id", "keys", "priorities")
@@ -79,9 +78,9 @@ class UpdatePrioritiesRequest(_message.Message):
     KEYS_FIELD_NUMBER: _ClassVar[int]
     PRIORITIES_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
-    keys: _containers.RepeatedScalarFieldContainer[int]
-    priorities: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, experiment_id: _Optional[str] = ..., keys: _Optional[_Iterable[int]] = ..., priorities: _Optional[_Iterable[float]] = ...) -> None: ...
+    keys: _common_pb2.Tensor
+    priorities: _common_pb2.Tensor
+    def __init__(self, experiment_id: _Optional[str] = ..., keys: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., priorities: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class UpdatePrioritiesResponse(_message.Message):
     __slots__ = ("updated",)
