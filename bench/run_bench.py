@@ -12,6 +12,8 @@ Rows (select with --only):
   scaling  env steps/s of 1 and 2 actor processes (and shards) with the learner held back, and a model to 64
   cluster  the same manifest `kubectl apply`d on the test cluster (tests/kube.py says which): seconds
            to its first transition and to Succeeded
+  cluster-scaling  env steps/s of 1, 2 and 3 actor pods (and shard pods) on the test cluster, the learner
+           held back as in `scaling`, beside the model N x the 1-pod rate
 
     cd /work/main && python bench/run_bench.py [--quick] [--only buffer learner] [--solve-runs 5]
 """
@@ -25,6 +27,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import re  # noqa: E402
@@ -35,7 +38,9 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import grpc  # noqa: E402
@@ -57,7 +62,7 @@ from kuberl.v1 import learner_service_pb2_grpc as learner_grpc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "examples" / "cartpole.yaml"
-ROWS = ("env", "buffer", "learner", "metrics", "solve", "tasks", "scaling", "cluster")
+ROWS = ("env", "buffer", "learner", "metrics", "solve", "tasks", "scaling", "cluster", "cluster-scaling")
 # The largest learningStarts the config accepts (LearnerSpec.learning_starts maximum); on one
 # shard it makes the limiter's warm-up (min_inserts) and tolerance 1e8 inserts, i.e. no hold-back.
 NO_HOLDBACK_LEARNING_STARTS = 100_000_000
@@ -712,10 +717,11 @@ def bench_scaling(workdir: Path, timeout: float) -> list[Row]:
 CLUSTER_WHAT = "examples/cartpole.yaml by kubectl apply"
 
 
-def bench_cluster(runs: int, timeout: float) -> list[Row]:
-    """The chart installed as the end-to-end suite installs it (its own release and namespace),
-    then the example applied `runs` times: seconds from `kubectl apply` to the first transition
-    the learner reports and to the status phase Succeeded (which lags by the operator's 5 s)."""
+@contextlib.contextmanager
+def installed_release() -> Iterator[Any]:
+    """The chart installed as the end-to-end suite installs it (release `kuberl-bench` in its own
+    namespace) on the cluster the tests use, started for the row and stopped after it if it is the
+    local one; yields the Release, or None (and says why) when there is no cluster."""
     sys.path.insert(0, str(ROOT))
     from tests import kube
     from tests.docker import engine
@@ -725,13 +731,14 @@ def bench_cluster(runs: int, timeout: float) -> list[Row]:
 
     choice = kube.choose()
     if choice.kind == "none":
-        return [Row(CLUSTER_WHAT, choice.detail[:100], "-", "")]
+        note(f"no cluster: {choice.detail}")
+        yield None
+        return
     started_cluster = False
     if choice.kind == "local":
         layout, started_cluster = lifecycle.ensure_up(log=note)
     target = kube.TestCluster.for_choice(choice)
     release = Release(target, namespace="kuberl-bench")
-    rows = []
     try:
         engine.ensure_engine()
         base = engine.ensure_base_image()
@@ -742,6 +749,21 @@ def bench_cluster(runs: int, timeout: float) -> list[Row]:
         target.ensure_namespace(release.namespace)
         target.helm("upgrade", "--install", "kuberl-bench", str(CHART), "--namespace", release.namespace,
                     *helm_values(image, mariadb), "--wait", "--timeout", "10m")
+        yield release
+    finally:
+        target.helm("uninstall", "kuberl-bench", "--namespace", release.namespace, "--wait", check=False)
+        target.kubectl("delete", "namespace", release.namespace, "--wait=false", check=False)
+        if started_cluster:
+            local_cluster.down(layout, log=note)
+
+
+def bench_cluster(runs: int, timeout: float) -> list[Row]:
+    """The example applied `runs` times: seconds from `kubectl apply` to the first transition
+    the learner reports and to the status phase Succeeded (which lags by the operator's 5 s)."""
+    rows = []
+    with installed_release() as release:
+        if release is None:
+            return [Row(CLUSTER_WHAT, "no cluster (see stderr)", "-", "")]
         firsts, solved = [], []
         for i in range(runs):
             # A name of its own each run: the policy role keeps an experiment's weights by name, and
@@ -781,11 +803,62 @@ def bench_cluster(runs: int, timeout: float) -> list[Row]:
         if solved:
             rows.append(Row(CLUSTER_WHAT, f"median of {len(solved)}, Succeeded", f"{statistics.median(solved):.1f}",
                             "s"))
-    finally:
-        target.helm("uninstall", "kuberl-bench", "--namespace", release.namespace, "--wait", check=False)
-        target.kubectl("delete", "namespace", release.namespace, "--wait=false", check=False)
-        if started_cluster:
-            local_cluster.down(layout, log=note)
+    return rows
+
+
+CLUSTER_SCALING_WHAT = "env steps/s with N actor pods and N shard pods (cluster)"
+CLUSTER_SCALING_PODS = (1, 2, 3)
+CLUSTER_SCALING_STEPS = 300_000
+
+
+def steady_rate(samples: list[tuple[float, int]], budget: int) -> float | None:
+    """Env steps/s between the first sample past a tenth of the budget and the last one short of
+    nine tenths: the pods' start and the run's end left out."""
+    window = [(t, steps) for t, steps in samples if 0.1 * budget <= steps <= 0.9 * budget]
+    if len(window) < 2 or window[-1][0] <= window[0][0]:
+        return None
+    return (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+
+
+def bench_cluster_scaling(workdir: Path, timeout: float) -> list[Row]:
+    """The scaling manifest (learner at a trickle, no target) with 1, 2 and 3 actor pods and as
+    many shard pods, for CLUSTER_SCALING_STEPS. The rate is read from the status's envSteps,
+    which the operator refreshes every 5 s: each change is timed when the bench sees it, over the
+    middle of the budget. (Probing the learner by kubectl exec would start a Python in its pod
+    every time, taking the CPU it measures.) The model is N times the 1-pod rate."""
+    rates: dict[int, float] = {}
+    with installed_release() as release:
+        if release is None:
+            return [Row(CLUSTER_SCALING_WHAT, "no cluster (see stderr)", "-", "")]
+        for pods in CLUSTER_SCALING_PODS:
+            doc = yaml.safe_load(scaling_manifest(pods, workdir).read_text())
+            name = doc["metadata"]["name"] = f"scaling-{pods}"
+            doc["spec"]["stop"]["maxEnvSteps"] = CLUSTER_SCALING_STEPS
+            release.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+            started, samples, status = time.monotonic(), [], {}
+            while time.monotonic() - started < timeout:
+                status = release.status(name)
+                steps = int(status.get("envSteps") or 0)
+                if steps and (not samples or steps != samples[-1][1]):
+                    samples.append((time.monotonic(), steps))
+                if status.get("phase") in ("Succeeded", "Failed"):
+                    break
+                time.sleep(0.5)
+            release.kubectl("delete", "rlx", name, "--wait=true", "--timeout=120s")
+            rate = steady_rate(samples, CLUSTER_SCALING_STEPS)
+            note(f"cluster scaling {pods} pods: {rate} env steps/s from {len(samples)} samples {samples}; "
+                 f"{status.get('phase')}: {status.get('message')}")
+            if rate is None:
+                return [Row(CLUSTER_SCALING_WHAT, f"{pods} pods: too few status samples ({len(samples)})", "-", "")]
+            rates[pods] = rate
+    one = rates[1]
+    rows = [Row(CLUSTER_SCALING_WHAT, f"{n} actor pod{'s' * (n > 1)} x {base_config().environment.envs_per_replica} "
+                f"envs, {n} shard pod{'s' * (n > 1)}, learner at samplesPerInsert 1, {os.cpu_count()} cores",
+                fmt_num(rate), "env steps/s") for n, rate in rates.items()]
+    for n in CLUSTER_SCALING_PODS[1:]:
+        rows.append(Row(CLUSTER_SCALING_WHAT, f"model N x {fmt_num(one)}/s against the measured {n}: "
+                        f"{rates[n] / (n * one):.2f} of it on {os.cpu_count()} cores", fmt_num(n * one),
+                        "env steps/s"))
     return rows
 
 
@@ -832,6 +905,7 @@ def main(argv: list[str] | None = None) -> int:
                                          sb3_python(args.sb3_python)),
             "scaling": lambda: bench_scaling(workdir, args.solve_timeout),
             "cluster": lambda: bench_cluster(solve_runs, args.solve_timeout),
+            "cluster-scaling": lambda: bench_cluster_scaling(workdir, args.solve_timeout),
         }
         for name in only:
             note(f"--- {name}")

@@ -125,9 +125,11 @@ class Shard:
     def table(self, experiment_id: str) -> ReplayTable:
         return self.tables.get(experiment_id)
 
-    def push(self, experiment_id: str, batch: Transitions) -> ReplayBuffer:
+    def push(self, experiment_id: str, batch: Transitions, wait: bool = True) -> ReplayBuffer:
+        """Adds the batch once the samples-per-insert limit lets it (waiting up to
+        insert_wait_seconds, or not at all without `wait`); Exhausted if it does not."""
         table = self.table(experiment_id)
-        if not table.limiter.wait_for_insert(table.buffer, self.insert_wait_seconds):
+        if not table.limiter.wait_for_insert(table.buffer, self.insert_wait_seconds if wait else 0.0):
             raise Exhausted(f"experiment {experiment_id!r}: inserts are ahead of sampling by more than the "
                             f"samples-per-insert limit allows (is the learner running?)")
         table.buffer.add(batch)

@@ -47,7 +47,7 @@ class BufferServicer(pb_grpc.BufferServiceServicer):
     def PushTransitions(self, request: pb.PushTransitionsRequest, context: grpc.ServicerContext
                         ) -> pb.PushTransitionsResponse:
         experiment_id = require_experiment_id(request.experiment_id)
-        buffer = self.shard.push(experiment_id, unpack_transitions(request.batch))
+        buffer = self.shard.push(experiment_id, unpack_transitions(request.batch), wait=not request.refuse_if_held)
         return pb.PushTransitionsResponse(stats=_stats(buffer))
 
     @rpc_errors

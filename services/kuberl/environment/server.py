@@ -45,8 +45,9 @@ def _wait_unless_stopping(call: grpc.Future, stopping: threading.Event) -> bool:
 
 class ShardWriter:
     """Pushes transition batches round-robin, one batch per shard in turn, over every shard the
-    discovery knows now. A shard that fails is skipped for that batch (the batch goes to the
-    next one, so nothing is lost while any shard is up)."""
+    discovery knows now. A shard that fails, or holds inserts back while another does not, is
+    skipped for that batch (the batch goes to the next one, so nothing is lost while any shard
+    is up)."""
 
     def __init__(self, experiment_id: str, config: ExperimentConfig, shards: Discovery, obs_size: int):
         self.experiment_id = experiment_id
@@ -75,32 +76,48 @@ class ShardWriter:
         self._opened.add(address)
 
     def push(self, batch: Transitions, stopping: threading.Event) -> bool:
-        """Delivers one batch; retries until a shard takes it or `stopping` is set."""
-        request = buffer_pb.PushTransitionsRequest(experiment_id=self.experiment_id, batch=pack_transitions(batch))
+        """Delivers one batch; retries until a shard takes it or `stopping` is set.
+
+        A shard holding inserts back is passed over at once while another shard may take the
+        batch: with prioritized replay the learner draws from each shard by its priority mass,
+        not by what it was sent, so one shard's draws can lag its inserts for long stretches,
+        and waiting on it (as strict turns would) stalls every actor. Only when every shard
+        holds does the writer wait on one, which is the limit's back-pressure."""
+        packed = pack_transitions(batch)
         while not stopping.is_set():
             addresses = self.shards.addresses()
             if not addresses:
                 stopping.wait(0.5)
                 continue
-            for _ in range(len(addresses)):
-                address = addresses[self._turn % len(addresses)]
-                self._turn += 1
-                try:
-                    self._open(address)
-                    call = stub(buffer_grpc.BufferServiceStub, address).PushTransitions.future(
-                        request, timeout=PUSH_TIMEOUT_SECONDS)
-                    if not _wait_unless_stopping(call, stopping):
-                        return False
-                    call.result()
-                except grpc.RpcError as err:
-                    if err.code() == grpc.StatusCode.NOT_FOUND:
-                        self._opened.discard(address)  # the shard restarted without our table
-                    if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
-                        log.warning("%s: push to %s failed: %s", self.experiment_id, address, err.code().name)
-                    continue
-                return True
+            for refuse_if_held in ((True, False) if len(addresses) > 1 else (False,)):
+                request = buffer_pb.PushTransitionsRequest(experiment_id=self.experiment_id, batch=packed,
+                                                           refuse_if_held=refuse_if_held)
+                for _ in range(len(addresses)):
+                    address = addresses[self._turn % len(addresses)]
+                    self._turn += 1
+                    delivered = self._push_to(address, request, stopping)
+                    if delivered is not False:
+                        return bool(delivered)
             stopping.wait(0.2)  # every shard refused: back off, keep the batch
         return False
+
+    def _push_to(self, address: str, request: buffer_pb.PushTransitionsRequest,
+                 stopping: threading.Event) -> bool | None:
+        """True once the shard took the batch, False if it refused or failed, None if stopping."""
+        try:
+            self._open(address)
+            call = stub(buffer_grpc.BufferServiceStub, address).PushTransitions.future(
+                request, timeout=PUSH_TIMEOUT_SECONDS)
+            if not _wait_unless_stopping(call, stopping):
+                return None
+            call.result()
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                self._opened.discard(address)  # the shard restarted without our table
+            if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                log.warning("%s: push to %s failed: %s", self.experiment_id, address, err.code().name)
+            return False
+        return True
 
 
 class Rollout:

@@ -39,12 +39,14 @@ class OpenReplayResponse(_message.Message):
     def __init__(self, stats: _Optional[_Union[ReplayStats, _Mapping]] = ..., restored: _Optional[bool] = ...) -> None: ...
 
 class PushTransitionsRequest(_message.Message):
-    __slots__ = ("experiment_id", "batch")
+    __slots__ = ("experiment_id", "batch", "refuse_if_held")
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    REFUSE_IF_HELD_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     batch: _common_pb2.TransitionBatch
-    def __init__(self, experiment_id: _Optional[str] = ..., batch: _Optional[_Union[_common_pb2.TransitionBatch, _Mapping]] = ...) -> None: ...
+    refuse_if_held: bool
+    def __init__(self, experiment_id: _Optional[str] = ..., batch: _Optional[_Union[_common_pb2.TransitionBatch, _Mapping]] = ..., refuse_if_held: _Optional[bool] = ...) -> None: ...
 
 class PushTransitionsResponse(_message.Message):
     __slots__ = ("stats",)
