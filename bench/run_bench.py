@@ -673,14 +673,14 @@ SCALING_STEPS = 60_000
 _RATE = re.compile(r"^\s*env steps\s+[0-9]+.*\(([0-9]+)/s this run\)", re.M)
 
 
-def scaling_manifest(actors: int, workdir: Path) -> Path:
+def scaling_manifest(actors: int, workdir: Path, steps: int = SCALING_STEPS) -> Path:
     """The CartPole example with N actors and N shards, the learner held to a trickle
     (samplesPerInsert 1: a batch per 64 inserts) so that it never holds the actors back, and no target to stop at."""
     manifest = yaml.safe_load(MANIFEST.read_text())
     spec = manifest["spec"]
     spec["environment"]["replicas"] = spec["buffer"]["replicas"] = actors
     spec["learner"]["samplesPerInsert"] = 1.0
-    spec["stop"] = {"targetReturn": 1e9, "maxEnvSteps": SCALING_STEPS}
+    spec["stop"] = {"targetReturn": 1e9, "maxEnvSteps": steps}
     path = workdir / f"scaling-{actors}.yaml"
     path.write_text(yaml.safe_dump(manifest))
     return path
@@ -831,9 +831,8 @@ def bench_cluster_scaling(workdir: Path, timeout: float) -> list[Row]:
         if release is None:
             return [Row(CLUSTER_SCALING_WHAT, "no cluster (see stderr)", "-", "")]
         for pods in CLUSTER_SCALING_PODS:
-            doc = yaml.safe_load(scaling_manifest(pods, workdir).read_text())
+            doc = yaml.safe_load(scaling_manifest(pods, workdir, CLUSTER_SCALING_STEPS).read_text())
             name = doc["metadata"]["name"] = f"scaling-{pods}"
-            doc["spec"]["stop"]["maxEnvSteps"] = CLUSTER_SCALING_STEPS
             release.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
             started, samples, status = time.monotonic(), [], {}
             while time.monotonic() - started < timeout:

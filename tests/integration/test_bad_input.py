@@ -119,8 +119,8 @@ def test_malformed_priority_updates_are_refused_and_the_priorities_stay(buffer_c
     api = buffer_grpc.BufferServiceStub(buffer_channel)
     config = ExperimentConfig().replace(buffer={"prioritized": True})
     api.OpenReplay(buffer_pb.OpenReplayRequest(experiment_id="ranked", config=to_proto(config)), timeout=5)
-    api.PushTransitions(buffer_pb.PushTransitionsRequest(experiment_id="ranked", batch=pack_transitions(transitions(8))),
-                        timeout=5)
+    api.PushTransitions(buffer_pb.PushTransitionsRequest(experiment_id="ranked",
+                                                         batch=pack_transitions(transitions(8))), timeout=5)
     drawn = api.SampleBatch(buffer_pb.SampleBatchRequest(experiment_id="ranked", count=4), timeout=5)
     keys = unpack_vector(drawn.keys, "keys", np.int64)
     mass = api.GetStats(buffer_pb.GetStatsRequest(experiment_id="ranked"), timeout=5).stats.priority_mass

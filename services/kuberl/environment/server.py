@@ -84,20 +84,22 @@ class ShardWriter:
         and waiting on it (as strict turns would) stalls every actor. Only when every shard
         holds does the writer wait on one, which is the limit's back-pressure."""
         packed = pack_transitions(batch)
+        passing, waiting = (buffer_pb.PushTransitionsRequest(experiment_id=self.experiment_id, batch=packed,
+                                                             refuse_if_held=refuse) for refuse in (True, False))
         while not stopping.is_set():
             addresses = self.shards.addresses()
             if not addresses:
                 stopping.wait(0.5)
                 continue
-            for refuse_if_held in ((True, False) if len(addresses) > 1 else (False,)):
-                request = buffer_pb.PushTransitionsRequest(experiment_id=self.experiment_id, batch=packed,
-                                                           refuse_if_held=refuse_if_held)
+            for request in (passing, waiting) if len(addresses) > 1 else (waiting,):
                 for _ in range(len(addresses)):
                     address = addresses[self._turn % len(addresses)]
                     self._turn += 1
                     delivered = self._push_to(address, request, stopping)
-                    if delivered is not False:
-                        return bool(delivered)
+                    if delivered is None:  # stopping
+                        return False
+                    if delivered:
+                        return True
             stopping.wait(0.2)  # every shard refused: back off, keep the batch
         return False
 

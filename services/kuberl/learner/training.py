@@ -98,8 +98,9 @@ class ShardSampler:
     def send_priorities(self, updates: dict[str, tuple[list[np.ndarray], list[np.ndarray]]]) -> None:
         """New priorities to each shard, without waiting: a lost update only leaves a row's old one."""
         calls = self._call_each("UpdatePriorities", {
-            address: buffer_pb.UpdatePrioritiesRequest(experiment_id=self.experiment_id, keys=pack(np.concatenate(keys)),
-                                                       priorities=pack(np.concatenate(priorities).astype(np.float32, copy=False)))
+            address: buffer_pb.UpdatePrioritiesRequest(
+                experiment_id=self.experiment_id, keys=pack(np.concatenate(keys)),
+                priorities=pack(np.concatenate(priorities).astype(np.float32, copy=False)))
             for address, (keys, priorities) in updates.items()})
         for address, call in calls.items():
             call.add_done_callback(lambda done, a=address: self._log_failure(a, done))
