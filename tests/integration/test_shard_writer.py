@@ -1,6 +1,8 @@
-"""An actor's writer over real shard servers: a shard that holds inserts back (its draws lag
-what it was sent, as prioritized replay's split by priority mass makes them) is passed over,
-not waited on, while another shard takes the batch; when every shard holds, the writer waits."""
+"""An actor's writer over real shard servers, prioritized replay: a shard that holds inserts
+back (its draws lag what it was sent, as the split by priority mass makes them) is passed over,
+not waited on, while another shard takes the batch; when every shard holds, the writer waits.
+(Uniform replay keeps strict turns; tests/docker/test_containers.py checks they fill the
+shards evenly.)"""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from kuberl.v1 import buffer_service_pb2_grpc as buffer_grpc
 
 PUSH = 256
 # Per shard, inserts may run 4 pushes ahead of samples before the limit holds them.
-CONFIG = ExperimentConfig().replace(environment={"push_batch_size": PUSH}, buffer={"replicas": 2},
+CONFIG = ExperimentConfig().replace(environment={"push_batch_size": PUSH},
+                                    buffer={"replicas": 2, "prioritized": True},
                                     learner={"samples_per_insert": 1.0, "batch_size": 64, "learning_starts": 0})
 HOLD_SECONDS = 30.0  # how long a held shard would keep a waiting push
 
