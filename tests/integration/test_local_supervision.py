@@ -98,6 +98,7 @@ def alive(pid: int) -> bool:
 def test_a_role_killed_mid_run_comes_back_and_the_run_still_solves(tmp_path, role):
     run_dir = tmp_path / "run"
     proc = kuberl_run(write_manifest(tmp_path), "--output", str(run_dir), "--timeout", "450")
+    out = ""
     try:
         wait_for(lambda: (view := learner(run_dir)) and view.updates >= 100, 90, "training to start")
         victim = replicas(run_dir)[f"{role}-0"]
@@ -118,7 +119,11 @@ def test_a_role_killed_mid_run_comes_back_and_the_run_still_solves(tmp_path, rol
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            out, _ = proc.communicate()
+        # Shown by pytest only when the test fails: what the run and the restarted role said.
+        print(out[-4000:] if out else "(no output)", json.dumps(replicas(run_dir), indent=1), sep="\n")
+        log = run_dir / f"{role}-0.log"
+        print(f"--- {log}", log.read_text()[-6000:] if log.exists() else "(none)", sep="\n")
     assert proc.returncode == 0, out[-4000:]
     assert "cartpole: Succeeded" in out
     assert f"{role}-0 exited with -9" in out
