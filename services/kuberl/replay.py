@@ -241,24 +241,43 @@ class ReplayBuffer:
 
 
 class SamplesPerInsertLimiter:
-    """Holds inserts back while they run ahead of sampling by more than `tolerance` inserts.
+    """Holds a shard's inserts back while they run ahead of sampling by more than `tolerance`.
 
-    With ratio r, after I inserts and S sampled rows an insert may proceed while
-    I - S / r <= tolerance, or while fewer than `min_inserts` have arrived (warm-up).
+    With ratio r, after I inserts and D draws credited to the shard an insert may proceed while
+    I - D / r <= tolerance, or while fewer than `min_inserts` have arrived (warm-up). Once the
+    learner reports the experiment's totals (E inserted, S sampled over all shards), the shard
+    is credited D = S * I / E, the draws its share of the inserts earns; until then, its own.
+    Its own would not do across shards: the learner draws by priority mass (or by size), so
+    one shard's draws lag what it was sent while the experiment as a whole is within the
+    ratio, and that shard would hold its actors back for nothing.
     """
 
     def __init__(self, samples_per_insert: float, min_inserts: int, tolerance: int):
-        self.samples_per_insert = samples_per_insert
-        self.min_inserts = min_inserts
-        self.tolerance = tolerance
         self._cond = threading.Condition()
         self._closed = False
+        self._experiment: tuple[int, int] | None = None  # (inserted, sampled) over all shards
         self.held_back = 0  # inserts that had to wait (or gave up waiting): the learner was behind
+        self.configure(samples_per_insert, min_inserts, tolerance)
+
+    def configure(self, samples_per_insert: float, min_inserts: int, tolerance: int) -> None:
+        """New settings (a re-opened experiment's); waiting inserts re-check under them, and
+        the experiment's totals last reported still count."""
+        with self._cond:
+            self.samples_per_insert = samples_per_insert
+            self.min_inserts = min_inserts
+            self.tolerance = tolerance
+            self._cond.notify_all()
+
+    def credited_draws(self, buffer: ReplayBuffer) -> float:
+        if self._experiment is None:
+            return float(buffer.total_sampled)
+        inserted, sampled = self._experiment
+        return sampled * buffer.total_inserted / inserted
 
     def _insert_allowed(self, buffer: ReplayBuffer) -> bool:
         inserted = buffer.total_inserted
         return (self._closed or inserted < self.min_inserts
-                or inserted - buffer.total_sampled / self.samples_per_insert <= self.tolerance)
+                or inserted - self.credited_draws(buffer) / self.samples_per_insert <= self.tolerance)
 
     def wait_for_insert(self, buffer: ReplayBuffer, timeout: float) -> bool:
         """Blocks until an insert may proceed; False if `timeout` passed first."""
@@ -268,9 +287,12 @@ class SamplesPerInsertLimiter:
             self.held_back += 1
             return self._cond.wait_for(lambda: self._insert_allowed(buffer), timeout=timeout)
 
-    def notify(self) -> None:
-        """Called after a sample: waiting inserts re-check."""
+    def notify(self, experiment_inserted: int = 0, experiment_sampled: int = 0) -> None:
+        """Called after a sample, with the experiment's totals if the learner sent them:
+        waiting inserts re-check."""
         with self._cond:
+            if experiment_inserted > 0:
+                self._experiment = (experiment_inserted, experiment_sampled)
             self._cond.notify_all()
 
     def close(self) -> None:

@@ -1,8 +1,8 @@
-"""An actor's writer over real shard servers, prioritized replay: a shard that holds inserts
-back (its draws lag what it was sent, as the split by priority mass makes them) is passed over,
-not waited on, while another shard takes the batch; when every shard holds, the writer waits.
-(Uniform replay keeps strict turns; tests/docker/test_containers.py checks they fill the
-shards evenly.)"""
+"""An actor's writer over real shard servers: a shard that holds inserts back is passed over,
+not waited on, while another shard takes the batch; when every shard holds, the writer waits;
+a shard whose own draws lag is let in again once the learner's totals show the experiment
+within its ratio (prioritized replay draws by priority mass, so one shard's draws lag what it
+was sent). tests/docker/test_containers.py checks that the shards fill evenly."""
 
 from __future__ import annotations
 
@@ -70,10 +70,12 @@ def inserted(api: buffer_grpc.BufferServiceStub) -> int:
     return api.GetStats(buffer_pb.GetStatsRequest(experiment_id="e"), timeout=5).stats.total_inserted
 
 
-def test_a_held_shard_is_passed_over_while_another_takes_the_batch(shards):
+@pytest.mark.parametrize("prioritized", [True, False])
+def test_a_held_shard_is_passed_over_while_another_takes_the_batch(shards, prioritized):
     addresses, (held, open_) = shards
     held_at = hold(held)
-    writer = ShardWriter("e", CONFIG, Discovery(",".join(addresses)), obs_size=4)
+    config = CONFIG.replace(buffer={"prioritized": prioritized})
+    writer = ShardWriter("e", config, Discovery(",".join(addresses)), obs_size=4)
     stopping = threading.Event()
     started = time.monotonic()
     for _ in range(4):  # strict turns would put two of them on the held shard
@@ -91,3 +93,30 @@ def test_when_every_shard_holds_the_writer_waits_and_keeps_the_batch(shards):
     threading.Timer(1.0, stopping.set).start()
     assert writer.push(rows(PUSH), stopping) is False  # waited on a held shard until told to stop
     assert [inserted(api) for api in apis] == held_at
+
+
+def test_a_shard_whose_own_draws_lag_takes_inserts_once_the_experiment_is_within_its_ratio(shards):
+    addresses, (lagging, drawn) = shards
+    lagging_at = hold(lagging)  # never sampled: held by its own draws
+    drawn_at = hold(drawn)
+    # The learner draws every row from the other shard (as priority mass may make it), and says
+    # what the experiment holds: as many draws as inserts over both shards.
+    both = lagging_at + drawn_at
+    for api, count in ((drawn, drawn_at), (lagging, 1)):
+        api.SampleBatch(buffer_pb.SampleBatchRequest(experiment_id="e", count=count, experiment_inserted=both,
+                                                     experiment_sampled=both), timeout=5)
+    writer = ShardWriter("e", CONFIG, Discovery(addresses[0]), obs_size=4)
+    started = time.monotonic()
+    assert writer.push(rows(PUSH), threading.Event())
+    assert time.monotonic() - started < HOLD_SECONDS / 3
+    assert inserted(lagging) == lagging_at + PUSH
+
+
+def test_negative_experiment_totals_are_refused_and_the_shard_keeps_serving(shards):
+    _, (api, _) = shards
+    hold(api)
+    with pytest.raises(grpc.RpcError) as refused:
+        api.SampleBatch(buffer_pb.SampleBatchRequest(experiment_id="e", count=1, experiment_inserted=-1), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "experiment_inserted" in refused.value.details()
+    assert api.SampleBatch(buffer_pb.SampleBatchRequest(experiment_id="e", count=1), timeout=5).batch

@@ -235,6 +235,31 @@ def test_limiter_ratio_arithmetic():
     assert not limiter.wait_for_insert(buf, timeout=0.01)
 
 
+def test_limiter_credits_a_shard_with_its_share_of_the_experiments_draws():
+    limiter = SamplesPerInsertLimiter(samples_per_insert=1.0, min_inserts=0, tolerance=5)
+    lagging = filled(20)
+    lagging.total_sampled = 2  # the learner drew elsewhere: by its own draws, 18 ahead
+    assert not limiter.wait_for_insert(lagging, timeout=0.01)
+    # The experiment: 40 inserted, 36 sampled over two shards; 20 of the inserts earn 18 draws.
+    limiter.notify(experiment_inserted=40, experiment_sampled=36)
+    assert limiter.credited_draws(lagging) == 18
+    assert limiter.wait_for_insert(lagging, timeout=0.01)  # 20 - 18 <= 5
+    limiter.notify(experiment_inserted=40, experiment_sampled=20)  # the experiment is 20 ahead
+    assert not limiter.wait_for_insert(lagging, timeout=0.01)  # 20 - 10 > 5
+    limiter.notify()  # a learner that sends no totals leaves the last ones standing
+    assert limiter.credited_draws(lagging) == 10
+
+
+def test_of_two_shards_the_one_further_ahead_holds_first():
+    limiter_a, limiter_b = (SamplesPerInsertLimiter(1.0, min_inserts=0, tolerance=5) for _ in range(2))
+    a, b = filled(40), filled(20)
+    for limiter in (limiter_a, limiter_b):
+        limiter.notify(experiment_inserted=60, experiment_sampled=45)  # the experiment: 15 ahead
+    # a: 40 - 30 = 10 ahead of its share; b: 20 - 15 = 5, within its tolerance.
+    assert not limiter_a.wait_for_insert(a, timeout=0.01)
+    assert limiter_b.wait_for_insert(b, timeout=0.01)
+
+
 def background_wait(limiter, buf, timeout=5.0):
     result = {}
 

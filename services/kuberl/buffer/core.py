@@ -108,16 +108,13 @@ class Shard:
         # learner may not take yet, and both would wait for good.
         per_batch = math.ceil(learner.batch_size / learner.samples_per_insert / shards)
         # Per-shard warm-up and slack: inserts are spread over the experiment's shards.
-        limiter = SamplesPerInsertLimiter(
-            learner.samples_per_insert, min_inserts=max(learner.learning_starts, learner.batch_size) // shards + 1,
-            tolerance=max(4 * push, learner.learning_starts // shards, per_batch + push))
+        settings = (learner.samples_per_insert, max(learner.learning_starts, learner.batch_size) // shards + 1,
+                    max(4 * push, learner.learning_starts // shards, per_batch + push))
         table = self.tables.get_or_create(experiment_id, lambda: ReplayTable(
-            ReplayBuffer(config.buffer.capacity, seed=config.seed, obs_size=obs_size), limiter,
-            config.buffer.snapshot_interval_seconds, time.monotonic()))
-        if table.limiter is not limiter:  # re-opened: new settings, the same replay
-            old, table.limiter = table.limiter, limiter
-            table.snapshot_interval = config.buffer.snapshot_interval_seconds
-            old.close()  # lets through the inserts that were waiting under the old settings
+            ReplayBuffer(config.buffer.capacity, seed=config.seed, obs_size=obs_size),
+            SamplesPerInsertLimiter(*settings), config.buffer.snapshot_interval_seconds, time.monotonic()))
+        table.limiter.configure(*settings)  # re-opened: new settings, the same replay and its totals
+        table.snapshot_interval = config.buffer.snapshot_interval_seconds
         if config.buffer.prioritized:  # once on, on for good: the learner may still send priorities
             table.buffer.prioritize(config.buffer.priority_exponent)
         return table
@@ -135,15 +132,21 @@ class Shard:
         table.buffer.add(batch)
         return table.buffer
 
-    def sample(self, experiment_id: str, count: int) -> tuple[Sampled, ReplayBuffer]:
+    def sample(self, experiment_id: str, count: int, experiment_inserted: int = 0,
+               experiment_sampled: int = 0) -> tuple[Sampled, ReplayBuffer]:
+        """Draws count rows; the experiment's totals over all shards, when the learner sends
+        them, are what the insert limit counts from now on (SamplesPerInsertLimiter)."""
         if count < 1:
             raise ValueError(f"count: must be >= 1, got {count}")
+        if experiment_inserted < 0 or experiment_sampled < 0:
+            raise ValueError(f"experiment_inserted, experiment_sampled: must be >= 0, got "
+                             f"{experiment_inserted}, {experiment_sampled}")
         table = self.table(experiment_id)
         try:
             drawn = table.buffer.draw(count)
         except LookupError as err:
             raise NotFound(f"experiment {experiment_id!r}: {err}") from None
-        table.limiter.notify()
+        table.limiter.notify(experiment_inserted, experiment_sampled)
         return drawn, table.buffer
 
     def update_priorities(self, experiment_id: str, keys: np.ndarray, priorities: np.ndarray) -> int:

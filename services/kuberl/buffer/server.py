@@ -55,7 +55,8 @@ class BufferServicer(pb_grpc.BufferServiceServicer):
         experiment_id = require_experiment_id(request.experiment_id)
         if request.count > MAX_SAMPLE_ROWS:
             raise ValueError(f"count: at most {MAX_SAMPLE_ROWS}, got {request.count}")
-        drawn, buffer = self.shard.sample(experiment_id, request.count)
+        drawn, buffer = self.shard.sample(experiment_id, request.count, request.experiment_inserted,
+                                          request.experiment_sampled)
         reply = pb.SampleBatchResponse(batch=pack_transitions(drawn.rows), stats=_stats(buffer))
         if drawn.keys is not None and drawn.probabilities is not None:
             reply.keys.CopyFrom(pack(drawn.keys.astype(np.int64, copy=False)))

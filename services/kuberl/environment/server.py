@@ -45,14 +45,13 @@ def _wait_unless_stopping(call: grpc.Future, stopping: threading.Event) -> bool:
 
 class ShardWriter:
     """Pushes transition batches round-robin, one batch per shard in turn, over every shard the
-    discovery knows now. A shard that fails, or (prioritized replay) holds inserts back while
-    another does not, is skipped for that batch (the batch goes to the next one, so nothing is
-    lost while any shard is up)."""
+    discovery knows now. A shard that fails, or holds inserts back while another does not, is
+    skipped for that batch (the batch goes to the next one, so nothing is lost while any shard
+    is up)."""
 
     def __init__(self, experiment_id: str, config: ExperimentConfig, shards: Discovery, obs_size: int):
         self.experiment_id = experiment_id
         self.config_msg = to_proto(config)
-        self.prioritized = config.buffer.prioritized
         self.obs_size = obs_size
         self.shards = shards
         self._opened: set[str] = set()
@@ -79,15 +78,12 @@ class ShardWriter:
     def push(self, batch: Transitions, stopping: threading.Event) -> bool:
         """Delivers one batch; retries until a shard takes it or `stopping` is set.
 
-        With prioritized replay a shard holding inserts back is passed over at once while
-        another shard may take the batch: the learner draws from each shard by its priority
-        mass, not by what it was sent, so one shard's draws can lag its inserts for long
-        stretches, and waiting on it (as strict turns would) stalls every actor. Only when every
-        shard holds does the writer wait on one, which is the limit's back-pressure. Uniform
-        replay keeps strict turns: its draws follow the shards' sizes, so no shard lags, and the
-        turns are what keep the shards evenly filled (passing over let them drift apart, seen
-        12 867 / 6 953 / 12 605 rows). The general fix is a limiter that counts each shard's
-        share of the experiment's draws, not its own; until then this is prioritized only."""
+        A shard holding inserts back is passed over at once while another shard may take the
+        batch; only when every shard holds does the writer wait on one, which is the limit's
+        back-pressure. Each shard's limit counts its share of the experiment's draws (by its
+        share of the inserts), so the shard that holds is the one furthest ahead, and passing
+        it over evens the shards' fill instead of stalling every actor on it.
+        """
         packed = pack_transitions(batch)
         passing, waiting = (buffer_pb.PushTransitionsRequest(experiment_id=self.experiment_id, batch=packed,
                                                              refuse_if_held=refuse) for refuse in (True, False))
@@ -96,7 +92,7 @@ class ShardWriter:
             if not addresses:
                 stopping.wait(0.5)
                 continue
-            for request in (passing, waiting) if self.prioritized and len(addresses) > 1 else (waiting,):
+            for request in (passing, waiting) if len(addresses) > 1 else (waiting,):
                 for _ in range(len(addresses)):
                     address = addresses[self._turn % len(addresses)]
                     self._turn += 1

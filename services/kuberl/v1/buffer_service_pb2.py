@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kuberl.v1 import common_pb2 as kuberl_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ekuberl/v1/buffer_service.proto\x12\tkuberl.v1\x1a\x16kuberl/v1/common.proto\"s\n\x0bReplayStats\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x03\x12\x16\n\x0etotal_inserted\x18\x03 \x01(\x03\x12\x15\n\rtotal_sampled\x18\x04 \x01(\x03\x12\x15\n\rpriority_mass\x18\x05 \x01(\x01\"i\n\x11OpenReplayRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12+\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1b.kuberl.v1.ExperimentConfig\x12\x10\n\x08obs_size\x18\x03 \x01(\x03\"M\n\x12OpenReplayResponse\x12%\n\x05stats\x18\x01 \x01(\x0b\x32\x16.kuberl.v1.ReplayStats\x12\x10\n\x08restored\x18\x02 \x01(\x08\"r\n\x16PushTransitionsRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12)\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x1a.kuberl.v1.TransitionBatch\x12\x16\n\x0erefuse_if_held\x18\x03 \x01(\x08\"@\n\x17PushTransitionsResponse\x12%\n\x05stats\x18\x01 \x01(\x0b\x32\x16.kuberl.v1.ReplayStats\":\n\x12SampleBatchRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\xbe\x01\n\x13SampleBatchResponse\x12)\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x1a.kuberl.v1.TransitionBatch\x12%\n\x05stats\x18\x02 \x01(\x0b\x32\x16.kuberl.v1.ReplayStats\x12\x1f\n\x04keys\x18\x05 \x01(\x0b\x32\x11.kuberl.v1.Tensor\x12(\n\rprobabilities\x18\x06 \x01(\x0b\x32\x11.kuberl.v1.TensorJ\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05\"\x84\x01\n\x17UpdatePrioritiesRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x1f\n\x04keys\x18\x04 \x01(\x0b\x32\x11.kuberl.v1.Tensor\x12%\n\npriorities\x18\x05 \x01(\x0b\x32\x11.kuberl.v1.TensorJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04\"+\n\x18UpdatePrioritiesResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x03\"(\n\x0fGetStatsRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\"9\n\x10GetStatsResponse\x12%\n\x05stats\x18\x01 \x01(\x0b\x32\x16.kuberl.v1.ReplayStats2\x84\x04\n\rBufferService\x12I\n\nOpenReplay\x12\x1c.kuberl.v1.OpenReplayRequest\x1a\x1d.kuberl.v1.OpenReplayResponse\x12X\n\x0fPushTransitions\x12!.kuberl.v1.PushTransitionsRequest\x1a\".kuberl.v1.PushTransitionsResponse\x12L\n\x0bSampleBatch\x12\x1d.kuberl.v1.SampleBatchRequest\x1a\x1e.kuberl.v1.SampleBatchResponse\x12\x43\n\x08GetStats\x12\x1a.kuberl.v1.GetStatsRequest\x1a\x1b.kuberl.v1.GetStatsResponse\x12[\n\x10UpdatePriorities\x12\".kuberl.v1.UpdatePrioritiesRequest\x1a#.kuberl.v1.UpdatePrioritiesResponse\x12^\n\x11ReleaseExperiment\x12#.kuberl.v1.ReleaseExperimentRequest\x1a$.kuberl.v1.ReleaseExperimentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ekuberl/v1/buffer_service.proto\x12\tkuberl.v1\x1a\x16kuberl/v1/common.proto\"s\n\x0bReplayStats\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x03\x12\x16\n\x0etotal_inserted\x18\x03 \x01(\x03\x12\x15\n\rtotal_sampled\x18\x04 \x01(\x03\x12\x15\n\rpriority_mass\x18\x05 \x01(\x01\"i\n\x11OpenReplayRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12+\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1b.kuberl.v1.ExperimentConfig\x12\x10\n\x08obs_size\x18\x03 \x01(\x03\"M\n\x12OpenReplayResponse\x12%\n\x05stats\x18\x01 \x01(\x0b\x32\x16.kuberl.v1.ReplayStats\x12\x10\n\x08restored\x18\x02 \x01(\x08\"r\n\x16PushTransitionsRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12)\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x1a.kuberl.v1.TransitionBatch\x12\x16\n\x0erefuse_if_held\x18\x03 \x01(\x08\"@\n\x17PushTransitionsResponse\x12%\n\x05stats\x18\x01 \x01(\x0b\x32\x16.kuberl.v1.ReplayStats\"s\n\x12SampleBatchRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x1b\n\x13\x65xperiment_inserted\x18\x03 \x01(\x03\x12\x1a\n\x12\x65xperiment_sampled\x18\x04 \x01(\x03\"\xbe\x01\n\x13SampleBatchResponse\x12)\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x1a.kuberl.v1.TransitionBatch\x12%\n\x05stats\x18\x02 \x01(\x0b\x32\x16.kuberl.v1.ReplayStats\x12\x1f\n\x04keys\x18\x05 \x01(\x0b\x32\x11.kuberl.v1.Tensor\x12(\n\rprobabilities\x18\x06 \x01(\x0b\x32\x11.kuberl.v1.TensorJ\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05\"\x84\x01\n\x17UpdatePrioritiesRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x1f\n\x04keys\x18\x04 \x01(\x0b\x32\x11.kuberl.v1.Tensor\x12%\n\npriorities\x18\x05 \x01(\x0b\x32\x11.kuberl.v1.TensorJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04\"+\n\x18UpdatePrioritiesResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x03\"(\n\x0fGetStatsRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\"9\n\x10GetStatsResponse\x12%\n\x05stats\x18\x01 \x01(\x0b\x32\x16.kuberl.v1.ReplayStats2\x84\x04\n\rBufferService\x12I\n\nOpenReplay\x12\x1c.kuberl.v1.OpenReplayRequest\x1a\x1d.kuberl.v1.OpenReplayResponse\x12X\n\x0fPushTransitions\x12!.kuberl.v1.PushTransitionsRequest\x1a\".kuberl.v1.PushTransitionsResponse\x12L\n\x0bSampleBatch\x12\x1d.kuberl.v1.SampleBatchRequest\x1a\x1e.kuberl.v1.SampleBatchResponse\x12\x43\n\x08GetStats\x12\x1a.kuberl.v1.GetStatsRequest\x1a\x1b.kuberl.v1.GetStatsResponse\x12[\n\x10UpdatePriorities\x12\".kuberl.v1.UpdatePrioritiesRequest\x1a#.kuberl.v1.UpdatePrioritiesResponse\x12^\n\x11ReleaseExperiment\x12#.kuberl.v1.ReleaseExperimentRequest\x1a$.kuberl.v1.ReleaseExperimentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,17 +43,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PUSHTRANSITIONSRESPONSE']._serialized_start=488
   _globals['_PUSHTRANSITIONSRESPONSE']._serialized_end=552
   _globals['_SAMPLEBATCHREQUEST']._serialized_start=554
-  _globals['_SAMPLEBATCHREQUEST']._serialized_end=612
-  _globals['_SAMPLEBATCHRESPONSE']._serialized_start=615
-  _globals['_SAMPLEBATCHRESPONSE']._serialized_end=805
-  _globals['_UPDATEPRIORITIESREQUEST']._serialized_start=808
-  _globals['_UPDATEPRIORITIESREQUEST']._serialized_end=940
-  _globals['_UPDATEPRIORITIESRESPONSE']._serialized_start=942
-  _globals['_UPDATEPRIORITIESRESPONSE']._serialized_end=985
-  _globals['_GETSTATSREQUEST']._serialized_start=987
-  _globals['_GETSTATSREQUEST']._serialized_end=1027
-  _globals['_GETSTATSRESPONSE']._serialized_start=1029
-  _globals['_GETSTATSRESPONSE']._serialized_end=1086
-  _globals['_BUFFERSERVICE']._serialized_start=1089
-  _globals['_BUFFERSERVICE']._serialized_end=1605
+  _globals['_SAMPLEBATCHREQUEST']._serialized_end=669
+  _globals['_SAMPLEBATCHRESPONSE']._serialized_start=672
+  _globals['_SAMPLEBATCHRESPONSE']._serialized_end=862
+  _globals['_UPDATEPRIORITIESREQUEST']._serialized_start=865
+  _globals['_UPDATEPRIORITIESREQUEST']._serialized_end=997
+  _globals['_UPDATEPRIORITIESRESPONSE']._serialized_start=999
+  _globals['_UPDATEPRIORITIESRESPONSE']._serialized_end=1042
+  _globals['_GETSTATSREQUEST']._serialized_start=1044
+  _globals['_GETSTATSREQUEST']._serialized_end=1084
+  _globals['_GETSTATSRESPONSE']._serialized_start=1086
+  _globals['_GETSTATSRESPONSE']._serialized_end=1143
+  _globals['_BUFFERSERVICE']._serialized_start=1146
+  _globals['_BUFFERSERVICE']._serialized_end=1662
 # @@protoc_insertion_point(module_scope)

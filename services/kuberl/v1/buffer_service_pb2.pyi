@@ -55,12 +55,16 @@ class PushTransitionsResponse(_message.Message):
     def __init__(self, stats: _Optional[_Union[ReplayStats, _Mapping]] = ...) -> None: ...
 
 class SampleBatchRequest(_message.Message):
-    __slots__ = ("experiment_id", "count")
+    __slots__ = ("experiment_id", "count", "experiment_inserted", "experiment_sampled")
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_INSERTED_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_SAMPLED_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     count: int
-    def __init__(self, experiment_id: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+    experiment_inserted: int
+    experiment_sampled: int
+    def __init__(self, experiment_id: _Optional[str] = ..., count: _Optional[int] = ..., experiment_inserted: _Optional[int] = ..., experiment_sampled: _Optional[int] = ...) -> None: ...
 
 class SampleBatchResponse(_message.Message):
     __slots__ = ("batch", "stats", "keys", "probabilities")
