@@ -11,7 +11,7 @@ RUN python3 -m venv /opt/kuberl
 COPY pyproject.toml README.md ./
 COPY services ./services
 COPY operator ./operator
-RUN /opt/kuberl/bin/pip install --no-cache-dir --disable-pip-version-check . \
+RUN /opt/kuberl/bin/pip install --no-cache-dir --disable-pip-version-check ".[box2d]" \
  && find /opt/kuberl -name __pycache__ -prune -exec rm -rf {} + \
  && rm -rf /opt/kuberl/lib/python3*/site-packages/pip /opt/kuberl/lib/python3*/site-packages/setuptools
 

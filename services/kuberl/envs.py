@@ -49,6 +49,10 @@ def describe(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> EnvSha
         env_id = registered(env_id)
         spec = gym.spec(env_id)
         env = gym.make(env_id, **(env_kwargs or {}))
+    except gym.error.DependencyNotInstalled as err:
+        # Gymnasium's advice for Box2D (a swig build of box2d-py) is not how kuberl gets it.
+        advice = "pip install 'kuberl[box2d]'" if "Box2D" in str(err) else str(err)
+        raise ValueError(f"env_id: {env_id} needs a package that is not installed: {advice}") from None
     except gym.error.Error as err:
         raise ValueError(f"env_id: {err}") from None
     except TypeError as err:  # an argument the environment does not take

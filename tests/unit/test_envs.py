@@ -102,6 +102,26 @@ def test_vector_stepper_acrobot_sync_mode():
             assert ret == -length  # Acrobot pays -1 per step until it swings up
 
 
+def test_lunar_lander_from_the_box2d_extra_describes_and_steps():
+    shape = describe("LunarLander-v3")
+    assert (shape.obs_size, shape.num_actions, shape.reward_threshold) == (8, 4, 200)
+    episodes = run("LunarLander-v3", 2, 30, 100)
+    assert len(episodes) >= 4
+    for _, length, _, terminated, truncated in episodes:
+        assert 1 <= length <= 30 and (terminated or truncated)
+        assert truncated == (length == 30) or terminated
+
+
+def test_a_missing_box2d_is_refused_with_kuberls_own_extra_named(monkeypatch):
+    import sys
+    for module in [m for m in sys.modules if m.startswith("gymnasium.envs.box2d")]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setitem(sys.modules, "Box2D", None)  # import Box2D now fails, as where it is not installed
+    with pytest.raises(ValueError) as err:
+        describe("LunarLander-v3")
+    assert str(err.value) == "env_id: LunarLander-v3 needs a package that is not installed: pip install 'kuberl[box2d]'"
+
+
 def test_vector_stepper_is_seeded():
     def first_obs(seed):
         env = make_vector_env("CartPole-v1", 3, 20)
