@@ -244,12 +244,14 @@ class SamplesPerInsertLimiter:
     """Holds a shard's inserts back while they run ahead of sampling by more than `tolerance`.
 
     With ratio r, after I inserts and D draws credited to the shard an insert may proceed while
-    I - D / r <= tolerance, or while fewer than `min_inserts` have arrived (warm-up). Once the
-    learner reports the experiment's totals (E inserted, S sampled over all shards), the shard
-    is credited D = S * I / E, the draws its share of the inserts earns; until then, its own.
-    Its own would not do across shards: the learner draws by priority mass (or by size), so
-    one shard's draws lag what it was sent while the experiment as a whole is within the
-    ratio, and that shard would hold its actors back for nothing.
+    I - D / r <= tolerance, or while fewer than `min_inserts` have arrived (warm-up). D is the
+    shard's own draws or, once the learner reports the experiment's totals (E inserted, S
+    sampled over all shards), the share S * I / E of them that its share of the inserts earns,
+    whichever is more. Its own alone would not do across shards: the learner draws by priority
+    mass, so one shard's draws lag what it was sent while the experiment as a whole is within
+    the ratio, and that shard would hold its actors back for nothing. Never less than its own,
+    so the rule is never stricter than one shard's, whose limit cannot hold while the
+    learner's allowance waits on it (the tolerance covers a batch).
     """
 
     def __init__(self, samples_per_insert: float, min_inserts: int, tolerance: int):
@@ -272,7 +274,7 @@ class SamplesPerInsertLimiter:
         if self._experiment is None:
             return float(buffer.total_sampled)
         inserted, sampled = self._experiment
-        return sampled * buffer.total_inserted / inserted
+        return max(float(buffer.total_sampled), sampled * buffer.total_inserted / inserted)
 
     def _insert_allowed(self, buffer: ReplayBuffer) -> bool:
         inserted = buffer.total_inserted

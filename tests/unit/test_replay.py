@@ -250,6 +250,17 @@ def test_limiter_credits_a_shard_with_its_share_of_the_experiments_draws():
     assert limiter.credited_draws(lagging) == 10
 
 
+def test_a_shard_is_never_credited_fewer_draws_than_its_own():
+    # One shard, a trickling learner that drew 1 024 rows: a report that lags them must not
+    # hold the shard, or it would wait on a learner whose allowance waits on the shard.
+    limiter = SamplesPerInsertLimiter(samples_per_insert=1.0, min_inserts=0, tolerance=1000)
+    buf = filled(1025)
+    buf.total_sampled = 1024
+    limiter.notify(experiment_inserted=1025, experiment_sampled=0)
+    assert limiter.credited_draws(buf) == 1024
+    assert limiter.wait_for_insert(buf, timeout=0.01)
+
+
 def test_of_two_shards_the_one_further_ahead_holds_first():
     limiter_a, limiter_b = (SamplesPerInsertLimiter(1.0, min_inserts=0, tolerance=5) for _ in range(2))
     a, b = filled(40), filled(20)

@@ -118,8 +118,10 @@ class ShardSampler:
             live = [a for a, size in self.sizes.items() if size > 0]
             counts = split_counts(batch_size, [self.masses.get(a, self.sizes[a]) if prioritized else self.sizes[a]
                                                for a in live])
-            # The totals let each shard's insert limit count its share of the experiment's draws.
-            inserted, sampled = sum(self.inserted.values()), sum(self.sampled.values())
+            # The totals, this round's draws included, let each shard's insert limit count its
+            # share of the experiment's draws.
+            inserted = sum(self.inserted.values())
+            sampled = sum(self.sampled.values()) + batch_size * num_batches
             calls = self._call_each("SampleBatch", {
                 a: buffer_pb.SampleBatchRequest(experiment_id=self.experiment_id, count=c * num_batches,
                                                 experiment_inserted=inserted, experiment_sampled=sampled)
