@@ -45,6 +45,8 @@ def test_two_experiments_run_side_by_side_on_a_standing_system(tmp_path):
         for name, seed in (("alpha", 1), ("beta", 2)):
             base["metadata"]["name"], base["spec"]["seed"] = name, seed
             base["spec"]["environment"]["replicas"] = base["spec"]["buffer"]["replicas"] = 1
+            if name == "beta":  # never evaluated, so it has no result when stopped (seen: one within 2 s)
+                base["spec"]["stop"]["evalIntervalUpdates"] = 10_000_000
             (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(base))
             started = kuberl("start", f"{name}.yaml")
             assert started.returncode == 0 and started.stdout.startswith(f"default/{name} started"), started.stderr
@@ -80,7 +82,7 @@ def test_two_experiments_run_side_by_side_on_a_standing_system(tmp_path):
             metadata = json.loads(str(f["metadata"]))
         assert (metadata["experiment"], metadata["policy_version"], metadata["is_result"]) == (
             "alpha", kept["version"], True)
-        unknown = kuberl("results", "--delete", "default/beta")  # stopped before any evaluation: no result
+        unknown = kuberl("results", "--delete", "default/beta")  # never evaluated: no result
         assert unknown.returncode == 3 and "NOT_FOUND" in unknown.stderr
         assert kuberl("results", "--delete", "default/alpha").returncode == 0
         assert "default/alpha" not in kuberl("results").stdout
