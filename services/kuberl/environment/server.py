@@ -81,11 +81,11 @@ class ShardWriter:
 
         With prioritized replay a shard holding inserts back is passed over at once while
         another shard may take the batch, and the writer waits on one only when every shard
-        holds (the limit's back-pressure): the learner draws by priority mass, and a shard's
-        limit, though it counts its share of the experiment's draws, counts its own when they
-        are more, so a shard that draws much can still hold while the experiment is not
-        ahead. Uniform replay keeps strict turns, which keep the shards evenly filled
-        (passing over let them drift to 12 867 / 6 953 / 12 605 rows under the old limit)."""
+        holds (the limit's back-pressure): the learner draws by priority mass, and a shard the
+        split gave no rows in the last round keeps the older totals it was sent, so it can
+        hold while the experiment is not ahead. Uniform replay keeps strict turns, which keep
+        the shards evenly filled (passing over let them drift to 12 867 / 6 953 / 12 605 rows
+        under the old limit)."""
         packed = pack_transitions(batch)
         passing, waiting = (buffer_pb.PushTransitionsRequest(experiment_id=self.experiment_id, batch=packed,
                                                              refuse_if_held=refuse) for refuse in (True, False))
