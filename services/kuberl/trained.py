@@ -161,7 +161,7 @@ def play(policy: TrainedPolicy, out: Path, episodes: int = 3, seed: int = FRESH_
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + episode)
             # A median cut costs ~30 ms a frame; mapping onto the episode's first frame's palette
-            # costs ~2 ms, and a rendered scene keeps its colours within an episode.
+            # costs ~2 ms. A colour that first shows later (a flame, a particle) takes the nearest one.
             first = Image.fromarray(env.render()).convert("P", palette=Image.Palette.ADAPTIVE)
             frames.append(first)
             total, step, done = 0.0, 0, False
