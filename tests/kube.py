@@ -12,6 +12,7 @@ A cluster of another kind is never used unless named: the tests create namespace
 the CRD and a Helm release, and a kubeconfig's current context may be somebody's production.
 
     python -m tests.kube prepare    # decide, build and start the local cluster if it is the one
+    python -m tests.kube prepare-compose    # only build Compose v2, for a run of the docker suite
     python -m tests.kube cleanup    # stop the local cluster if `prepare` started it
 """
 
@@ -323,6 +324,23 @@ def prepare() -> int:
     return 0
 
 
+def prepare_compose() -> int:
+    """tests/run.sh, before a run of the docker suite without the cluster suites: build Compose v2
+    (cached per machine) outside pytest's per-test timeout, as `prepare` does with the rest. A
+    machine that cannot build it leaves the test to use a `docker compose` plugin or say why not."""
+    from tests.localcluster import build
+
+    reason = build.why_not_buildable()
+    if reason:
+        print(f"[cluster] Compose v2 not built: {reason}")
+    else:
+        started = time.monotonic()
+        build.build(build.COMPOSE)
+        print(f"[cluster] stage build: {time.monotonic() - started:.0f}s (Compose v2)")
+    sys.stdout.flush()
+    return 0
+
+
 def cleanup() -> int:
     marker = _marker()
     if marker.exists():
@@ -336,7 +354,7 @@ def cleanup() -> int:
 
 
 if __name__ == "__main__":
-    actions = {"prepare": prepare, "cleanup": cleanup}
+    actions = {"prepare": prepare, "prepare-compose": prepare_compose, "cleanup": cleanup}
     if len(sys.argv) != 2 or sys.argv[1] not in actions:
         sys.exit(f"usage: python -m tests.kube {{{','.join(actions)}}}")
     sys.exit(actions[sys.argv[1]]())

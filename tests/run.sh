@@ -45,11 +45,16 @@ fi
 
 # The cluster suites' cluster: decided, built (once per machine) and started before pytest,
 # outside its per-test timeout. Not for a run of only other suites.
+# The docker suite's Compose v2 is built by `prepare` too, or alone for a run without the cluster.
 needs_cluster=1
+needs_compose=0
 if [ "$#" -gt 0 ]; then
   needs_cluster=0
   for arg in "$@"; do
-    case "$arg" in *e2e*|*operator*|*k8s*|*localcluster*|tests|tests/) needs_cluster=1 ;; esac
+    case "$arg" in
+      *e2e*|*operator*|*k8s*|*localcluster*|tests|tests/) needs_cluster=1 ;;
+      *docker*) needs_compose=1 ;;
+    esac
   done
 fi
 if [ "$needs_cluster" = 1 ]; then
@@ -58,6 +63,9 @@ if [ "$needs_cluster" = 1 ]; then
     if [ "${KUBERL_REQUIRE_ALL:-}" = 1 ]; then exit 1; fi
     echo "tests/run.sh: the cluster could not be prepared; its tests will say why" >&2
   fi
+elif [ "$needs_compose" = 1 ] && ! python3 -m tests.kube prepare-compose; then
+  if [ "${KUBERL_REQUIRE_ALL:-}" = 1 ]; then exit 1; fi
+  echo "tests/run.sh: Compose v2 could not be built; its test will say why" >&2
 fi
 stage_started=$SECONDS
 
