@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import pymysql
 
 from kuberl import pki
+from kuberl.local import free_port
 
 USER = "kuberl"
 PASSWORD = "kuberl-test-password"
@@ -79,9 +79,7 @@ class MariaDB:
                         "--auth-root-authentication-method=normal", "--skip-test-db",
                         *(["--user=mysql"] if as_root else [])],
                        check=True, capture_output=True, timeout=120)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            server.port = s.getsockname()[1]
+        server.port = free_port()
         authority = pki.make_authority(root / "tls", "ca", "kuberl test MariaDB CA")
         pki.issue(authority, root / "tls", "server", "mariadb", dns_names=("localhost",), ips=("127.0.0.1",),
                   server=True)

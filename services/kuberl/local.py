@@ -18,6 +18,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -53,10 +54,42 @@ LOCAL_CRASH_LOOP_RESTART_LIMIT = 5
 OBSERVE_TIMEOUT = 2.0
 
 
+# Listening ports come from below the kernel's ephemeral range: a port picked by binding 0 is
+# an ephemeral one, and any outgoing connection may take it before the replica binds it (CI saw
+# a shard fail to start on "Address already in use"). Outgoing connections never take these,
+# and Kubernetes' NodePorts (30000 and up) are above them.
+LISTEN_PORTS = (20000, 30000)
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
+def listen_port_range() -> tuple[int, int]:
+    """[low, high): LISTEN_PORTS, cut short where this machine's ephemeral range begins lower."""
+    low, high = LISTEN_PORTS
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768  # Linux's default
+    return low, max(low + 1000, min(high, ephemeral_low))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on, outside the ephemeral range, not handed out before here."""
+    low, high = listen_port_range()
+    rng = random.SystemRandom()
+    with _handed_out_lock:
+        for _ in range(200):
+            port = rng.randrange(low, high)
+            if port in _handed_out:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free loopback port in {low}..{high - 1}")
 
 
 def restart_delay(restarts: int) -> float:

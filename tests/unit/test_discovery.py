@@ -86,3 +86,20 @@ def test_discovery_returns_a_copy(monkeypatch):
     d = Discovery("svc:1", refresh_seconds=3600)
     d.addresses().append("junk")
     assert d.addresses() == ["10.0.0.1:1"]
+
+
+def test_free_ports_are_outside_the_ephemeral_range_distinct_and_not_listened_on(monkeypatch):
+    import socket
+
+    import kuberl.local as local
+    low, high = local.listen_port_range()
+    ports = [local.free_port() for _ in range(100)]
+    assert len(set(ports)) == 100
+    assert all(low <= p < high <= 65536 for p in ports)
+    with socket.socket() as held:
+        held.bind((local.LOOPBACK, 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        # Two ports to choose from, one listened on: only the other can come back.
+        monkeypatch.setattr(local, "listen_port_range", lambda: (taken, taken + 2))
+        assert local.free_port() == taken + 1
