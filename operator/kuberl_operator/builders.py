@@ -67,6 +67,9 @@ class Settings:
     crash_loop_restart_limit: int = 10
     # Where every child serves Prometheus metrics (the chart's metrics.port); None: nowhere.
     metrics_port: int | None = None
+    # How often status is observed and children re-applied (the chart's
+    # operator.observationIntervalSeconds): status lags the roles by up to this.
+    observation_seconds: float = 5.0
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -78,6 +81,13 @@ class Settings:
             raise ValueError(f"KUBERL_CHILD_RESOURCES: unknown roles {sorted(unknown)}; roles are {list(ROLES)}")
         placement = Placement.from_spec(json.loads(env.get("KUBERL_CHILD_PLACEMENT") or "{}"),
                                         "KUBERL_CHILD_PLACEMENT")
+        observation = env.get("KUBERL_OPERATOR_TIMER_SECONDS", str(default.observation_seconds))
+        try:
+            observation_seconds = float(observation)
+        except ValueError:
+            observation_seconds = float("nan")
+        if not 0 < observation_seconds < float("inf"):
+            raise ValueError(f"KUBERL_OPERATOR_TIMER_SECONDS: {observation!r} is not a positive number of seconds")
         return cls(image=env.get("KUBERL_IMAGE", default.image),
                    image_pull_policy=env.get("KUBERL_IMAGE_PULL_POLICY", default.image_pull_policy),
                    policy_address=env.get("KUBERL_POLICY_ADDRESS", default.policy_address),
@@ -90,7 +100,8 @@ class Settings:
                    ca_dir=env.get("KUBERL_CA_DIR") or None,
                    metrics_port=int(env["KUBERL_METRICS_PORT"]) if env.get("KUBERL_METRICS_PORT") else None,
                    crash_loop_restart_limit=int(env.get("KUBERL_CRASH_LOOP_RESTART_LIMIT",
-                                                        default.crash_loop_restart_limit)))
+                                                        default.crash_loop_restart_limit)),
+                   observation_seconds=observation_seconds)
 
 
 @dataclass(frozen=True)

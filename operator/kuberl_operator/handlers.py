@@ -43,8 +43,7 @@ SETTINGS = Settings.from_environ()
 # The CA that signs each experiment's certificates (only the operator mounts its key).
 AUTHORITY = (load_authority(Path(SETTINGS.ca_dir) / "tls.crt", Path(SETTINGS.ca_dir) / "tls.key")
              if SETTINGS.child_tls else None)
-# How often status is observed and children re-applied (tests set it lower).
-TIMER_SECONDS = float(os.environ.get("KUBERL_OPERATOR_TIMER_SECONDS", "5"))
+TIMER_SECONDS = SETTINGS.observation_seconds
 # Experiments observed at once: each visit may wait on its learner and on analytics.
 PARALLEL_VISITS = 8
 RELEASE_TIMEOUT = 5.0

@@ -16,8 +16,9 @@ NAMESPACE = "kuberl-e2e"
 RELEASE = "kuberl"
 CHART = REPO / "charts" / "kuberl"
 SMALL_NODE = CHART / "ci" / "small-node-values.yaml"
-# The operator's observation interval (the chart's default): status may lag the roles by this.
-OBSERVATION_SECONDS = 5.0
+# The operator's observation interval (the chart's operator.observationIntervalSeconds, shorter
+# than its default so that waits for status to catch up are short): status may lag the roles by this.
+OBSERVATION_SECONDS = 2.0
 CRASH_LOOP_RESTART_LIMIT = 2
 
 # Run inside a role's pod, over mutual TLS as that pod: its stats as JSON (GetLearnerStats on a
@@ -114,7 +115,8 @@ def helm_values(image: str, mariadb: str) -> list[str]:
     return ["-f", str(SMALL_NODE), "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
             "--set", "image.pullPolicy=Never", "--set", f"mysql.image.repository={mariadb_repository}",
             "--set-string", f"mysql.image.tag={mariadb_tag}", "--set", "mysql.image.pullPolicy=Never",
-            "--set", f"experiments.crashLoopRestartLimit={CRASH_LOOP_RESTART_LIMIT}"]
+            "--set", f"experiments.crashLoopRestartLimit={CRASH_LOOP_RESTART_LIMIT}",
+            "--set", f"operator.observationIntervalSeconds={OBSERVATION_SECONDS:g}"]
 
 
 def wait_phase(release: Release, name: str, phase: str, timeout: float) -> dict:

@@ -822,9 +822,10 @@ def test_network_policy_values() -> None:
         (("--set", "podSecurityContext.runAsUser=-1"), "runAsUser"),
         (("--set", "mysql.auth.password=hunter2"), "password"),
         (("--set", "externalDatabase.url=mysql://u:hunter2@db:3306/x"), "url"),
+        (("--set", "operator.observationIntervalSeconds=0"), "observationIntervalSeconds"),
     ],
     ids=["unknown-top-level", "unknown-nested", "unknown-in-list", "wrong-type-bool", "enum",
-         "enum-database", "quantity", "minimum", "no-password-value", "password-in-url"],
+         "enum-database", "quantity", "minimum", "no-password-value", "password-in-url", "observation-interval"],
 )
 @pytest.mark.parametrize("helm", HELMS, ids=lambda h: f"helm{h}")
 def test_schema_refuses(helm: str, args: tuple[str, ...], key: str) -> None:

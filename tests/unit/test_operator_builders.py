@@ -156,6 +156,14 @@ def test_settings_come_from_the_environment():
     assert Settings.from_environ({}) == Settings()
 
 
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "inf", "nan"])
+def test_an_observation_interval_that_is_not_positive_seconds_is_refused_naming_it(value):
+    assert Settings.from_environ({"KUBERL_OPERATOR_TIMER_SECONDS": "1.5"}).observation_seconds == 1.5
+    with pytest.raises(ValueError, match=f"KUBERL_OPERATOR_TIMER_SECONDS: '{value}' is not a positive"):
+        Settings.from_environ({"KUBERL_OPERATOR_TIMER_SECONDS": value})
+
+
 def test_children_are_plain_yaml_serialisable():
     for child in desired_children(experiment(), SETTINGS, Phase.RUNNING):
         assert yaml.safe_load(yaml.safe_dump(child)) == child
