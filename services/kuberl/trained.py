@@ -138,10 +138,17 @@ def from_policy_role(address: str, manifest: Manifest | None, experiment_id: str
     return _policy(manifest, unpack_weights(reply.weights), reply.weights.version, False, None)
 
 
+def _acting_params(policy: TrainedPolicy) -> Params:
+    """The weights in float64 for evaluate and play: in float32 a row's Q-values move by ~1e-3
+    with the batch it is computed in (BLAS blocks differently), which flips near-tied actions,
+    so `play --seed S` would not replay the episode `evaluate` scored on seed S."""
+    return [p.astype(np.float64) for p in policy.params]
+
+
 def fresh_returns(policy: TrainedPolicy, episodes: int, seed: int = FRESH_SEED) -> np.ndarray:
     """Returns of `episodes` greedy episodes on seeds seed, seed + 1, ..."""
     cfg = policy.manifest.config
-    return greedy_returns(policy.net, policy.params, cfg.env_id, episodes, cfg.environment.max_episode_steps, seed,
+    return greedy_returns(policy.net, _acting_params(policy), cfg.env_id, episodes, cfg.environment.max_episode_steps, seed,
                           cfg.env_kwargs)
 
 
@@ -155,6 +162,7 @@ def play(policy: TrainedPolicy, out: Path, episodes: int = 3, seed: int = FRESH_
     env = make_rendering_env(cfg.env_id, cfg.environment.max_episode_steps, cfg.env_kwargs)
     env_fps = int(env.metadata.get("render_fps") or max_fps)
     every = max(1, round(env_fps / max_fps))
+    params = _acting_params(policy)
     frames: list[Image.Image] = []
     returns = []
     try:
@@ -166,7 +174,7 @@ def play(policy: TrainedPolicy, out: Path, episodes: int = 3, seed: int = FRESH_
             frames.append(first)
             total, step, done = 0.0, 0, False
             while not done:
-                action = int(policy.net.greedy_actions(policy.params, np.asarray(obs, np.float32)[None])[0])
+                action = int(policy.net.greedy_actions(params, np.asarray(obs, np.float32)[None])[0])
                 obs, reward, terminated, truncated, _ = env.step(action)
                 total += float(reward)
                 step += 1

@@ -16,7 +16,7 @@ from PIL import Image
 
 from kuberl.nets import QNetwork
 from kuberl.policy.core import read_policy
-from kuberl.trained import from_run
+from kuberl.trained import FRESH_SEED, fresh_returns, from_run
 from tests.conftest import REPO
 from tests.policies import assert_acts_alike
 
@@ -57,8 +57,11 @@ def test_play_writes_a_gif_of_episodes_that_score_what_evaluation_said(solved_ru
     assert done.returncode == 0, done.stderr
     returns = [float(r) for r in re.search(r"returns ([\d., ]+)$", done.stdout.strip()).group(1).split(", ")]
     assert len(returns) == 2
-    evaluated = from_run(solved_run).evaluation.mean_return
-    assert evaluated >= 475 and np.mean(returns) >= 475
+    # The run's 100-episode check averages >= 475 yet single episodes may end early, so play is
+    # held to the episodes evaluation scores on the same seeds, not to the target.
+    policy = from_run(solved_run)
+    assert policy.evaluation.mean_return >= 475
+    assert returns == [round(float(r), 1) for r in fresh_returns(policy, 2, FRESH_SEED)]
     gif = Image.open(solved_run / "play.gif")
     assert gif.format == "GIF" and gif.size == (600, 400)
     assert gif.n_frames > 100  # two episodes of hundreds of steps, every other frame
