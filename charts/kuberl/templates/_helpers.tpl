@@ -174,14 +174,16 @@ tolerations:
 
 {{/*
 Readiness and liveness probes of a gRPC role: the standard gRPC health service on its port.
-Call with the port number.
+Call with the port number. Readiness is probed every 3 s, as on the operator's children: a
+replica that restarts or rolls gets its traffic back seconds after it listens, not at the next
+10 s tick (a health check on the pod's own port costs next to nothing).
 */}}
 {{- define "kuberl.grpcProbes" -}}
 readinessProbe:
   grpc:
     port: {{ . }}
-  initialDelaySeconds: 2
-  periodSeconds: 10
+  initialDelaySeconds: 1
+  periodSeconds: 3
   timeoutSeconds: 5
 livenessProbe:
   grpc:
