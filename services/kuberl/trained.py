@@ -148,8 +148,8 @@ def _acting_params(policy: TrainedPolicy) -> Params:
 def fresh_returns(policy: TrainedPolicy, episodes: int, seed: int = FRESH_SEED) -> np.ndarray:
     """Returns of `episodes` greedy episodes on seeds seed, seed + 1, ..."""
     cfg = policy.manifest.config
-    return greedy_returns(policy.net, _acting_params(policy), cfg.env_id, episodes, cfg.environment.max_episode_steps, seed,
-                          cfg.env_kwargs)
+    return greedy_returns(policy.net, _acting_params(policy), cfg.env_id, episodes, cfg.environment.max_episode_steps,
+                          seed, cfg.env_kwargs)
 
 
 def play(policy: TrainedPolicy, out: Path, episodes: int = 3, seed: int = FRESH_SEED, max_fps: int = 25

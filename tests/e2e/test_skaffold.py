@@ -59,17 +59,13 @@ def skaffold(kube_cluster: TestCluster, project_image, tmp_path_factory: pytest.
     kube_cluster.kubectl("delete", "namespace", SKAFFOLD_NAMESPACE, "--wait=false", check=False)
 
 
-def operator_image(cluster: TestCluster) -> str:
-    deployment = cluster.get_json("deployment", "kuberl-operator", namespace=SKAFFOLD_NAMESPACE)
-    return deployment["spec"]["template"]["spec"]["containers"][0]["image"]
-
-
 def assert_the_chart_got_the_image_skaffold_built(cluster: TestCluster) -> str:
-    image = operator_image(cluster)
+    """The operator's image, after checking it is skaffold's tag and what the operator hands on."""
+    deployment = cluster.get_json("deployment", "kuberl-operator", namespace=SKAFFOLD_NAMESPACE)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    image = container["image"]
     assert re.fullmatch(r"kuberl:[0-9a-f]{64}", image), image  # skaffold's tag, handed to the chart
     # The operator hands the same image to the experiments it creates.
-    container = cluster.get_json("deployment", "kuberl-operator", namespace=SKAFFOLD_NAMESPACE)["spec"]["template"][
-        "spec"]["containers"][0]
     assert {e["name"]: e.get("value") for e in container["env"]}["KUBERL_IMAGE"] == image
     return image
 
