@@ -71,6 +71,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                         "KUBERL_DATABASE_PASSWORD or the file named by KUBERL_DATABASE_PASSWORD_FILE)")
     p.add_argument("--node-name", default=_env("NODE_NAME", ""), help="name this replica reports metrics as")
     p.add_argument("--port-file", type=Path, help="write the bound port here once serving (for launchers)")
+    p.add_argument("--lifeline-fd", type=int, default=None,
+                   help="stop, as on SIGTERM, when this inherited pipe's other end closes: a launcher holds it, so "
+                        "its roles stop when it dies, even by SIGKILL (for launchers)")
     p.add_argument("--kubernetes-namespace", default=os.environ.get("KUBERL_KUBERNETES_NAMESPACE"),
                    help="experiment role only: keep experiments as RLExperiment objects in this namespace "
                         "(cluster mode) instead of driving the roles itself")
@@ -440,6 +443,9 @@ def status(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format=f"%(asctime)s {args.role} %(levelname)s %(name)s: %(message)s")
+    if args.lifeline_fd is not None:
+        from kuberl.rpc import stop_when_closed
+        stop_when_closed(args.lifeline_fd)
     if not args.insecure and args.tls_dir is None:
         print(f"kuberl serve {args.role}: no identity: pass --tls-dir (or KUBERL_TLS_DIR), or --insecure to serve "
               "plaintext with no authentication", file=sys.stderr)

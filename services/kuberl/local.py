@@ -171,6 +171,10 @@ class LocalCluster:
                     args += ["--tls-dir", str(identity.directory)]
                 self.replicas[role].append(ReplicaProcess(role, i, port, metrics_port, args,
                                                           self.workdir / f"{role}-{i}.log"))
+        # Every role inherits the read end and stops when it reads end of file: when this
+        # process dies, however it dies, the kernel closes the write end (no other process
+        # holds it: pipes are not inherited unless passed).
+        self._lifeline_read, self._lifeline_write = os.pipe()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -188,8 +192,9 @@ class LocalCluster:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, "1")
         log = open(replica.log_path, "ab")
-        replica.process = subprocess.Popen([sys.executable, "-m", "kuberl.cli", *replica.args], stdout=log,
-                                           stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        replica.process = subprocess.Popen(
+            [sys.executable, "-m", "kuberl.cli", *replica.args, "--lifeline-fd", str(self._lifeline_read)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, pass_fds=(self._lifeline_read,))
         log.close()
         replica.started_at, replica.restart_at = time.monotonic(), None
         self._write_state()
@@ -304,6 +309,10 @@ class LocalCluster:
                 except subprocess.TimeoutExpired:
                     replica.process.kill()
                     replica.process.wait()
+        if self._lifeline_write >= 0:  # not on a second stop: the numbers may be another file's by then
+            os.close(self._lifeline_read)
+            os.close(self._lifeline_write)
+            self._lifeline_read = self._lifeline_write = -1
         use_tls(self._tls_before)
 
     def __enter__(self) -> LocalCluster:

@@ -8,9 +8,11 @@ unauthorized."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -168,6 +170,21 @@ class Server:
         if self.health_server is not None:
             self.health_server.stop(0)
         self.grpc_server.stop(grace).wait()
+
+
+def stop_when_closed(fd: int) -> None:
+    """SIGTERM to this process once the pipe `fd` reads end of file: its launcher held the other
+    end, and a dead launcher's descriptors are closed by the kernel however it died (SIGKILL
+    included), so its roles stop and snapshot instead of running on orphaned."""
+
+    def watch() -> None:
+        with contextlib.suppress(OSError):
+            while os.read(fd, 1):
+                pass
+        log.info("launcher gone (its lifeline closed), shutting down")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
 
 
 def serve_until_signalled(server: Server, on_stop: Callable[[], None], grace: float = 5.0) -> None:

@@ -86,11 +86,12 @@ def shard_stats(port: int) -> buffer_pb.ReplayStats | None:
 
 
 def alive(pid: int) -> bool:
+    """Running, or stopped: not gone and not a zombie (an orphan's zombie lingers until pid 1 reaps it)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 @pytest.mark.parametrize("role", RUN_ROLES)
@@ -148,3 +149,33 @@ def test_a_role_that_cannot_start_fails_the_run_after_the_cap_and_leaves_nothing
     assert "buffer-0.log" in out, "the message names the log to read"
     left = [name for name, r in replicas(run_dir).items() if r["pid"] and alive(r["pid"])]
     assert left == []
+
+
+@pytest.mark.timeout(300)
+def test_a_run_killed_with_sigkill_leaves_no_role_running(tmp_path):
+    """SIGKILL cannot be caught, so the run cannot stop its roles: each one sees its lifeline
+    close and stops itself, through the SIGTERM path's drain and snapshot."""
+    run_dir = tmp_path / "run"
+    proc = kuberl_run(write_manifest(tmp_path), "--output", str(run_dir))
+    roles: dict[str, dict] = {}
+    try:
+        wait_for(lambda: (view := learner(run_dir)) and view.updates >= 100, 90, "training to start")
+        roles = replicas(run_dir)
+        assert {r["role"] for r in roles.values()} == set(RUN_ROLES)
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while (running := [name for name, r in roles.items() if alive(r["pid"])]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert running == [], "these roles outlived the run"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for r in roles.values():  # nothing left behind for the rest of the suite, whatever failed
+            if alive(r["pid"]):
+                os.kill(r["pid"], signal.SIGKILL)
+    for name in roles:
+        log = (run_dir / f"{name}.log").read_text()
+        assert "launcher gone (its lifeline closed), shutting down" in log and log.rstrip().endswith("stopped"), \
+            f"{name} did not stop through its drain:\n{log[-2000:]}"
+    assert list((run_dir / "buffer-0").glob("*.npz")), "the shard snapshotted its replay on the way out"
