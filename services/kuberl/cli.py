@@ -591,10 +591,14 @@ def main(argv: list[str] | None = None) -> int:
         return start(args)
     if args.command == "stop":
         return stop(args)
+    from kuberl.local import listen_port_range, run_manifest, run_standing_system
+    try:
+        listen_port_range()  # the range its roles' ports come from: refused before anything starts
+    except ConfigError as err:
+        print(f"kuberl {args.command}: {err}", file=sys.stderr)
+        return ExitCode.USAGE
     if args.command == "up":
-        from kuberl.local import run_standing_system
         return run_standing_system(args.dir, args.environments, args.buffers, args.experiment_port, args.database)
-    from kuberl.local import run_manifest
     return run_manifest(args.manifest, args.output, timeout=args.timeout, progress=not args.no_progress,
                         database_url=args.database, resume=args.resume, dashboard=args.dashboard)
 

@@ -64,7 +64,19 @@ _handed_out_lock = threading.Lock()
 
 
 def listen_port_range() -> tuple[int, int]:
-    """[low, high): LISTEN_PORTS, cut short where this machine's ephemeral range begins lower."""
+    """[low, high): KUBERL_LISTEN_PORTS ("LOW-HIGH", both included) when set, so that launchers
+    side by side can each have their own; else LISTEN_PORTS, cut short where this machine's
+    ephemeral range begins lower."""
+    wanted = os.environ.get("KUBERL_LISTEN_PORTS")
+    if wanted:
+        low_text, _, high_text = wanted.partition("-")
+        try:
+            low, high = int(low_text), int(high_text) + 1
+        except ValueError:
+            low = high = 0
+        if not 1024 <= low < high <= 65536:
+            raise ConfigError("KUBERL_LISTEN_PORTS", f"{wanted!r} is not a range LOW-HIGH of ports from 1024 to 65535")
+        return low, high
     low, high = LISTEN_PORTS
     try:
         ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])

@@ -32,6 +32,15 @@ def test_a_missing_run_is_a_usage_error_on_stderr(tmp_path, monkeypatch, capsys)
     assert not captured.out and "nothing-here" in captured.err
 
 
+@pytest.mark.parametrize("command", [["run", "examples/cartpole.yaml"], ["up"]])
+def test_a_bad_listen_port_range_is_a_usage_error_before_anything_starts(tmp_path, monkeypatch, capsys, command):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KUBERL_LISTEN_PORTS", "30000-20000")
+    assert main(command) == ExitCode.USAGE
+    assert "KUBERL_LISTEN_PORTS: '30000-20000' is not a range" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [], "no run directory, no roles"
+
+
 @pytest.mark.parametrize("flag, env", [(["--result-retention-seconds", "-5"], None), ([], "-1")])
 def test_a_negative_result_retention_is_a_usage_error_naming_the_flag(monkeypatch, capsys, flag, env):
     if env is not None:

@@ -103,3 +103,17 @@ def test_free_ports_are_outside_the_ephemeral_range_distinct_and_not_listened_on
         # Two ports to choose from, one listened on: only the other can come back.
         monkeypatch.setattr(local, "listen_port_range", lambda: (taken, taken + 2))
         assert local.free_port() == taken + 1
+
+
+def test_free_ports_come_from_the_range_the_environment_names(monkeypatch):
+    import kuberl.local as local
+    from kuberl.config import ConfigError
+
+    monkeypatch.setenv("KUBERL_LISTEN_PORTS", "21000-21009")
+    assert local.listen_port_range() == (21000, 21010)
+    ports = {local.free_port() for _ in range(5)}
+    assert ports <= set(range(21000, 21010)) and len(ports) == 5
+    for bad in ("21000", "a-b", "22000-21000", "80-90", "60000-70000"):
+        monkeypatch.setenv("KUBERL_LISTEN_PORTS", bad)
+        with pytest.raises(ConfigError, match="KUBERL_LISTEN_PORTS"):
+            local.listen_port_range()
