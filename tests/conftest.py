@@ -31,32 +31,10 @@ def _suite(nodeid: str) -> str:
     return "/".join(parts[:2]) if len(parts) > 2 else parts[0]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Under pytest-xdist, each worker hands out local ports from its own slice of the range
-    (it and the `kuberl run`s it starts): two workers could otherwise pick the same free port
-    before either bound it."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker and "KUBERL_LISTEN_PORTS" not in os.environ:
-        from kuberl.local import listen_port_range
-
-        low, high = listen_port_range()
-        share = (high - low) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
-        first = low + int(worker.removeprefix("gw")) * share
-        os.environ["KUBERL_LISTEN_PORTS"] = f"{first}-{first + share - 1}"
-
-
-# The suites that share the cluster and the Docker engine (images, the local cluster's node,
-# a release's namespace) run one after the other on one xdist worker; the rest spread.
-SHARED_MACHINE_SUITES = ("tests/docker", "tests/e2e", "tests/localcluster", "tests/operator")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        if "kube_cluster" in fixtures:
+        if "kube_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.cluster)
-        if _suite(item.nodeid) in SHARED_MACHINE_SUITES or fixtures & {"kube_cluster", "docker_engine"}:
-            item.add_marker(pytest.mark.xdist_group("shared-machine"))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -69,10 +69,7 @@ elif [ "$needs_compose" = 1 ] && ! python3 -m tests.kube prepare-compose; then
 fi
 stage_started=$SECONDS
 
-# Two workers (pytest-xdist): the suites on the cluster and the Docker engine one after another
-# on one (tests/conftest.py groups them), the other suites spread beside them; the first
-# mostly waits on pods, leaving a core to the second. KUBERL_TEST_WORKERS=0 runs in one process.
 status=0
-python3 -m pytest -n "${KUBERL_TEST_WORKERS:-2}" --dist loadgroup "$@" || status=$?
+python3 -m pytest "$@" || status=$?
 stage pytest
 exit "$status"
