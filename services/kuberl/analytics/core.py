@@ -238,12 +238,18 @@ SQLITE_SCHEMA = (
 class _SQLiteTransaction:
     def __init__(self, db: sqlite3.Connection):
         self.db = db
+        self.cursor: sqlite3.Cursor | None = None
 
     def __enter__(self) -> sqlite3.Cursor:
         self.db.execute("BEGIN")
-        return self.db.cursor()
+        self.cursor = self.db.cursor()
+        return self.cursor
 
     def __exit__(self, exc_type: object, *_: object) -> None:
+        # Closed here, under the store's lock: a cursor left to the garbage collector resets its
+        # statement whenever the caller's frame goes, after the lock is released, while another
+        # thread uses the connection (CI saw "bad parameter or other API misuse").
+        self.cursor.close()
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
