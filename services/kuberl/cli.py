@@ -444,6 +444,11 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format=f"%(asctime)s {args.role} %(levelname)s %(name)s: %(message)s")
     if args.lifeline_fd is not None:
+        try:
+            os.fstat(args.lifeline_fd)
+        except OSError as err:  # else the watcher would read an error as its launcher's death
+            print(f"kuberl serve {args.role}: --lifeline-fd {args.lifeline_fd}: {err.strerror}", file=sys.stderr)
+            return ExitCode.USAGE
         from kuberl.rpc import stop_when_closed
         stop_when_closed(args.lifeline_fd)
     if not args.insecure and args.tls_dir is None:

@@ -41,6 +41,11 @@ def test_a_bad_listen_port_range_is_a_usage_error_before_anything_starts(tmp_pat
     assert list(tmp_path.iterdir()) == [], "no run directory, no roles"
 
 
+def test_a_lifeline_fd_that_is_not_open_is_a_usage_error(capsys):
+    assert main(["serve", "policy", "--insecure", "--port", "0", "--lifeline-fd", "987"]) == ExitCode.USAGE
+    assert "--lifeline-fd 987: Bad file descriptor" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("flag, env", [(["--result-retention-seconds", "-5"], None), ([], "-1")])
 def test_a_negative_result_retention_is_a_usage_error_naming_the_flag(monkeypatch, capsys, flag, env):
     if env is not None:
