@@ -67,6 +67,7 @@ def docker_engine():
     except engine.DockerUnavailable as err:
         skip_or_fail(f"no Docker engine: {err}")
     yield
+    engine.prune_replaced_builds()
     if started is not None:
         started.terminate()
         started.wait(timeout=60)

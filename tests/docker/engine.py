@@ -27,6 +27,7 @@ PROJECT_IMAGE = "kuberl:test"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
 DOCKERD_LOG = Path(tempfile.gettempdir()) / "kuberl-dockerd.log"
+TESTS_LABEL = "dev.kuberl.built-by=tests"
 
 
 class DockerUnavailable(RuntimeError):
@@ -104,10 +105,24 @@ def ensure_base_image() -> str:
     return tag
 
 
+def build(tag: str, context: Path | str, base: str | None = None, timeout: float = 1800) -> str:
+    """`docker build` of the Dockerfile in `context` as `tag` (on `base` as BASE_IMAGE), labelled
+    as the tests' own so that `prune_replaced_builds` may remove it once a rebuild takes its tag."""
+    base_arg = ["--build-arg", f"BASE_IMAGE={base}"] if base else []
+    docker("build", *base_arg, "--label", TESTS_LABEL, "-t", tag, str(context), timeout=timeout)
+    return tag
+
+
+def prune_replaced_builds() -> None:
+    """Removes the tests' images that a rebuild has taken the tag from: one per changed build, they
+    filled the disk (11 GB after ~70 test runs). The build cache stays, and so do other images."""
+    docker("image", "prune", "--force", "--filter", f"label={TESTS_LABEL}", timeout=600)
+
+
 def build_project_image(base: str) -> tuple[str, float]:
     """The repo's Dockerfile built on `base`; returns the image and the seconds the build took."""
     started = time.monotonic()
-    docker("build", "--build-arg", f"BASE_IMAGE={base}", "-t", PROJECT_IMAGE, str(REPO), timeout=1800)
+    build(PROJECT_IMAGE, REPO, base)
     return PROJECT_IMAGE, time.monotonic() - started
 
 

@@ -53,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
             tag = os.environ["IMAGE"]  # set by skaffold: repository:tag it chose
             engine.ensure_engine()
-            engine.docker("build", "--build-arg", f"BASE_IMAGE={engine.ensure_base_image()}", "-t", tag,
-                          args.directory, timeout=1800)
+            engine.build(tag, args.directory, engine.ensure_base_image())
             # Without a registry skaffold deploys `repository:<image id>` (what it loads into kind):
             # the cluster needs the image under that name too.
             image_id = engine.docker("image", "inspect", tag, "--format", "{{.Id}}").stdout.decode().strip()

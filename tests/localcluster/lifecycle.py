@@ -35,6 +35,7 @@ def up(layout: Layout | None = None, log=print) -> Layout:
     cluster.start_control_plane_and_node(layout, wanted["pause"], log)
     for tag in wanted.values():
         images.import_image(layout, tag)
+    log(f"[localcluster] dropped {images.drop_stale_images(layout)} stale image references")
     apply(layout, addons.coredns(wanted["coredns"])
           + addons.local_path_storage(wanted["local-path"], wanted["helper"], str(layout.volumes)))
     cluster.kubectl(layout, "wait", "--for=condition=Ready", f"node/{cluster.NODE_NAME}", "--timeout=120s",
