@@ -57,14 +57,8 @@ if [ "$#" -gt 0 ]; then
     esac
   done
 fi
-cluster_stream=
-on_exit() {
-  # A background job ignores the terminal's Ctrl-C: stop the cluster stream with the script.
-  if [ -n "$cluster_stream" ]; then kill "$cluster_stream" 2>/dev/null || true; fi
-  if [ "$needs_cluster" = 1 ]; then python3 -m tests.kube cleanup; fi
-}
-trap on_exit EXIT
 if [ "$needs_cluster" = 1 ]; then
+  trap 'python3 -m tests.kube cleanup' EXIT
   if ! python3 -m tests.kube prepare; then
     if [ "${KUBERL_REQUIRE_ALL:-}" = 1 ]; then exit 1; fi
     echo "tests/run.sh: the cluster could not be prepared; its tests will say why" >&2
@@ -74,28 +68,8 @@ elif [ "$needs_compose" = 1 ] && ! python3 -m tests.kube prepare-compose; then
   echo "tests/run.sh: Compose v2 could not be built; its test will say why" >&2
 fi
 stage_started=$SECONDS
-pytest_started=$SECONDS
 
 status=0
-if [ "$#" -gt 0 ] || [ "${KUBERL_TEST_STREAMS:-2}" = 1 ]; then
-  python3 -m pytest "$@" || status=$?
-else
-  # The whole suite in two streams at once: the cluster suites spend most of their time
-  # waiting for pods, the others mostly compute, so side by side they share the two cores
-  # instead of taking turns. The cluster stream's output follows the other's.
-  cluster_suites=(tests/e2e tests/operator tests/localcluster)
-  cluster_log=$(mktemp -t kuberl-cluster-suites.XXXXXX)
-  python3 -m pytest "${cluster_suites[@]}" > "$cluster_log" 2>&1 &
-  cluster_stream=$!
-  python3 -m pytest "${cluster_suites[@]/#/--ignore=}" || status=$?
-  stage "pytest of the other suites"
-  echo "[tests/run.sh] the cluster suites (${cluster_suites[*]}), run beside them:" >&2
-  tail -n +1 -f --pid="$cluster_stream" "$cluster_log"
-  wait "$cluster_stream" || status=$?
-  cluster_stream=
-  rm -f "$cluster_log"
-  stage "pytest of the cluster suites (after the others)"
-fi
-stage_started=$pytest_started
+python3 -m pytest "$@" || status=$?
 stage pytest
 exit "$status"

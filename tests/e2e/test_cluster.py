@@ -22,9 +22,7 @@ from tests.conftest import REPO
 from tests.e2e.release import CRASH_LOOP_RESTART_LIMIT, OBSERVATION_SECONDS, RELEASE, Release, helm_values, wait_phase
 from tests.waiting import wait_for
 
-# Each wait bounds itself; the hang guard is wider than pytest's default because pod starts
-# slow down while tests/run.sh runs the other suites beside these.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.slow
 CARTPOLE = REPO / "examples" / "cartpole.yaml"
 MARATHON = "marathon"
 

@@ -22,9 +22,7 @@ from tests.conftest import REPO, skip_or_fail
 from tests.kube import TestCluster
 from tests.waiting import wait_for
 
-# Each wait bounds itself; the hang guard is wider than pytest's default because pod starts
-# slow down while tests/run.sh runs the other suites beside these.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.slow
 SKAFFOLD_NAMESPACE = "kuberl"  # skaffold.yaml's release namespace
 
 
