@@ -101,6 +101,24 @@ class Release:
         kinds = {"environment": "deployment", "buffer": "statefulset", "learner": "deployment"}
         return {role: self.get(kind, f"{experiment}-{role}")["spec"]["replicas"] for role, kind in kinds.items()}
 
+    def table_row(self, name: str) -> tuple[dict[str, object], dict]:
+        """The RLExperiment as the Table `kubectl get` asks the API server for (cells by column
+        name), with the object those cells were computed from: one read, so a status write
+        cannot fall between the two."""
+        client = self.cluster.api_client()
+        try:
+            request = client.param_serialize(
+                "GET", f"/apis/kuberl.dev/v1alpha1/namespaces/{self.namespace}/rlexperiments/{name}",
+                query_params=[("includeObject", "Object")],
+                header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
+            response = client.call_api(*request[:4], _request_timeout=30)
+            response.read()
+            table = json.loads(response.data)
+        finally:
+            client.close()
+        (row,) = table["rows"]
+        return {c["name"]: cell for c, cell in zip(table["columnDefinitions"], row["cells"])}, row["object"]
+
     def printed(self, name: str) -> dict[str, str | None]:
         """`kubectl get rlx NAME` as column -> cell (None where the cell is empty), cut at the
         header's column starts: an empty cell leaves no word to split on."""

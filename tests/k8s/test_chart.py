@@ -27,8 +27,10 @@ CHART = REPO / "charts" / "kuberl"
 CRD_PATH = CHART / "crds" / "rlexperiments.kuberl.dev.yaml"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 HELMS = ("3", "4")
-RELEASE, NAMESPACE = "kuberl", "rl"
-FULLNAME = "kuberl"  # the release name contains the chart name: helm create's rule
+# Not "kuberl": the server-side dry runs create the chart's ClusterRoles, which would meet those
+# of a release a user (or the e2e suite) has installed under the usual name.
+RELEASE, NAMESPACE = "kuberl-dry-run", "rl"
+FULLNAME = RELEASE  # the release name contains the chart name: helm create's rule
 GRPC_PORTS = {"experiment": 50053, "policy": 50056, "analytics": 50052}
 METRICS_PORT = 9090  # values.yaml metrics.port
 CHILD_PORTS = {"environment": 50050, "buffer": 50051, "learner": 50054}
