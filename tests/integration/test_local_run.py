@@ -61,6 +61,10 @@ def test_kuberl_run_solves_cartpole_with_two_actors_and_two_shards(tmp_path):
         assert all(p.value > 0 for p in sizes[-2:])
         evals, _ = store.query(Query("default/cartpole", "charts/eval_return"))
         assert evals[-1].value >= 475
+        # What held training, second by second: a share of each second, from the learner.
+        waits, _ = store.query(Query("default/cartpole", "learner/waiting_for_data"))
+        assert waits and {p.node_name for p in waits} == {"learner-0"}
+        assert all(0.0 <= p.value <= 1.0 for p in waits)
     finally:
         store.close()
     # Every child stopped: each role's log ends with its shutdown.

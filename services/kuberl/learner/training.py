@@ -620,16 +620,20 @@ class TrainingRun:
 
     def _train_loop(self) -> None:
         last_report, updates_at_report = time.monotonic(), self.trainer.updates
+        waited = 0.0  # seconds since the last report the update thread had no batch to learn from
         try:
             while not self._stop.is_set():
                 stop = self.config.stop  # read each round: reconfigure() may replace it
                 if self.sampler.env_steps >= stop.max_env_steps:
                     self._budget_spent()
                     return
+                wait_started = time.monotonic()
                 try:
                     batches = self._batches.get(timeout=0.1)
                 except queue.Empty:
                     continue
+                finally:
+                    waited += time.monotonic() - wait_started
                 if self.state == pb.TRAINING_STATE_WAITING_FOR_DATA:
                     with self._verdict_lock:
                         if self.state == pb.TRAINING_STATE_WAITING_FOR_DATA:
@@ -637,8 +641,8 @@ class TrainingRun:
                 self._learn(batches)
                 now = time.monotonic()
                 if self.metrics is not None and now - last_report >= 1.0:
-                    self._report(now - last_report, self.trainer.updates - updates_at_report)
-                    last_report, updates_at_report = now, self.trainer.updates
+                    self._report(now - last_report, self.trainer.updates - updates_at_report, waited)
+                    last_report, updates_at_report, waited = now, self.trainer.updates, 0.0
         except Exception as err:
             self.fail(err)
 
@@ -660,11 +664,14 @@ class TrainingRun:
                 self._hand_to_evaluator(updates)
         self.sampler.send_priorities(draws, td_errors)
 
-    def _report(self, seconds: float, updates: int) -> None:
+    def _report(self, seconds: float, updates: int, waited: float) -> None:
         assert self.metrics is not None
         step = self.sampler.env_steps
+        # waiting_for_data says what holds training: near 0 the update itself (the learner is the
+        # bottleneck), near 1 the data (the samples-per-insert limit, or sampling round trips).
         for name, value in (("losses/td_loss", self.trainer.last_loss), ("losses/q_values", self.trainer.mean_q),
                             ("learner/updates_per_second", updates / seconds),
+                            ("learner/waiting_for_data", min(1.0, waited / seconds)),
                             ("learner/policy_version", self.publisher.version)):
             if math.isfinite(value):
                 self.metrics.record(self.experiment_id, name, value, step)
