@@ -608,8 +608,8 @@ def bench_solve(seeds: list[int], workdir: Path, timeout: float, sb3: str | None
     held = [w >= HELD_BY_DATA for w in waits]
     rows.append(Row("goal 2: learner updates/s during the run, of its in-process rate",
                     f"median {fmt_num(statistics.median(during)) if during else '?'}/s of {fmt_num(core)}/s in-process; "
-                    f"update thread waiting for data {statistics.median(waits):.0%} of the time (median), "
-                    f"held by data in {sum(held)}/{len(waits)} runs" if waits else "no waiting_for_data recorded",
+                    + (f"update thread waiting for data {statistics.median(waits):.0%} of the time (median), "
+                       f"held by data in {sum(held)}/{len(waits)} runs" if waits else "no waiting_for_data recorded"),
                     f"{statistics.median(during) / core:.2f}" if during else "?", "x", ">= 0.70x unless data held it"))
     fresh = [r.fresh_return for r in runs if r.fresh_return is not None]
     rows.append(Row("goal 3: the result scored on 100 fresh episodes",

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 
 from kuberl.config import scoped_experiment_id
+from kuberl.crd import API_GROUP, PLURAL, VERSION
 from tests.conftest import REPO
 from tests.kube import TestCluster
 from tests.waiting import wait_for
@@ -108,7 +109,7 @@ class Release:
         client = self.cluster.api_client()
         try:
             request = client.param_serialize(
-                "GET", f"/apis/kuberl.dev/v1alpha1/namespaces/{self.namespace}/rlexperiments/{name}",
+                "GET", f"/apis/{API_GROUP}/{VERSION}/namespaces/{self.namespace}/{PLURAL}/{name}",
                 query_params=[("includeObject", "Object")],
                 header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
             response = client.call_api(*request[:4], _request_timeout=30)
